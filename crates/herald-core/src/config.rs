@@ -1,0 +1,139 @@
+//! The resolved configuration a notifier is built from (Flux's "notifier options").
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::{Masker, ProviderType, SecretBytes, SecretString};
+
+/// Everything a provider needs, resolved from its `Provider` manifest and the `Secret`s it
+/// references (see [`crate::manifest::ManifestSet::provider_config`]). Families turn it into
+/// their own typed configuration and reject what they cannot use.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// The Provider's namespace.
+    pub namespace: String,
+    /// The Provider's name.
+    pub name: String,
+    /// `spec.type`.
+    pub provider_type: ProviderType,
+    /// `spec.address`, or the Secret's `address` (trimmed). Kept secret: webhook URLs carry
+    /// tokens.
+    pub address: SecretString,
+    /// Whether the address came from a Secret (it is then masked in every message).
+    pub address_from_secret: bool,
+    /// `spec.channel`.
+    pub channel: String,
+    /// `spec.username`, or the Secret's `username`.
+    pub username: String,
+    /// The Secret's `password`.
+    pub password: Option<SecretString>,
+    /// The Secret's `token` (raw, not trimmed).
+    pub token: Option<SecretString>,
+    /// The Secret's `headers` (a YAML map), in order of name.
+    pub headers: BTreeMap<String, SecretString>,
+    /// The proxy, from `spec.proxySecretRef`, the Secret's `proxy` or `spec.proxy`.
+    pub proxy: Option<ProxyConfig>,
+    /// Custom CA and client certificate.
+    pub tls: TlsMaterial,
+    /// `spec.timeout`, default 15 s: bounds a whole delivery, retries included.
+    pub timeout: Duration,
+    /// The whole `spec.secretRef` Secret (GitHub App keys, for example).
+    pub secret_data: BTreeMap<String, SecretBytes>,
+    /// `spec.commitStatusExpr`, if set.
+    pub commit_status_expr: Option<String>,
+    /// `spec.serviceAccountName`, if set.
+    pub service_account_name: Option<String>,
+}
+
+impl ProviderConfig {
+    /// The default `spec.timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+    /// A configuration with only a type, a name and an address; handy for tests and for
+    /// library users who do not start from manifests.
+    pub fn new(
+        provider_type: ProviderType,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        address: impl Into<String>,
+    ) -> Self {
+        ProviderConfig {
+            namespace: namespace.into(),
+            name: name.into(),
+            provider_type,
+            address: SecretString::new(address),
+            address_from_secret: false,
+            channel: String::new(),
+            username: String::new(),
+            password: None,
+            token: None,
+            headers: BTreeMap::new(),
+            proxy: None,
+            tls: TlsMaterial::default(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            secret_data: BTreeMap::new(),
+            commit_status_expr: None,
+            service_account_name: None,
+        }
+    }
+
+    /// `namespace/name`, for messages.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// A masker that knows every secret value of this provider.
+    pub fn masker(&self) -> Masker {
+        let mut m = Masker::new();
+        if self.address_from_secret {
+            m.add(self.address.expose());
+        }
+        for v in [&self.password, &self.token].into_iter().flatten() {
+            m.add(v.expose());
+        }
+        for v in self.headers.values() {
+            m.add(v.expose());
+        }
+        if let Some(p) = &self.proxy {
+            if let Some(pw) = &p.password {
+                m.add(pw.expose());
+            }
+        }
+        for v in self.secret_data.values() {
+            if let Some(s) = v.to_secret_string() {
+                m.add(s.expose().trim());
+            }
+        }
+        m
+    }
+}
+
+/// An outbound proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `http://host:port` (credentials removed).
+    pub url: String,
+    /// Basic-auth user, if any.
+    pub username: Option<String>,
+    /// Basic-auth password, if any.
+    pub password: Option<SecretString>,
+}
+
+/// PEM material from `spec.certSecretRef` (`ca.crt`, `tls.crt`, `tls.key`, or the legacy
+/// `caFile`, `certFile`, `keyFile`).
+#[derive(Clone, Debug, Default)]
+pub struct TlsMaterial {
+    /// CA bundle that *replaces* the system roots.
+    pub ca_pem: Option<SecretBytes>,
+    /// Client certificate chain.
+    pub cert_pem: Option<SecretBytes>,
+    /// Client private key.
+    pub key_pem: Option<SecretBytes>,
+}
+
+impl TlsMaterial {
+    /// Whether there is no custom TLS material at all.
+    pub fn is_empty(&self) -> bool {
+        self.ca_pem.is_none() && self.cert_pem.is_none() && self.key_pem.is_none()
+    }
+}

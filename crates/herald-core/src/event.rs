@@ -1,0 +1,271 @@
+//! The Flux event (`event.toolkit.fluxcd.io/v1beta1` Event), wire-compatible both ways.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One event as Flux controllers post it and as providers receive it.
+///
+/// Decoding follows Go's `encoding/json` as Flux uses it: unknown fields are ignored, a missing
+/// or `null` field takes its zero value, and an unparsable timestamp rejects the whole body.
+/// Encoding emits the fields in Flux's order, omits `metadata` and `reportingInstance` when
+/// empty, and renders the timestamp in UTC to the second (see [`crate::json`] for the exact
+/// byte form).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// The object the event is about.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub involved_object: ObjectReference,
+    /// `info`, `error` or `trace` (not validated, as in Flux).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub severity: Severity,
+    /// When the event happened; `None` is Go's zero time and encodes as `null`.
+    #[serde(default)]
+    pub timestamp: Option<Timestamp>,
+    /// Free text.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub message: String,
+    /// CamelCase machine reason, for example `ReconciliationSucceeded`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub reason: String,
+    /// Metadata; keys sorted, omitted when empty.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub metadata: BTreeMap<String, String>,
+    /// The controller that emitted the event; always emitted, even when empty.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub reporting_controller: String,
+    /// The emitting instance (pod name); omitted when empty.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub reporting_instance: String,
+}
+
+/// A Kubernetes `ObjectReference`, as Flux puts it in `involvedObject`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    /// Kind, for example `Kustomization`.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub kind: String,
+    /// Namespace of the object.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub namespace: String,
+    /// Name of the object.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub name: String,
+    /// UID of the object.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub uid: String,
+    /// `group/version` of the object, for example `kustomize.toolkit.fluxcd.io/v1`.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub api_version: String,
+    /// Resource version of the object.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub resource_version: String,
+    /// Field path within the object.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub field_path: String,
+}
+
+impl ObjectReference {
+    /// The API group of the object: `apiVersion` before the `/`, empty for core objects.
+    pub fn group(&self) -> &str {
+        match self.api_version.split_once('/') {
+            Some((group, _)) => group,
+            None => "",
+        }
+    }
+}
+
+/// Event severity. Any string is accepted and kept, as Flux does not validate it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// `info`.
+    Info,
+    /// `error`.
+    Error,
+    /// `trace` (Flux controllers never post these, but the type allows it).
+    Trace,
+    /// Anything else, kept verbatim.
+    Other(String),
+}
+
+/// Go's zero value: the empty string, so that a body without `severity` re-encodes as Flux would.
+impl Default for Severity {
+    fn default() -> Self {
+        Severity::Other(String::new())
+    }
+}
+
+impl Severity {
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Severity::Info => "info",
+            Severity::Error => "error",
+            Severity::Trace => "trace",
+            Severity::Other(s) => s,
+        }
+    }
+
+    /// Whether this is the `error` severity.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Severity::Error)
+    }
+}
+
+impl From<&str> for Severity {
+    fn from(s: &str) -> Self {
+        match s {
+            "info" => Severity::Info,
+            "error" => Severity::Error,
+            "trace" => Severity::Trace,
+            other => Severity::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Severity {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Severity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Severity::from(s.as_str()))
+    }
+}
+
+/// A point in time with Kubernetes `metav1.Time` semantics: parsed from RFC 3339 (fractional
+/// seconds and any offset accepted), rendered in UTC to the second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// From Unix seconds.
+    pub fn from_unix(secs: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(secs)
+            .ok()
+            .map(Timestamp)
+    }
+
+    /// The current time, truncated to the second.
+    pub fn now() -> Self {
+        let now = OffsetDateTime::now_utc();
+        Timestamp(now.replace_nanosecond(0).unwrap_or(now))
+    }
+
+    /// Parses an RFC 3339 string.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .map(Timestamp)
+            .map_err(|e| format!("invalid RFC 3339 timestamp {s:?}: {e}"))
+    }
+
+    /// Unix seconds.
+    pub fn unix(&self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// Unix milliseconds (the sub-second part as received).
+    pub fn unix_millis(&self) -> i64 {
+        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    /// The underlying date-time.
+    pub fn as_offset_date_time(&self) -> OffsetDateTime {
+        self.0
+    }
+
+    /// RFC 3339 in UTC to the second, as Flux re-emits it: `2022-09-30T06:40:29Z`.
+    pub fn to_rfc3339(&self) -> String {
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Go decodes `null` into a field as "leave the zero value"; serde would reject it.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,45 @@
+//! herald-core: the shared vocabulary of herald.
+//!
+//! It holds the Flux event in its exact wire format ([`Event`]), the `Provider`, `Alert` and
+//! `Secret` manifests in every `notification.toolkit.fluxcd.io` version Flux users have
+//! ([`manifest`]), the list of every upstream provider type with the family and cargo feature
+//! that implements it ([`ProviderType`], [`Family`]), the resolved configuration a provider is
+//! built from ([`ProviderConfig`]), the [`Notifier`] trait with its [`Registry`] of factories,
+//! and the typed errors ([`BuildError`], [`DeliveryError`]).
+//!
+//! It is *not* a client: it does no network I/O, spawns nothing and knows no HTTP library.
+//! Reading manifest files from disk is the only I/O it performs. Provider families
+//! (`herald-webhook`, `herald-chat`, ...) depend on it; it depends on none of them.
+//!
+//! ```
+//! use herald_core::Event;
+//! let raw = r#"{"involvedObject":{"kind":"GitRepository","namespace":"flux-system","name":"app"},
+//!   "severity":"info","timestamp":"2022-09-30T06:40:29.123+02:00","message":"fetched",
+//!   "reason":"Succeeded","reportingController":"source-controller","extra":"ignored"}"#;
+//! let event: Event = serde_json::from_str(raw).unwrap();
+//! assert_eq!(herald_core::text::obj_dot(&event), "gitrepository/app.flux-system");
+//! // Re-emitted in Flux's own form: UTC, to the second, optional fields omitted.
+//! assert_eq!(
+//!     String::from_utf8(herald_core::json::to_vec(&event).unwrap()).unwrap(),
+//!     r#"{"involvedObject":{"kind":"GitRepository","namespace":"flux-system","name":"app"},"severity":"info","timestamp":"2022-09-30T04:40:29Z","message":"fetched","reason":"Succeeded","reportingController":"source-controller"}"#
+//! );
+//! ```
+
+mod config;
+pub mod duration;
+mod error;
+mod event;
+pub mod json;
+pub mod manifest;
+pub mod metadata;
+mod notifier;
+mod provider_type;
+mod secret;
+pub mod text;
+
+pub use config::{ProviderConfig, ProxyConfig, TlsMaterial};
+pub use error::{BuildError, DeliveryError};
+pub use event::{Event, ObjectReference, Severity, Timestamp};
+pub use notifier::{Factory, Notifier, NotifyFuture, Registry};
+pub use provider_type::{Family, ProviderType};
+pub use secret::{Masker, REDACTED, SecretBytes, SecretString};

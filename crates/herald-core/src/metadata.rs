@@ -1,0 +1,229 @@
+//! Flux's event-metadata pipeline (RFC 0008): what a notifier finally sees.
+//!
+//! 1. [`cleanup`] on receipt: keep only keys prefixed `event.toolkit.fluxcd.io/` (object
+//!    annotations) or `<object group>/` (controller metadata), minus `checksum` and `digest`.
+//! 2. [`drop_token`] after duplicate suppression (the token takes part in the key).
+//! 3. [`combine`] per alert: annotations, then the Alert's `eventMetadata`, then its `summary`,
+//!    then controller metadata, each prefix stripped, later sources winning.
+
+use std::collections::BTreeMap;
+
+use crate::Event;
+
+/// The prefix of user metadata copied from object annotations.
+pub const ANNOTATION_PREFIX: &str = "event.toolkit.fluxcd.io/";
+
+/// Where a combined metadata key came from, in increasing precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// `event.toolkit.fluxcd.io/` annotations of the involved object.
+    Annotations,
+    /// The Alert's `spec.eventMetadata`.
+    AlertEventMetadata,
+    /// The Alert's deprecated `spec.summary`.
+    AlertSummary,
+    /// The controller's own metadata (`<group>/key`).
+    ControllerMetadata,
+}
+
+impl Source {
+    /// The name Flux uses in its conflict warning.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Source::Annotations => "involved object annotations",
+            Source::AlertEventMetadata => "Alert object .spec.eventMetadata",
+            Source::AlertSummary => "Alert object .spec.summary",
+            Source::ControllerMetadata => "involved object controller metadata",
+        }
+    }
+}
+
+/// A key that more than one source supplied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The stripped key.
+    pub key: String,
+    /// The sources that supplied it, in precedence order (the last one won).
+    pub sources: Vec<Source>,
+}
+
+fn group_prefix(event: &Event) -> String {
+    format!("{}/", event.involved_object.group())
+}
+
+/// Step 1: keeps only annotation and controller keys, without `checksum` and `digest`.
+pub fn cleanup(event: &mut Event) {
+    let prefix = group_prefix(event);
+    let checksum = format!("{prefix}checksum");
+    let digest = format!("{prefix}digest");
+    event.metadata.retain(|k, _| {
+        (k.starts_with(ANNOTATION_PREFIX) || k.starts_with(&prefix))
+            && !k.eq_ignore_ascii_case(&checksum)
+            && !k.eq_ignore_ascii_case(&digest)
+    });
+}
+
+/// The controller metadata value of `key` (`<group>/<key>`), before [`combine`].
+pub fn controller_value<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
+    let full = format!("{}{key}", group_prefix(event));
+    event.metadata.get(&full).map(String::as_str)
+}
+
+/// Step 2: removes the controller's `token` key.
+pub fn drop_token(event: &mut Event) {
+    let key = format!("{}token", group_prefix(event));
+    event.metadata.remove(&key);
+}
+
+/// Step 3: combines the sources into un-prefixed keys, replacing the metadata when the result
+/// is not empty. Returns the keys more than one source supplied.
+pub fn combine(
+    event: &mut Event,
+    alert_event_metadata: &BTreeMap<String, String>,
+    alert_summary: Option<&str>,
+) -> Vec<Conflict> {
+    let prefix = group_prefix(event);
+    let mut combined: BTreeMap<String, (String, Vec<Source>)> = BTreeMap::new();
+    let mut put = |key: &str, value: &str, source: Source| {
+        let entry = combined
+            .entry(key.to_owned())
+            .or_insert_with(|| (String::new(), Vec::new()));
+        entry.0 = value.to_owned();
+        entry.1.push(source);
+    };
+    for (k, v) in &event.metadata {
+        if let Some(key) = k.strip_prefix(ANNOTATION_PREFIX) {
+            put(key, v, Source::Annotations);
+        }
+    }
+    for (k, v) in alert_event_metadata {
+        put(k, v, Source::AlertEventMetadata);
+    }
+    if let Some(summary) = alert_summary.filter(|s| !s.is_empty()) {
+        put("summary", summary, Source::AlertSummary);
+    }
+    for (k, v) in &event.metadata {
+        // A group of `event.toolkit.fluxcd.io` would make both prefixes equal; Flux then
+        // reads the key twice, and the controller source wins, as here.
+        if let Some(key) = k.strip_prefix(&prefix) {
+            put(key, v, Source::ControllerMetadata);
+        }
+    }
+    let conflicts = combined
+        .iter()
+        .filter(|(_, (_, sources))| sources.len() > 1)
+        .map(|(key, (_, sources))| Conflict {
+            key: key.clone(),
+            sources: sources.clone(),
+        })
+        .collect();
+    if !combined.is_empty() {
+        event.metadata = combined.into_iter().map(|(k, (v, _))| (k, v)).collect();
+    }
+    conflicts
+}
+
+/// Steps 1 to 3 with no Alert: what a provider sees of an event sent with `herald send`.
+pub fn prepare_without_alert(event: &mut Event) {
+    cleanup(event);
+    drop_token(event);
+    combine(event, &BTreeMap::new(), None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ObjectReference;
+
+    fn event(meta: &[(&str, &str)]) -> Event {
+        Event {
+            involved_object: ObjectReference {
+                kind: "HelmRelease".into(),
+                api_version: "helm.toolkit.fluxcd.io/v2".into(),
+                ..Default::default()
+            },
+            metadata: meta
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cleanup_keeps_only_known_prefixes() {
+        let mut e = event(&[
+            ("helm.toolkit.fluxcd.io/revision", "1.2.3"),
+            ("helm.toolkit.fluxcd.io/Checksum", "x"),
+            ("helm.toolkit.fluxcd.io/digest", "x"),
+            ("helm.toolkit.fluxcd.io/token", "t"),
+            ("kustomize.toolkit.fluxcd.io/revision", "other group"),
+            ("event.toolkit.fluxcd.io/summary", "s"),
+            ("plain", "dropped"),
+        ]);
+        cleanup(&mut e);
+        let keys: Vec<_> = e.metadata.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "event.toolkit.fluxcd.io/summary",
+                "helm.toolkit.fluxcd.io/revision",
+                "helm.toolkit.fluxcd.io/token"
+            ]
+        );
+        assert_eq!(controller_value(&e, "token"), Some("t"));
+        drop_token(&mut e);
+        assert_eq!(controller_value(&e, "token"), None);
+    }
+
+    #[test]
+    fn combine_follows_rfc_0008_precedence() {
+        // The example of the compatibility contract, section 2.4.
+        let mut e = event(&[
+            ("event.toolkit.fluxcd.io/summary", "x"),
+            ("helm.toolkit.fluxcd.io/revision", "1.2.3"),
+        ]);
+        let conflicts = combine(
+            &mut e,
+            &[("env".to_owned(), "prod".to_owned())].into(),
+            None,
+        );
+        assert!(conflicts.is_empty());
+        assert_eq!(
+            e.metadata,
+            [("env", "prod"), ("revision", "1.2.3"), ("summary", "x")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into()
+        );
+
+        let mut e = event(&[
+            ("event.toolkit.fluxcd.io/summary", "annotation"),
+            ("helm.toolkit.fluxcd.io/summary", "controller"),
+        ]);
+        let conflicts = combine(
+            &mut e,
+            &[("summary".to_owned(), "meta".to_owned())].into(),
+            Some("alert"),
+        );
+        assert_eq!(e.metadata["summary"], "controller");
+        assert_eq!(
+            conflicts,
+            [Conflict {
+                key: "summary".into(),
+                sources: vec![
+                    Source::Annotations,
+                    Source::AlertEventMetadata,
+                    Source::AlertSummary,
+                    Source::ControllerMetadata
+                ]
+            }]
+        );
+    }
+
+    #[test]
+    fn empty_combination_keeps_metadata_empty() {
+        let mut e = event(&[("plain", "x")]);
+        prepare_without_alert(&mut e);
+        assert!(e.metadata.is_empty());
+    }
+}

@@ -1,0 +1,142 @@
+//! Message pieces that many providers share, named as in Flux.
+
+use crate::Event;
+
+/// `<lower(kind)>/<name>.<namespace>`: the heading of Slack, Discord, Teams, Matrix, and more.
+pub fn obj_dot(event: &Event) -> String {
+    let o = &event.involved_object;
+    format!("{}/{}.{}", o.kind.to_lowercase(), o.name, o.namespace)
+}
+
+/// `<lower(kind)>/<name>/<namespace>`: the Telegram heading.
+pub fn obj_slash3(event: &Event) -> String {
+    let o = &event.involved_object;
+    format!("{}/{}/{}", o.kind.to_lowercase(), o.name, o.namespace)
+}
+
+/// `<Kind>/<namespace>/<name>`, original case: Markdown posts.
+pub fn obj_md(event: &Event) -> String {
+    let o = &event.involved_object;
+    format!("{}/{}/{}", o.kind, o.namespace, o.name)
+}
+
+/// `<Kind>/<name>.<namespace>`, original case: the GitHub dispatch `event_type`.
+pub fn kind_name_dot_namespace(event: &Event) -> String {
+    let o = &event.involved_object;
+    format!("{}/{}.{}", o.kind, o.name, o.namespace)
+}
+
+/// `<Kind>: <namespace>/<name>`: the Sentry transaction name.
+pub fn summary(event: &Event) -> String {
+    let o = &event.involved_object;
+    format!("{}: {}/{}", o.kind, o.namespace, o.name)
+}
+
+/// `lower(<Kind>/<name>)`: commit-status names.
+pub fn name_lc(event: &Event) -> String {
+    let o = &event.involved_object;
+    format!("{}/{}", o.kind, o.name).to_lowercase()
+}
+
+/// The reason in lower-case words: `ReconciliationSucceeded` → `reconciliation succeeded`,
+/// `PDFLoader2` → `pdf loader 2`.
+pub fn reason_words(reason: &str) -> String {
+    split_camel_case(reason).join(" ").to_lowercase()
+}
+
+/// Splits at camel-case boundaries the way Flux does: runs of lower-case letters, upper-case
+/// letters, digits and other characters; an upper-case run followed by a lower-case run gives
+/// its last letter to the next word (`PDFLoader` → `PDF`, `Loader`).
+pub fn split_camel_case(s: &str) -> Vec<String> {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Class {
+        Lower,
+        Upper,
+        Digit,
+        Other,
+    }
+    fn class(c: char) -> Class {
+        if c.is_lowercase() {
+            Class::Lower
+        } else if c.is_uppercase() {
+            Class::Upper
+        } else if c.is_numeric() {
+            Class::Digit
+        } else {
+            Class::Other
+        }
+    }
+    let mut runs: Vec<Vec<char>> = Vec::new();
+    let mut last = None;
+    for c in s.chars() {
+        let k = class(c);
+        match runs.last_mut() {
+            Some(run) if last == Some(k) => run.push(c),
+            _ => runs.push(vec![c]),
+        }
+        last = Some(k);
+    }
+    for i in 0..runs.len().saturating_sub(1) {
+        let upper_then_lower = runs[i].first().is_some_and(|c| c.is_uppercase())
+            && runs[i + 1].first().is_some_and(|c| c.is_lowercase());
+        if upper_then_lower {
+            if let Some(moved) = runs[i].pop() {
+                runs[i + 1].insert(0, moved);
+            }
+        }
+    }
+    runs.into_iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| r.into_iter().collect())
+        .collect()
+}
+
+/// The first line of a message (Slack's fallback text).
+pub fn first_line(message: &str) -> &str {
+    message.split('\n').next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ObjectReference;
+
+    #[test]
+    fn reasons_become_words() {
+        for (reason, want) in [
+            ("ReconciliationSucceeded", "reconciliation succeeded"),
+            ("ApplySucceeded", "apply succeeded"),
+            ("PDFLoader", "pdf loader"),
+            ("HealthCheckFailed2", "health check failed 2"),
+            ("GL11Version", "gl 11 version"),
+            ("lowercase", "lowercase"),
+            ("Health_Check", "health _ check"),
+            ("", ""),
+        ] {
+            assert_eq!(reason_words(reason), want, "{reason}");
+        }
+    }
+
+    #[test]
+    fn object_names() {
+        let e = Event {
+            involved_object: ObjectReference {
+                kind: "GitRepository".into(),
+                namespace: "gitops-system".into(),
+                name: "webapp".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(obj_dot(&e), "gitrepository/webapp.gitops-system");
+        assert_eq!(obj_slash3(&e), "gitrepository/webapp/gitops-system");
+        assert_eq!(obj_md(&e), "GitRepository/gitops-system/webapp");
+        assert_eq!(
+            kind_name_dot_namespace(&e),
+            "GitRepository/webapp.gitops-system"
+        );
+        assert_eq!(summary(&e), "GitRepository: gitops-system/webapp");
+        assert_eq!(name_lc(&e), "gitrepository/webapp");
+        assert_eq!(first_line("a\nb"), "a");
+    }
+}
