@@ -31,6 +31,7 @@ mod error;
 mod event;
 pub mod json;
 pub mod manifest;
+pub mod matching;
 pub mod metadata;
 mod notifier;
 mod provider_type;

@@ -51,6 +51,17 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<ManifestSet, ManifestEr
     }
 }
 
+/// The manifest files `paths` name, as [`load_paths`] would read them (unreadable paths are
+/// left out). Used to notice changes.
+pub fn manifest_files<P: AsRef<Path>>(paths: &[P]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut ignored = Vec::new();
+    for path in paths {
+        collect_files(path.as_ref(), true, &mut files, &mut ignored);
+    }
+    files
+}
+
 /// Parses the text of one file (named `file` in messages). Returns what was read and the
 /// problems found; cross-references are not checked.
 pub fn parse_str(file: &Path, text: &str) -> (ManifestSet, Vec<ManifestError>) {
@@ -244,7 +255,23 @@ fn parse_document(
         },
         (NOTIFICATION_GROUP, "Alert") => match source.read::<raw::Object<raw::AlertSpec>>() {
             Ok(raw) => match alert(origin, &api_version, version, raw) {
-                Ok(a) => set.alerts.push(a),
+                Ok(a) => {
+                    for (i, source) in a.spec.event_sources.iter().enumerate() {
+                        if source.match_labels.is_some() {
+                            set.warnings.push(
+                                ManifestError::at(origin, &["spec", "eventSources"])
+                                    .object("Alert", &a.namespace, &a.name)
+                                    .field(format!("spec.eventSources[{i}].matchLabels"))
+                                    .message(
+                                        "herald runs outside the cluster and cannot read the \
+                                         object's labels, so this source never matches; list the \
+                                         objects by name (or \"*\") instead",
+                                    ),
+                            );
+                        }
+                    }
+                    set.alerts.push(a)
+                }
                 Err(e) => errors.extend(e),
             },
             Err(e) => errors.push(with_version_hint(yaml_error(origin, &e), "Alert", version)),

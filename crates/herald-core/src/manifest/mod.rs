@@ -22,7 +22,7 @@ use regex::Regex;
 
 use crate::{ProviderType, SecretBytes};
 
-pub use load::{load_paths, parse_str};
+pub use load::{load_paths, manifest_files, parse_str};
 
 /// The notification API group.
 pub const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io";
@@ -193,6 +193,9 @@ pub struct ManifestSet {
     pub alerts: Vec<Alert>,
     /// The Secrets, in reading order.
     pub secrets: Vec<Secret>,
+    /// Things that load but will not behave as a Flux user may expect (for example an event
+    /// source with `matchLabels`, which never matches here).
+    pub warnings: Vec<ManifestError>,
     /// Documents of other kinds that were skipped: where, and `apiVersion kind`.
     pub skipped: Vec<(Origin, String)>,
     /// The files that were read.

@@ -1,0 +1,348 @@
+//! herald-daemon: the long-running part of herald.
+//!
+//! It listens for Flux events on the events address (any path, POST of a Flux event, 202 as
+//! Flux answers), suppresses duplicates with Flux's key and window, matches the event against
+//! the Alerts, applies Flux's per-alert gating and metadata rules, and queues one delivery per
+//! (event, Alert, Provider), delivered in arrival order per Provider with bounded concurrency
+//! overall. It serves `/healthz`, `/readyz` and Prometheus `/metrics`, reloads the manifests
+//! when they change or on SIGHUP (keeping the last good set when a new one is bad), and on
+//! SIGTERM stops accepting and finishes what it accepted, up to a deadline.
+//!
+//! It is not a provider: it knows providers only through [`herald_core::Notifier`], built by
+//! the [`herald_core::Registry`] it is given. It is not a command line either: the `herald`
+//! binary parses flags into [`Options`].
+
+mod dispatch;
+mod metrics;
+pub mod ratelimit;
+pub mod receiver;
+mod server;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use herald_core::Registry;
+use herald_core::manifest;
+
+pub use server::{HEADER_TIMEOUT, MAX_BODY, MAX_HEADER_BYTES, READ_TIMEOUT};
+pub use state::Snapshot;
+
+use crate::dispatch::Dispatcher;
+use crate::metrics::{Metrics, ResultLabels};
+use crate::ratelimit::RateLimiter;
+
+/// How the daemon runs (the flags of `herald serve`).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Manifest files and folders.
+    pub manifests: Vec<PathBuf>,
+    /// Where Flux controllers post events.
+    pub events_addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
+    /// Where `/healthz` and `/readyz` are served.
+    pub health_addr: SocketAddr,
+    /// Duplicate-suppression window; zero turns it off.
+    pub rate_limit_interval: Duration,
+    /// Reject events from namespaces other than the Alert's.
+    pub no_cross_namespace_refs: bool,
+    /// How often the manifests are checked for changes; zero turns watching off.
+    pub reload_interval: Duration,
+    /// How long SIGTERM waits for accepted deliveries to finish.
+    pub shutdown_timeout: Duration,
+    /// Deliveries running at once, over all Providers.
+    pub concurrency: usize,
+    /// Deliveries accepted and not finished before new events get 503.
+    pub max_pending: usize,
+}
+
+/// Parses a listen address; `:9090` means every interface, as in Flux.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_owned()
+    };
+    full.parse()
+        .map_err(|e| format!("invalid listen address {s:?}: {e} (expected HOST:PORT or :PORT)"))
+}
+
+/// State shared by the listeners and the background tasks.
+struct Shared {
+    snapshot: RwLock<Arc<Snapshot>>,
+    limiter: RateLimiter,
+    dispatcher: Dispatcher,
+    metrics: Arc<Metrics>,
+    prometheus: prometheus_client::registry::Registry,
+    ready: AtomicBool,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// A running daemon's addresses, once bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// The event server.
+    pub events: SocketAddr,
+    /// The metrics server.
+    pub metrics: SocketAddr,
+    /// The health server.
+    pub health: SocketAddr,
+}
+
+/// Loads the manifests, binds the listeners, and serves until `stop` resolves (the binary
+/// passes SIGTERM/SIGINT). `on_bound` is called once the listeners are up.
+pub async fn run(
+    options: Options,
+    registry: Registry,
+    stop: impl std::future::Future<Output = ()>,
+    on_bound: impl FnOnce(Bound),
+) -> Result<(), String> {
+    let started = Instant::now();
+    let snapshot = Snapshot::load(&options.manifests, &registry)
+        .map_err(|errors| manifest::ManifestErrors(errors).to_string())?;
+    for warning in &snapshot.set.warnings {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(
+        providers = snapshot.set.providers.len(),
+        alerts = snapshot.set.alerts.len(),
+        secrets = snapshot.set.secrets.len(),
+        files = snapshot.set.files.len(),
+        "manifests loaded"
+    );
+
+    let mut prometheus = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut prometheus));
+    let shared = Arc::new(Shared {
+        snapshot: RwLock::new(Arc::new(snapshot)),
+        limiter: RateLimiter::new(options.rate_limit_interval),
+        dispatcher: Dispatcher::new(
+            options.concurrency,
+            options.max_pending,
+            options.no_cross_namespace_refs,
+            metrics.clone(),
+        ),
+        metrics,
+        prometheus,
+        ready: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
+    });
+
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+    };
+    let events = bind(options.events_addr, "events").await?;
+    let metrics_l = bind(options.metrics_addr, "metrics").await?;
+    let health = bind(options.health_addr, "health").await?;
+    let local = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
+    let bound = Bound {
+        events: local(&events)?,
+        metrics: local(&metrics_l)?,
+        health: local(&health)?,
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let s = shared.clone();
+    let events_task = tokio::spawn(server::serve(events, stop_rx.clone(), move |req, _| {
+        server::handle_event(s.clone(), req)
+    }));
+    let s = shared.clone();
+    let metrics_task = tokio::spawn(server::serve(metrics_l, stop_rx.clone(), move |req, _| {
+        server::handle_metrics(s.clone(), req)
+    }));
+    let s = shared.clone();
+    let health_task = tokio::spawn(server::serve(health, stop_rx.clone(), move |req, _| {
+        server::handle_health(s.clone(), req)
+    }));
+    let registry = Arc::new(registry);
+    let reload_task = tokio::spawn(watch_manifests(
+        shared.clone(),
+        registry,
+        options.clone(),
+        stop_rx.clone(),
+    ));
+    let sweep_task = tokio::spawn(sweep(shared.clone(), stop_rx.clone()));
+
+    shared.ready.store(true, Ordering::SeqCst);
+    tracing::info!(
+        events = %bound.events,
+        metrics = %bound.metrics,
+        health = %bound.health,
+        ms = started.elapsed().as_millis() as u64,
+        "herald is ready"
+    );
+    on_bound(bound);
+
+    stop.await;
+    tracing::info!(
+        pending = shared.dispatcher.pending(),
+        "shutting down: no new events accepted"
+    );
+    shared.stopping.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    let _ = events_task.await;
+    let left = shared.dispatcher.drain(options.shutdown_timeout).await;
+    if left > 0 {
+        tracing::warn!(left, "shutdown deadline reached with deliveries unfinished");
+    } else {
+        tracing::info!("all accepted deliveries finished");
+    }
+    for task in [metrics_task, health_task, reload_task, sweep_task] {
+        task.abort();
+    }
+    Ok(())
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn sweep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let every = shared.limiter.interval().max(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => { shared.limiter.sweep(Instant::now()); }
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
+    manifest::manifest_files(paths)
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (f, len, modified)
+        })
+        .collect()
+}
+
+/// Reloads on SIGHUP and when the manifest files change (polled: robust to the symlink swaps
+/// of Kubernetes ConfigMap and Secret volumes).
+async fn watch_manifests(
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    options: Options,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on change only");
+            None
+        }
+    };
+    let poll = if options.reload_interval.is_zero() {
+        Duration::from_secs(3600 * 24 * 365)
+    } else {
+        options.reload_interval
+    };
+    let mut last = fingerprint(&options.manifests);
+    loop {
+        let reason = tokio::select! {
+            _ = tokio::time::sleep(poll) => {
+                if options.reload_interval.is_zero() { continue; }
+                let now = fingerprint(&options.manifests);
+                if now == last { continue; }
+                last = now;
+                "manifests changed"
+            }
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                last = fingerprint(&options.manifests);
+                "SIGHUP"
+            }
+            _ = stopped(&mut stop) => return,
+        };
+        reload(&shared, &registry, &options, reason);
+    }
+}
+
+fn reload(shared: &Shared, registry: &Registry, options: &Options, reason: &str) {
+    match Snapshot::load(&options.manifests, registry) {
+        Ok(snapshot) => {
+            for warning in &snapshot.set.warnings {
+                tracing::warn!("{warning}");
+            }
+            tracing::info!(
+                reason,
+                providers = snapshot.set.providers.len(),
+                alerts = snapshot.set.alerts.len(),
+                "manifests reloaded"
+            );
+            *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+            shared
+                .metrics
+                .reloads
+                .get_or_create(&ResultLabels {
+                    result: "success".into(),
+                })
+                .inc();
+        }
+        Err(errors) => {
+            tracing::error!(
+                reason,
+                "new manifests rejected, still serving the previous ones:\n{}",
+                manifest::ManifestErrors(errors)
+            );
+            shared
+                .metrics
+                .reloads
+                .get_or_create(&ResultLabels {
+                    result: "failure".into(),
+                })
+                .inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen_addr;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen_addr(":9090").unwrap().to_string(),
+            "0.0.0.0:9090"
+        );
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0").unwrap().to_string(),
+            "127.0.0.1:0"
+        );
+        assert!(
+            parse_listen_addr("localhost")
+                .unwrap_err()
+                .contains("expected HOST:PORT")
+        );
+    }
+}

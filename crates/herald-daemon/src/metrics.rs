@@ -1,0 +1,131 @@
+//! Prometheus metrics, herald's own and Flux's `gotk_event_http_request_duration_seconds`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of the event-server metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CodeLabels {
+    /// HTTP status code answered.
+    pub(crate) code: String,
+}
+
+/// Labels of Flux's HTTP duration metric (go-http-metrics).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HttpLabels {
+    /// HTTP status code answered.
+    pub(crate) code: String,
+    /// Request method.
+    pub(crate) method: String,
+    /// Always `/`, as in Flux without `--export-http-path-metrics`.
+    pub(crate) handler: String,
+}
+
+/// Labels of delivery metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DeliveryLabels {
+    /// Provider namespace.
+    pub(crate) namespace: String,
+    /// Provider name.
+    pub(crate) name: String,
+    /// Provider type.
+    #[prometheus(flatten)]
+    pub(crate) kind: TypeLabel,
+    /// `success` or `failure`.
+    pub(crate) outcome: String,
+}
+
+/// The provider type label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TypeLabel {
+    /// Provider type.
+    pub(crate) r#type: String,
+}
+
+/// Labels of reload metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ResultLabels {
+    /// `success` or `failure`.
+    pub(crate) result: String,
+}
+
+/// Every metric the daemon exports.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    /// Events received, by response code.
+    pub(crate) events_received: Family<CodeLabels, Counter>,
+    /// Duplicates answered 429.
+    pub(crate) duplicates: Counter,
+    /// Deliveries by provider and outcome.
+    pub(crate) deliveries: Family<DeliveryLabels, Counter>,
+    /// Delivery latency by provider type.
+    pub(crate) delivery_seconds: Family<TypeLabel, Histogram>,
+    /// Deliveries accepted and not finished.
+    pub(crate) queue_depth: Gauge,
+    /// Configuration reloads by result.
+    pub(crate) reloads: Family<ResultLabels, Counter>,
+    /// Flux's event-server request duration.
+    pub(crate) http_seconds: Family<HttpLabels, Histogram>,
+}
+
+const HTTP_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const DELIVERY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    /// Creates the metrics and registers them.
+    pub(crate) fn new(registry: &mut Registry) -> Self {
+        let m = Metrics {
+            events_received: Family::default(),
+            duplicates: Counter::default(),
+            deliveries: Family::default(),
+            delivery_seconds: Family::new_with_constructor(|| Histogram::new(DELIVERY_BUCKETS)),
+            queue_depth: Gauge::default(),
+            reloads: Family::default(),
+            http_seconds: Family::new_with_constructor(|| Histogram::new(HTTP_BUCKETS)),
+        };
+        registry.register(
+            "herald_events_received",
+            "Events received, by HTTP response code",
+            m.events_received.clone(),
+        );
+        registry.register(
+            "herald_events_duplicate",
+            "Duplicate events suppressed (answered 429)",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "herald_deliveries",
+            "Deliveries by provider and outcome",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "herald_delivery_duration_seconds",
+            "Time to deliver one event to one provider, retries included",
+            m.delivery_seconds.clone(),
+        );
+        registry.register(
+            "herald_queue_depth",
+            "Deliveries accepted and not yet finished",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "herald_config_reloads",
+            "Configuration reloads by result",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "gotk_event_http_request_duration_seconds",
+            "The latency of the HTTP requests (Flux-compatible)",
+            m.http_seconds.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,212 @@
+//! Duplicate-event suppression, as Flux does it (section 3): one event per key per interval,
+//! in fixed windows anchored at the first time a key is seen.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use herald_core::{Event, metadata};
+
+/// The duplicate key of an event (after metadata cleanup, before the token is dropped):
+/// SHA-256 of `event/name=<n>/namespace=<ns>/kind=<k>/message=<m>` followed by
+/// `/originRevision=`, `/revision=` and `/token=` parts when the controller sent them.
+pub fn key(event: &Event) -> [u8; 32] {
+    let o = &event.involved_object;
+    let mut s = format!(
+        "event/name={}/namespace={}/kind={}/message={}",
+        o.name, o.namespace, o.kind, event.message
+    );
+    for k in ["originRevision", "revision", "token"] {
+        if let Some(v) = metadata::controller_value(event, k) {
+            s.push_str(&format!("/{k}={v}"));
+        }
+    }
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// What the limiter decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// First of its window: deliver. `reset` is when the window ends.
+    Allowed {
+        /// End of the current window.
+        reset: SystemTime,
+    },
+    /// A duplicate within the window: answer 429.
+    Duplicate {
+        /// End of the current window.
+        reset: SystemTime,
+    },
+    /// Suppression is off (interval 0).
+    Off,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    start: Instant,
+    used_tick: u64,
+    last_seen: Instant,
+}
+
+/// The in-memory limiter shared by every connection.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    buckets: Mutex<HashMap<[u8; 32], Bucket>>,
+}
+
+impl RateLimiter {
+    /// A limiter with windows of `interval`; zero turns suppression off.
+    pub fn new(interval: Duration) -> Self {
+        RateLimiter {
+            interval,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The window length.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Takes the key's token for the current window, if it is still there.
+    pub fn check(&self, key: [u8; 32], now: Instant, wall: SystemTime) -> Decision {
+        if self.interval.is_zero() {
+            return Decision::Off;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let interval = self.interval.as_nanos();
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            start: now,
+            used_tick: u64::MAX,
+            last_seen: now,
+        });
+        bucket.last_seen = now;
+        let elapsed = now.saturating_duration_since(bucket.start).as_nanos();
+        let tick = (elapsed / interval) as u64;
+        let until_reset =
+            Duration::from_nanos(((u128::from(tick) + 1) * interval - elapsed) as u64);
+        let reset = wall + until_reset;
+        if bucket.used_tick == tick {
+            Decision::Duplicate { reset }
+        } else {
+            bucket.used_tick = tick;
+            Decision::Allowed { reset }
+        }
+    }
+
+    /// Forgets keys not seen for two intervals; returns how many remain.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let ttl = self.interval * 2;
+        buckets.retain(|_, b| now.saturating_duration_since(b.last_seen) < ttl);
+        buckets.len()
+    }
+}
+
+/// RFC 1123 in UTC, as Go's `time.RFC1123` prints it: `Mon, 02 Jan 2006 15:04:05 UTC`.
+pub fn rfc1123(t: SystemTime) -> String {
+    // httpdate prints `GMT`; Flux prints `UTC`.
+    let s = httpdate::fmt_http_date(t);
+    match s.strip_suffix("GMT") {
+        Some(prefix) => format!("{prefix}UTC"),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::ObjectReference;
+
+    fn event(message: &str, meta: &[(&str, &str)]) -> Event {
+        Event {
+            involved_object: ObjectReference {
+                kind: "Kustomization".into(),
+                namespace: "1".into(),
+                name: "1".into(),
+                api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+                ..Default::default()
+            },
+            message: message.into(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_matches_flux() {
+        // sha256("event/name=1/namespace=1/kind=Kustomization/message=Health check passed/revision=rev1")
+        let e = event(
+            "Health check passed",
+            &[("kustomize.toolkit.fluxcd.io/revision", "rev1")],
+        );
+        let want: [u8; 32] =
+            Sha256::digest(b"event/name=1/namespace=1/kind=Kustomization/message=Health check passed/revision=rev1").into();
+        assert_eq!(key(&e), want);
+        let with_all = event(
+            "m",
+            &[
+                ("kustomize.toolkit.fluxcd.io/token", "t"),
+                ("kustomize.toolkit.fluxcd.io/revision", "r"),
+                ("kustomize.toolkit.fluxcd.io/originRevision", "o"),
+            ],
+        );
+        let want: [u8; 32] =
+            Sha256::digest(b"event/name=1/namespace=1/kind=Kustomization/message=m/originRevision=o/revision=r/token=t").into();
+        assert_eq!(key(&with_all), want);
+    }
+
+    #[test]
+    fn one_per_window() {
+        let rl = RateLimiter::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let k = key(&event("m", &[]));
+        assert_eq!(
+            rl.check(k, t0, wall),
+            Decision::Allowed {
+                reset: wall + Duration::from_secs(60)
+            }
+        );
+        assert_eq!(
+            rl.check(
+                k,
+                t0 + Duration::from_secs(10),
+                wall + Duration::from_secs(10)
+            ),
+            Decision::Duplicate {
+                reset: wall + Duration::from_secs(60)
+            }
+        );
+        assert!(matches!(
+            rl.check(key(&event("other", &[])), t0, wall),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            rl.check(
+                k,
+                t0 + Duration::from_secs(61),
+                wall + Duration::from_secs(61)
+            ),
+            Decision::Allowed { .. }
+        ));
+        assert_eq!(rl.sweep(t0 + Duration::from_secs(100)), 2);
+        assert_eq!(rl.sweep(t0 + Duration::from_secs(200)), 0);
+        assert_eq!(
+            RateLimiter::new(Duration::ZERO).check(k, t0, wall),
+            Decision::Off
+        );
+    }
+
+    #[test]
+    fn reset_is_formatted_like_go() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1136214245);
+        assert_eq!(rfc1123(t), "Mon, 02 Jan 2006 15:04:05 UTC");
+    }
+}

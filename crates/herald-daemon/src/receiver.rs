@@ -1,0 +1,170 @@
+//! `herald receive`: a small webhook receiver that prints what it gets and checks the
+//! `generic-hmac` signature. Useful to see what herald (or Flux) sends, and as a reference
+//! for anyone writing a receiver.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::server::{self, MAX_BODY};
+
+/// The signature check of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// No key was configured: nothing checked.
+    NotChecked,
+    /// `X-Signature` matches the HMAC-SHA256 of the body.
+    Valid,
+    /// The header is missing.
+    Missing,
+    /// The header does not match (or is not `sha256=<hex>`).
+    Invalid,
+}
+
+/// Checks `X-Signature: sha256=<hex>` against `body` in constant time.
+pub fn verify(key: &[u8], body: &[u8], header: Option<&str>) -> Signature {
+    let Some(header) = header else {
+        return Signature::Missing;
+    };
+    let Some(hex_sig) = header.strip_prefix("sha256=") else {
+        return Signature::Invalid;
+    };
+    let Ok(sig) = hex::decode(hex_sig.trim()) else {
+        return Signature::Invalid;
+    };
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return Signature::Invalid;
+    };
+    mac.update(body);
+    if mac.verify_slice(&sig).is_ok() {
+        Signature::Valid
+    } else {
+        Signature::Invalid
+    }
+}
+
+/// One received request, as printed.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Method and path.
+    pub request_line: String,
+    /// `Gotk-Component`, if sent.
+    pub component: Option<String>,
+    /// The signature check.
+    pub signature: Signature,
+    /// The body, pretty-printed when it is JSON.
+    pub body: String,
+}
+
+impl Received {
+    /// The text block printed for this request.
+    pub fn render(&self) -> String {
+        let sig = match self.signature {
+            Signature::NotChecked => "not checked (no --hmac-key)",
+            Signature::Valid => "valid",
+            Signature::Missing => "MISSING",
+            Signature::Invalid => "INVALID",
+        };
+        format!(
+            "{}  component={}  signature={sig}\n{}\n",
+            self.request_line,
+            self.component.as_deref().unwrap_or("-"),
+            self.body
+        )
+    }
+}
+
+/// Serves on `listener` until `stop` turns true, calling `report` for each request. With a
+/// key, requests without a valid signature are answered 401.
+pub async fn run(
+    listener: TcpListener,
+    key: Option<Vec<u8>>,
+    stop: watch::Receiver<bool>,
+    report: impl Fn(Received) + Send + Sync + 'static,
+) {
+    let key = Arc::new(key);
+    let report = Arc::new(report);
+    server::serve(listener, stop, move |req, _peer: SocketAddr| {
+        let key = key.clone();
+        let report = report.clone();
+        async move { handle(req, key.as_deref(), &*report).await }
+    })
+    .await;
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    key: Option<&[u8]>,
+    report: &(dyn Fn(Received) + Send + Sync),
+) -> Response<Full<Bytes>> {
+    let request_line = format!("{} {}", req.method(), req.uri());
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let component = header("gotk-component");
+    let signature_header = header("x-signature");
+    let body = match tokio::time::timeout(
+        Duration::from_secs(30),
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => return status(StatusCode::BAD_REQUEST),
+    };
+    let signature = match key {
+        None => Signature::NotChecked,
+        Some(k) => verify(k, &body, signature_header.as_deref()),
+    };
+    let pretty = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+    let ok = matches!(signature, Signature::NotChecked | Signature::Valid);
+    report(Received {
+        request_line,
+        component,
+        signature,
+        body: pretty,
+    });
+    status(if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    })
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = code;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_the_flux_golden() {
+        let body = br#"{"involvedObject":{"kind":"GitRepository","namespace":"gitops-system","name":"webapp"},"severity":"info","timestamp":"2022-09-30T06:40:29Z","message":"message","reason":"reason","metadata":{"test":"metadata"},"reportingController":"source-controller","reportingInstance":"source-controller-xyz"}"#;
+        let key = b"7152fed34dd6149a7c75a276c510da27cb6f82b0";
+        let good = "sha256=65b018549b1254e7226d1c08f9567ee45bc9de0fc4e7b1a40253f9a018b08be7";
+        assert_eq!(verify(key, body, Some(good)), Signature::Valid);
+        assert_eq!(verify(key, b"tampered", Some(good)), Signature::Invalid);
+        assert_eq!(verify(key, body, None), Signature::Missing);
+        assert_eq!(verify(key, body, Some("sha1=00")), Signature::Invalid);
+        assert_eq!(verify(key, body, Some("sha256=zz")), Signature::Invalid);
+    }
+}

@@ -1,0 +1,93 @@
+//! `herald send`: one event to one provider, synchronously, with a clear outcome.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use herald_core::{Event, manifest, metadata};
+
+use crate::{ManifestArgs, output, registry, report};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SendArgs {
+    #[command(flatten)]
+    manifests: ManifestArgs,
+
+    /// The provider to deliver to, as NAMESPACE/NAME (or NAME in namespace `default`).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    provider: String,
+
+    /// The Flux event, as a JSON file, or `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    event: PathBuf,
+
+    /// Send the event's metadata as given, without Flux's cleanup and prefix stripping.
+    #[arg(long)]
+    raw: bool,
+}
+
+pub(crate) fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let set = match manifest::load_paths(&args.manifests.paths) {
+        Ok(set) => set,
+        Err(errors) => {
+            report(&errors.to_string());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (namespace, name) = args.provider.split_once('/').unwrap_or((manifest::DEFAULT_NAMESPACE, &args.provider));
+    let Some(provider) = set.provider(namespace, name) else {
+        let known: Vec<String> = set.providers.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
+        bail!(
+            "no Provider {namespace}/{name} in the manifests (providers found: {})",
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        );
+    };
+    let mut event = read_event(&args.event)?;
+    if !args.raw {
+        metadata::prepare_without_alert(&mut event);
+    }
+    let config = set.provider_config(provider).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let masker = config.masker();
+    let notifier = registry::registry()
+        .build(&config)
+        .map_err(|e| anyhow::anyhow!("Provider {namespace}/{name}: {}", masker.mask(&e.to_string())))?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let started = Instant::now();
+    let outcome = runtime.block_on(notifier.post(&event));
+    let elapsed = started.elapsed();
+    match outcome {
+        Ok(()) => {
+            output(&format!(
+                "delivered to {namespace}/{name} ({}) in {} ms",
+                config.provider_type,
+                elapsed.as_millis()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let kind = if e.is_retryable() { "transient" } else { "permanent" };
+            report(&format!(
+                "error: delivery to {namespace}/{name} ({}) failed after {} ms ({kind}): {}",
+                config.provider_type,
+                elapsed.as_millis(),
+                masker.mask(e.message())
+            ));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn read_event(path: &PathBuf) -> anyhow::Result<Event> {
+    let (name, bytes) = if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).context("reading the event from standard input")?;
+        ("standard input".to_owned(), buf)
+    } else {
+        let bytes = std::fs::read(path).with_context(|| format!("reading the event file {}", path.display()))?;
+        (path.display().to_string(), bytes)
+    };
+    serde_json::from_slice(&bytes).with_context(|| format!("{name} is not a Flux event"))
+}

@@ -1,0 +1,98 @@
+//! `herald serve`: the daemon, with the flags Flux users know.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use herald_core::duration;
+
+use crate::{ManifestArgs, registry};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    manifests: ManifestArgs,
+
+    /// Where Flux controllers post events (`:9090` means every interface).
+    #[arg(long, env = "HERALD_EVENTS_ADDR", default_value = "127.0.0.1:9090", value_parser = herald_daemon::parse_listen_addr)]
+    events_addr: std::net::SocketAddr,
+
+    /// Where Prometheus metrics are served (`/metrics`).
+    #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "127.0.0.1:8080", value_parser = herald_daemon::parse_listen_addr)]
+    metrics_addr: std::net::SocketAddr,
+
+    /// Where `/healthz` and `/readyz` are served.
+    #[arg(long, env = "HERALD_HEALTH_ADDR", default_value = "127.0.0.1:9440", value_parser = herald_daemon::parse_listen_addr)]
+    health_addr: std::net::SocketAddr,
+
+    /// Window in which a duplicate event is answered 429 (Go duration; `0s` turns it off).
+    #[arg(long, env = "HERALD_RATE_LIMIT_INTERVAL", default_value = "5m", value_parser = duration::parse)]
+    rate_limit_interval: std::time::Duration,
+
+    /// Where herald keeps its state (created if missing).
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    data_dir: PathBuf,
+
+    /// Reject events from namespaces other than the Alert's own.
+    #[arg(long, env = "HERALD_NO_CROSS_NAMESPACE_REFS")]
+    no_cross_namespace_refs: bool,
+
+    /// How often manifest files are checked for changes (`0s`: only on SIGHUP).
+    #[arg(long, env = "HERALD_RELOAD_INTERVAL", default_value = "2s", value_parser = duration::parse)]
+    reload_interval: std::time::Duration,
+
+    /// How long SIGTERM waits for accepted deliveries to finish.
+    #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
+    shutdown_timeout: std::time::Duration,
+
+    /// Deliveries running at once over all providers (each provider still gets its events
+    /// one at a time, in arrival order).
+    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 64)]
+    concurrency: usize,
+
+    /// Undelivered deliveries held before new events are answered 503.
+    #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 100_000)]
+    max_pending: usize,
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let options = herald_daemon::Options {
+        manifests: args.manifests.paths,
+        events_addr: args.events_addr,
+        metrics_addr: args.metrics_addr,
+        health_addr: args.health_addr,
+        rate_limit_interval: args.rate_limit_interval,
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        reload_interval: args.reload_interval,
+        shutdown_timeout: args.shutdown_timeout,
+        concurrency: args.concurrency,
+        max_pending: args.max_pending,
+    };
+    let families: Vec<&str> = registry::families().iter().map(|f| f.name()).collect();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), families = families.join(","), "starting herald");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        herald_daemon::run(options, registry::registry(), shutdown_signal(), |_| {}).await
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
