@@ -94,10 +94,10 @@ impl ProviderConfig {
         for v in self.headers.values() {
             m.add(v.expose());
         }
-        if let Some(p) = &self.proxy {
-            if let Some(pw) = &p.password {
-                m.add(pw.expose());
-            }
+        if let Some(p) = &self.proxy
+            && let Some(pw) = &p.password
+        {
+            m.add(pw.expose());
         }
         for v in self.secret_data.values() {
             if let Some(s) = v.to_secret_string() {

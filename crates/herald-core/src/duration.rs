@@ -96,7 +96,7 @@ pub fn format(d: Duration) -> String {
         return "0s".to_owned();
     }
     if nanos < 1_000_000_000 {
-        return if nanos % 1_000_000 == 0 {
+        return if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", nanos / 1_000_000)
         } else {
             format!("{}µs", nanos as f64 / 1e3)

@@ -78,10 +78,10 @@ pub(crate) async fn serve<F, Fut>(
 fn reply(status: StatusCode, content_type: Option<&str>, body: impl Into<Bytes>) -> Reply {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
-    if let Some(ct) = content_type {
-        if let Ok(v) = header::HeaderValue::from_str(ct) {
-            resp.headers_mut().insert(header::CONTENT_TYPE, v);
-        }
+    if let Some(ct) = content_type
+        && let Ok(v) = header::HeaderValue::from_str(ct)
+    {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     resp
 }
@@ -154,6 +154,11 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("invalid event JSON: {e}")),
     };
     metadata::cleanup(&mut event);
+    // Check for room before the duplicate check: a 503 must not use up the event's window,
+    // or the emitter's retry would be answered 429 and the event lost.
+    if !shared.dispatcher.has_room() {
+        return queue_full();
+    }
 
     let decision = shared
         .limiter
@@ -191,6 +196,16 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         rate_limit_headers(&mut resp, reset, false);
     }
     resp
+}
+
+fn queue_full() -> Reply {
+    let mut r = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many deliveries pending; retry later",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
 }
 
 fn rate_limit_headers(resp: &mut Reply, reset: SystemTime, retry_after: bool) {

@@ -128,20 +128,20 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut ended = false;
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
-        if let Some(rest) = line.strip_prefix("---") {
-            if rest.is_empty() || rest.starts_with([' ', '\t']) {
-                docs.push((start, std::mem::take(&mut current)));
-                ended = false;
-                let rest = rest.trim_start();
-                if rest.is_empty() || rest.starts_with('#') {
-                    start = lineno + 1;
-                } else {
-                    start = lineno;
-                    current.push_str(rest);
-                    current.push('\n');
-                }
-                continue;
+        if let Some(rest) = line.strip_prefix("---")
+            && (rest.is_empty() || rest.starts_with([' ', '\t']))
+        {
+            docs.push((start, std::mem::take(&mut current)));
+            ended = false;
+            let rest = rest.trim_start();
+            if rest.is_empty() || rest.starts_with('#') {
+                start = lineno + 1;
+            } else {
+                start = lineno;
+                current.push_str(rest);
+                current.push('\n');
             }
+            continue;
         }
         if line == "..." || line.starts_with("... ") {
             ended = true;
@@ -168,6 +168,7 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
 }
 
 /// Where a document's fields come from: its text (with line numbers) or a `List` item.
+#[derive(Clone, Copy)]
 enum Source<'a> {
     Text(&'a str),
     Value(&'a serde_yaml_ng::Value),
@@ -347,18 +348,18 @@ fn check_versioned_fields(
         if !is_set {
             continue;
         }
-        if let Some((_, since)) = table.iter().find(|(f, _)| f == field) {
-            if *since > version {
-                errors.push(
-                    ManifestError::at(origin, &["spec", field])
-                        .object(kind, object.0, object.1)
-                        .field(format!("spec.{field}"))
-                        .message(format!(
-                            "not a field of {NOTIFICATION_GROUP}/{version} {kind}; it exists from \
+        if let Some((_, since)) = table.iter().find(|(f, _)| f == field)
+            && *since > version
+        {
+            errors.push(
+                ManifestError::at(origin, &["spec", field])
+                    .object(kind, object.0, object.1)
+                    .field(format!("spec.{field}"))
+                    .message(format!(
+                        "not a field of {NOTIFICATION_GROUP}/{version} {kind}; it exists from \
                              {since} on: change apiVersion to {NOTIFICATION_GROUP}/{since} or later"
-                        )),
-                );
-            }
+                    )),
+            );
         }
     }
 }
@@ -430,10 +431,10 @@ fn provider(
                 .push(err(&["spec", field]).message(format!("longer than {MAX_FIELD_LEN} bytes")));
         }
     }
-    if let Some(proxy) = &spec.proxy {
-        if !(proxy.starts_with("http://") || proxy.starts_with("https://")) {
-            errors.push(err(&["spec", "proxy"]).message("must start with http:// or https://"));
-        }
+    if let Some(proxy) = &spec.proxy
+        && !(proxy.starts_with("http://") || proxy.starts_with("https://"))
+    {
+        errors.push(err(&["spec", "proxy"]).message("must start with http:// or https://"));
     }
     let Some(provider_type) = provider_type else {
         return Err(errors);
