@@ -57,14 +57,19 @@ pub fn render_body(event: &Event) -> Vec<u8> {
 /// The `X-Signature` value for `body`: `sha256=<lowercase hex HMAC-SHA256>`.
 pub fn sign(key: &[u8], body: &[u8]) -> String {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Where a configuration value came from, for error messages.
 fn address_field(config: &ProviderConfig) -> &'static str {
-    if config.address_from_secret { "secret key \"address\"" } else { "spec.address" }
+    if config.address_from_secret {
+        "secret key \"address\""
+    } else {
+        "spec.address"
+    }
 }
 
 /// A `generic` or `generic-hmac` webhook.
@@ -79,7 +84,9 @@ struct Webhook {
 impl Webhook {
     fn new(config: &ProviderConfig) -> Result<Self, BuildError> {
         let url = config.address.expose().trim();
-        check_url(url).map_err(|why| BuildError::invalid(address_field(config), format!("invalid hook URL: {why}")))?;
+        check_url(url).map_err(|why| {
+            BuildError::invalid(address_field(config), format!("invalid hook URL: {why}"))
+        })?;
         let mut headers = Vec::with_capacity(config.headers.len());
         for (name, value) in &config.headers {
             let header = herald_http::parse_header(name, value.expose())
@@ -89,11 +96,21 @@ impl Webhook {
         let hmac_key = match config.provider_type {
             ProviderType::GenericHmac => match &config.token {
                 Some(token) if !token.is_empty() => Some(token.clone()),
-                _ => return Err(BuildError::invalid("secret key \"token\"", "HMAC key is empty")),
+                _ => {
+                    return Err(BuildError::invalid(
+                        "secret key \"token\"",
+                        "HMAC key is empty",
+                    ));
+                }
             },
             _ => None,
         };
-        Ok(Webhook { client: HttpClient::from_config(config)?, url: SecretString::new(url), headers, hmac_key })
+        Ok(Webhook {
+            client: HttpClient::from_config(config)?,
+            url: SecretString::new(url),
+            headers,
+            hmac_key,
+        })
     }
 
     fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
@@ -108,7 +125,8 @@ impl Webhook {
         }
         if let Some(key) = &self.hmac_key {
             let signature = sign(key.expose().as_bytes(), &body);
-            let value = HeaderValue::from_str(&signature).map_err(|_| DeliveryError::permanent("bad signature header"))?;
+            let value = HeaderValue::from_str(&signature)
+                .map_err(|_| DeliveryError::permanent("bad signature header"))?;
             req = req.header(HeaderName::from_static("x-signature"), value);
         }
         Ok(req.body(body))
@@ -159,8 +177,16 @@ mod tests {
         assert!(check_url("https://example.com/hook?x=1").is_ok());
         assert!(check_url("http://127.0.0.1:9/").is_ok());
         assert_eq!(check_url("").unwrap_err(), "the address is empty");
-        assert!(check_url("/relative").unwrap_err().contains("not an absolute URL"));
-        assert!(check_url("ftp://x/").unwrap_err().contains("scheme \"ftp\""));
+        assert!(
+            check_url("/relative")
+                .unwrap_err()
+                .contains("not an absolute URL")
+        );
+        assert!(
+            check_url("ftp://x/")
+                .unwrap_err()
+                .contains("scheme \"ftp\"")
+        );
         assert!(check_url("http:// bad").is_err());
     }
 }

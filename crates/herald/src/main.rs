@@ -55,13 +55,23 @@ enum Command {
 #[derive(Debug, Args)]
 struct ManifestArgs {
     /// A manifest file or folder (read recursively for .yaml and .yml); repeatable.
-    #[arg(long = "manifests", value_name = "PATH", required = true, env = "HERALD_MANIFESTS", value_delimiter = ',')]
+    #[arg(
+        long = "manifests",
+        value_name = "PATH",
+        required = true,
+        env = "HERALD_MANIFESTS",
+        value_delimiter = ','
+    )]
     paths: Vec<PathBuf>,
 }
 
 fn version() -> String {
     let families: Vec<&str> = registry::families().iter().map(|f| f.name()).collect();
-    format!("{}\nfamilies: {}", env!("CARGO_PKG_VERSION"), families.join(", "))
+    format!(
+        "{}\nfamilies: {}",
+        env!("CARGO_PKG_VERSION"),
+        families.join(", ")
+    )
 }
 
 fn main() -> ExitCode {
@@ -90,7 +100,10 @@ fn main() -> ExitCode {
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -15,12 +15,21 @@ pub(crate) struct ReceiveArgs {
     addr: std::net::SocketAddr,
 
     /// The generic-hmac key: requests without a valid `X-Signature` are answered 401.
-    #[arg(long, env = "HERALD_RECEIVE_HMAC_KEY", conflicts_with = "hmac_key_file", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HERALD_RECEIVE_HMAC_KEY",
+        conflicts_with = "hmac_key_file",
+        hide_env_values = true
+    )]
     hmac_key: Option<String>,
 
     /// A file holding the generic-hmac key (trailing newline ignored).
     #[arg(long)]
     hmac_key_file: Option<PathBuf>,
+
+    /// Print nothing per request (a fast sink, for benchmarks).
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub(crate) fn run(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
@@ -35,7 +44,9 @@ pub(crate) fn run(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
         ),
         (None, None) => None,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
@@ -43,10 +54,19 @@ pub(crate) fn run(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
         output(&format!(
             "herald receive: listening on http://{}{}",
             listener.local_addr()?,
-            if key.is_some() { " (checking X-Signature)" } else { "" }
+            if key.is_some() {
+                " (checking X-Signature)"
+            } else {
+                ""
+            }
         ));
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let server = herald_daemon::receiver::run(listener, key, stop_rx, |r| output(&r.render()));
+        let quiet = args.quiet;
+        let server = herald_daemon::receiver::run(listener, key, stop_rx, move |r| {
+            if !quiet {
+                output(&r.render());
+            }
+        });
         tokio::select! {
             _ = server => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -36,25 +36,43 @@ pub(crate) fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let (namespace, name) = args.provider.split_once('/').unwrap_or((manifest::DEFAULT_NAMESPACE, &args.provider));
+    let (namespace, name) = args
+        .provider
+        .split_once('/')
+        .unwrap_or((manifest::DEFAULT_NAMESPACE, &args.provider));
     let Some(provider) = set.provider(namespace, name) else {
-        let known: Vec<String> = set.providers.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
+        let known: Vec<String> = set
+            .providers
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
         bail!(
             "no Provider {namespace}/{name} in the manifests (providers found: {})",
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
         );
     };
     let mut event = read_event(&args.event)?;
     if !args.raw {
         metadata::prepare_without_alert(&mut event);
     }
-    let config = set.provider_config(provider).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = set
+        .provider_config(provider)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let masker = config.masker();
-    let notifier = registry::registry()
-        .build(&config)
-        .map_err(|e| anyhow::anyhow!("Provider {namespace}/{name}: {}", masker.mask(&e.to_string())))?;
+    let notifier = registry::registry().build(&config).map_err(|e| {
+        anyhow::anyhow!(
+            "Provider {namespace}/{name}: {}",
+            masker.mask(&e.to_string())
+        )
+    })?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let started = Instant::now();
     let outcome = runtime.block_on(notifier.post(&event));
     let elapsed = started.elapsed();
@@ -68,7 +86,11 @@ pub(crate) fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let kind = if e.is_retryable() { "transient" } else { "permanent" };
+            let kind = if e.is_retryable() {
+                "transient"
+            } else {
+                "permanent"
+            };
             report(&format!(
                 "error: delivery to {namespace}/{name} ({}) failed after {} ms ({kind}): {}",
                 config.provider_type,
@@ -83,10 +105,13 @@ pub(crate) fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
 fn read_event(path: &PathBuf) -> anyhow::Result<Event> {
     let (name, bytes) = if path.as_os_str() == "-" {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("reading the event from standard input")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading the event from standard input")?;
         ("standard input".to_owned(), buf)
     } else {
-        let bytes = std::fs::read(path).with_context(|| format!("reading the event file {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading the event file {}", path.display()))?;
         (path.display().to_string(), bytes)
     };
     serde_json::from_slice(&bytes).with_context(|| format!("{name} is not a Flux event"))

@@ -71,19 +71,29 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_pending: args.max_pending,
     };
     let families: Vec<&str> = registry::families().iter().map(|f| f.name()).collect();
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), families = families.join(","), "starting herald");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        herald_daemon::run(options, registry::registry(), shutdown_signal(), |_| {}).await
-    })
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        families = families.join(","),
+        "starting herald"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(async {
+            herald_daemon::run(options, registry::registry(), shutdown_signal(), |_| {}).await
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),

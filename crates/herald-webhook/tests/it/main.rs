@@ -8,7 +8,9 @@ use herald_core::{Event, ProviderConfig, ProviderType, SecretString, metadata};
 use herald_testkit::{Recorded, Recorder, Reply, assert_golden, fixture_event};
 
 fn fixture(name: &str) -> Event {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../herald-testkit/fixtures/events").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../herald-testkit/fixtures/events")
+        .join(name);
     let mut event: Event = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     // What the daemon hands a provider: metadata cleaned and prefixes stripped.
     metadata::prepare_without_alert(&mut event);
@@ -16,7 +18,9 @@ fn fixture(name: &str) -> Event {
 }
 
 fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 fn config(ty: ProviderType, url: &str) -> ProviderConfig {
@@ -38,7 +42,11 @@ fn python_verifies(key: &str, body: &[u8], signature: &str) -> bool {
         ])
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim() == signature
 }
 
@@ -50,7 +58,13 @@ fn tempfile_dir() -> PathBuf {
 
 fn request_summary(r: &Recorded) -> String {
     let mut out = format!("{} {}\n", r.method, r.path);
-    for name in ["content-type", "gotk-component", "x-signature", "authorization", "x-custom"] {
+    for name in [
+        "content-type",
+        "gotk-component",
+        "x-signature",
+        "authorization",
+        "x-custom",
+    ] {
         if let Some(v) = r.header(name) {
             out.push_str(&format!("{name}: {v}\n"));
         }
@@ -61,7 +75,10 @@ fn request_summary(r: &Recorded) -> String {
 async fn deliver(cfg: &ProviderConfig, event: &Event, rec: &Recorder) -> Recorded {
     let notifier = herald_webhook::build(cfg).unwrap();
     notifier.post(event).await.unwrap();
-    rec.wait_for(1, std::time::Duration::from_secs(5)).await.pop().unwrap()
+    rec.wait_for(1, std::time::Duration::from_secs(5))
+        .await
+        .pop()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -72,12 +89,18 @@ async fn generic_posts_the_event_exactly() {
         ("error", fixture("kustomization-error.json")),
         ("unicode", fixture("unicode.json")),
     ] {
-        let cfg = config(ProviderType::Generic, &format!("{}/hook/{case}?q=1", rec.url()));
+        let cfg = config(
+            ProviderType::Generic,
+            &format!("{}/hook/{case}?q=1", rec.url()),
+        );
         let notifier = herald_webhook::build(&cfg).unwrap();
         notifier.post(&event).await.unwrap();
         let got = rec.requests().pop().unwrap();
         assert_golden(&golden(&format!("generic/{case}.json")), got.body_str());
-        assert_golden(&golden(&format!("generic/{case}.request.txt")), &request_summary(&got));
+        assert_golden(
+            &golden(&format!("generic/{case}.request.txt")),
+            &request_summary(&got),
+        );
         assert!(got.header("user-agent").unwrap().starts_with("herald/"));
     }
 }
@@ -89,8 +112,10 @@ async fn generic_hmac_signs_the_exact_body() {
     let mut cfg = config(ProviderType::GenericHmac, &rec.url());
     cfg.token = Some(SecretString::new(key));
     // A user X-Signature is overridden; other custom headers are kept.
-    cfg.headers.insert("X-Signature".into(), SecretString::new("forged"));
-    cfg.headers.insert("X-Custom".into(), SecretString::new("kept"));
+    cfg.headers
+        .insert("X-Signature".into(), SecretString::new("forged"));
+    cfg.headers
+        .insert("X-Custom".into(), SecretString::new("kept"));
     let got = deliver(&cfg, &fixture_event(), &rec).await;
     // The Flux golden vector (flux-compat.md section 8.3).
     assert_eq!(
@@ -98,30 +123,52 @@ async fn generic_hmac_signs_the_exact_body() {
         Some("sha256=65b018549b1254e7226d1c08f9567ee45bc9de0fc4e7b1a40253f9a018b08be7")
     );
     assert_eq!(got.header("x-custom"), Some("kept"));
-    assert_eq!(got.headers.iter().filter(|(k, _)| k == "x-signature").count(), 1);
-    assert!(python_verifies(key, &got.body, got.header("x-signature").unwrap()));
-    assert_golden(&golden("generic-hmac/info.request.txt"), &request_summary(&got));
+    assert_eq!(
+        got.headers
+            .iter()
+            .filter(|(k, _)| k == "x-signature")
+            .count(),
+        1
+    );
+    assert!(python_verifies(
+        key,
+        &got.body,
+        got.header("x-signature").unwrap()
+    ));
+    assert_golden(
+        &golden("generic-hmac/info.request.txt"),
+        &request_summary(&got),
+    );
 
     for case in ["kustomization-error.json", "unicode.json"] {
         let rec = Recorder::start().await;
         let mut cfg = config(ProviderType::GenericHmac, &rec.url());
         cfg.token = Some(SecretString::new(key));
         let got = deliver(&cfg, &fixture(case), &rec).await;
-        assert!(python_verifies(key, &got.body, got.header("x-signature").unwrap()), "{case}");
+        assert!(
+            python_verifies(key, &got.body, got.header("x-signature").unwrap()),
+            "{case}"
+        );
     }
     let rec2 = Recorder::start().await;
     let mut cfg2 = config(ProviderType::GenericHmac, &rec2.url());
     cfg2.token = Some(SecretString::new("ключ-🔑"));
     let got = deliver(&cfg2, &fixture("unicode.json"), &rec2).await;
-    assert!(python_verifies("ключ-🔑", &got.body, got.header("x-signature").unwrap()));
+    assert!(python_verifies(
+        "ключ-🔑",
+        &got.body,
+        got.header("x-signature").unwrap()
+    ));
 }
 
 #[tokio::test]
 async fn custom_headers_override_the_defaults() {
     let rec = Recorder::start().await;
     let mut cfg = config(ProviderType::Generic, &rec.url());
-    cfg.headers.insert("Gotk-Component".into(), SecretString::new("custom"));
-    cfg.headers.insert("Authorization".into(), SecretString::new("Bearer abc"));
+    cfg.headers
+        .insert("Gotk-Component".into(), SecretString::new("custom"));
+    cfg.headers
+        .insert("Authorization".into(), SecretString::new("Bearer abc"));
     let got = deliver(&cfg, &fixture_event(), &rec).await;
     assert_eq!(got.header("gotk-component"), Some("custom"));
     assert_eq!(got.header("authorization"), Some("Bearer abc"));
@@ -140,7 +187,11 @@ async fn built_from_manifests() {
     let got = deliver(&cfg, &fixture_event(), &rec).await;
     assert_eq!(got.path, "/from-secret");
     assert_eq!(got.header("x-custom"), Some("from-manifest"));
-    assert!(python_verifies("manifest-key", &got.body, got.header("x-signature").unwrap()));
+    assert!(python_verifies(
+        "manifest-key",
+        &got.body,
+        got.header("x-signature").unwrap()
+    ));
 }
 
 #[test]
@@ -158,11 +209,15 @@ fn bad_configurations_are_build_errors() {
     let mut cfg = config(ProviderType::Generic, "ftp://secret-host-token/x");
     cfg.address_from_secret = true;
     let err = herald_webhook::build(&cfg).unwrap_err().to_string();
-    assert!(err.starts_with("secret key \"address\": invalid hook URL"), "{err}");
+    assert!(
+        err.starts_with("secret key \"address\": invalid hook URL"),
+        "{err}"
+    );
     assert!(!err.contains("secret-host-token"), "{err}");
 
     let mut cfg = config(ProviderType::Generic, "http://127.0.0.1:1/");
-    cfg.headers.insert("Bad Header".into(), SecretString::new("v"));
+    cfg.headers
+        .insert("Bad Header".into(), SecretString::new("v"));
     let err = herald_webhook::build(&cfg).unwrap_err().to_string();
     assert!(err.starts_with("secret key \"headers\""), "{err}");
 }
@@ -171,8 +226,13 @@ fn bad_configurations_are_build_errors() {
 async fn failures_never_print_the_secret() {
     let rec = Recorder::start().await;
     let token = "hmac-7e1d2c3b4a5f-distinctive";
-    rec.push_reply(Reply::status(400).body(format!("bad signature for key {token} at /hook/{token}")));
-    let mut cfg = config(ProviderType::GenericHmac, &format!("{}/hook/{token}", rec.url()));
+    rec.push_reply(
+        Reply::status(400).body(format!("bad signature for key {token} at /hook/{token}")),
+    );
+    let mut cfg = config(
+        ProviderType::GenericHmac,
+        &format!("{}/hook/{token}", rec.url()),
+    );
     cfg.token = Some(SecretString::new(token));
     let notifier = herald_webhook::build(&cfg).unwrap();
     let err = notifier.post(&fixture_event()).await.unwrap_err();

@@ -11,7 +11,13 @@ fn version_lists_the_compiled_families() {
     let out = herald().arg("--version").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.starts_with(&format!("herald {}\nfamilies: generic", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "herald {}\nfamilies: generic",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
     for feature in ["chat", "git", "alerting", "eventhub"] {
         let compiled = match feature {
             "chat" => cfg!(feature = "chat"),
@@ -25,8 +31,16 @@ fn version_lists_the_compiled_families() {
 
 #[test]
 fn validate_accepts_the_examples() {
-    let out = herald().args(["validate", "--manifests"]).arg(repo_root().join("examples")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = herald()
+        .args(["validate", "--manifests"])
+        .arg(repo_root().join("examples"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
 }
 
@@ -39,17 +53,31 @@ fn validate_lists_every_problem() {
     ]
     .concat();
     let dir = manifests(&text);
-    let out = herald().args(["validate", "--manifests"]).arg(dir.path()).output().unwrap();
+    let out = herald()
+        .args(["validate", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("manifests.yaml:6 (document 1): Provider ns/a: spec.type: unknown provider type \"slak\""), "{err}");
-    assert!(err.contains("Alert ns/c: spec.providerRef.name: Provider ns/missing not found"), "{err}");
+    assert!(
+        err.contains("Alert ns/c: spec.providerRef.name: Provider ns/missing not found"),
+        "{err}"
+    );
     // Reference errors are reported with load errors; build errors once those are fixed.
     let dir = manifests(&text.replace("slak", "generic").replace("missing", "a"));
-    let out = herald().args(["validate", "--manifests"]).arg(dir.path()).output().unwrap();
+    let out = herald()
+        .args(["validate", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("Provider ns/b: secret key \"token\": HMAC key is empty"), "{err}");
+    assert!(
+        err.contains("Provider ns/b: secret key \"token\": HMAC key is empty"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -58,34 +86,78 @@ async fn send_delivers_one_event_and_reports_failures_without_secrets() {
     let token = "tok-91c2d3e4f5-distinct";
     let text = format!(
         "{}---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: signed, namespace: flux-system}}\nspec:\n  type: generic-hmac\n  timeout: 1s\n  secretRef: {{name: s}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: flux-system}}\nstringData:\n  address: http://127.0.0.1:1/hook/{token}\n  token: {token}\n",
-        provider("hook", "flux-system", "generic", &format!("{}/flux", rec.url()))
+        provider(
+            "hook",
+            "flux-system",
+            "generic",
+            &format!("{}/flux", rec.url())
+        )
     );
     let dir = manifests(&text);
     let event = repo_root().join("examples/events/kustomization-ready.json");
     let out = tokio::task::spawn_blocking({
         let (dir, event) = (dir.path().to_owned(), event.clone());
-        move || herald().args(["send", "--provider", "flux-system/hook", "--event"]).arg(&event).arg("--manifests").arg(&dir).output().unwrap()
+        move || {
+            herald()
+                .args(["send", "--provider", "flux-system/hook", "--event"])
+                .arg(&event)
+                .arg("--manifests")
+                .arg(&dir)
+                .output()
+                .unwrap()
+        }
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("delivered to flux-system/hook (generic) in "));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("delivered to flux-system/hook (generic) in ")
+    );
     let got = rec.wait_for(1, Duration::from_secs(5)).await;
     let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
-    assert_eq!(body["metadata"]["revision"], "main@sha1:69b59063470310ebbd88a9156325322a124e55a3", "prefix stripped");
+    assert_eq!(
+        body["metadata"]["revision"], "main@sha1:69b59063470310ebbd88a9156325322a124e55a3",
+        "prefix stripped"
+    );
 
     let out = tokio::task::spawn_blocking({
         let (dir, event) = (dir.path().to_owned(), event.clone());
-        move || herald().args(["send", "--provider", "flux-system/signed", "--event"]).arg(&event).arg("--manifests").arg(&dir).output().unwrap()
+        move || {
+            herald()
+                .args(["send", "--provider", "flux-system/signed", "--event"])
+                .arg(&event)
+                .arg("--manifests")
+                .arg(&dir)
+                .output()
+                .unwrap()
+        }
     })
     .await
     .unwrap();
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("error: delivery to flux-system/signed (generic-hmac) failed"), "{all}");
+    assert!(
+        all.contains("error: delivery to flux-system/signed (generic-hmac) failed"),
+        "{all}"
+    );
     assert!(!all.contains(token), "{all}");
 
-    let out = herald().args(["send", "--provider", "nope", "--event"]).arg(&event).arg("--manifests").arg(dir.path()).output().unwrap();
+    let out = herald()
+        .args(["send", "--provider", "nope", "--event"])
+        .arg(&event)
+        .arg("--manifests")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no Provider default/nope in the manifests (providers found: flux-system/hook, flux-system/signed)"), "{err}");
 }

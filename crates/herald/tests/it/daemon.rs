@@ -10,20 +10,43 @@ use crate::support::{Daemon, alert, flux_event, manifests, provider, request};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn all_kustomizations(extra: &str) -> String {
-    format!("  eventSources:\n    - kind: Kustomization\n      name: '*'\n      namespace: apps\n{extra}")
+    format!(
+        "  eventSources:\n    - kind: Kustomization\n      name: '*'\n      namespace: apps\n{extra}"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn response_codes_match_flux() {
     let rec = Recorder::start().await;
-    let dir = manifests(&[provider("hook", "flux-system", "generic", &rec.url()), alert("all", "flux-system", "hook", &all_kustomizations(""))].concat());
+    let dir = manifests(
+        &[
+            provider("hook", "flux-system", "generic", &rec.url()),
+            alert("all", "flux-system", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    );
     let d = Daemon::start(dir.path(), &[]);
 
     // Any path, any method: 202 with an empty body.
-    let r = request(&d.events, "PUT", "/any/path", &[("Content-Type", "application/json")], flux_event("first").as_bytes()).await;
+    let r = request(
+        &d.events,
+        "PUT",
+        "/any/path",
+        &[("Content-Type", "application/json")],
+        flux_event("first").as_bytes(),
+    )
+    .await;
     assert_eq!((r.status, r.body.len()), (202, 0));
-    assert_eq!(r.headers.get("x-ratelimit-limit").map(String::as_str), Some("1"));
-    assert!(r.headers.get("x-ratelimit-reset").unwrap().ends_with(" UTC"));
+    assert_eq!(
+        r.headers.get("x-ratelimit-limit").map(String::as_str),
+        Some("1")
+    );
+    assert!(
+        r.headers
+            .get("x-ratelimit-reset")
+            .unwrap()
+            .ends_with(" UTC")
+    );
 
     // The same event again within the window: 429 with Flux's headers and body.
     let r = request(&d.events, "POST", "/", &[], flux_event("first").as_bytes()).await;
@@ -36,26 +59,53 @@ async fn response_codes_match_flux() {
     let r = request(&d.events, "POST", "/", &[], b"{\"involvedObject\": ").await;
     assert_eq!(r.status, 400);
     let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    assert!(body["error"].as_str().unwrap().starts_with("invalid event JSON: EOF while parsing"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid event JSON: EOF while parsing"),
+        "{body}"
+    );
     let r = request(&d.events, "POST", "/", &[], br#"{"timestamp":"yesterday"}"#).await;
     assert_eq!(r.status, 400);
-    assert!(r.body_str().contains("invalid RFC 3339 timestamp"), "{}", r.body_str());
+    assert!(
+        r.body_str().contains("invalid RFC 3339 timestamp"),
+        "{}",
+        r.body_str()
+    );
 
     // Exactly 3 MiB is accepted, one byte more is 413.
     let base = flux_event("");
     let pad = 3 * 1024 * 1024 - base.len();
     let exact = flux_event(&"x".repeat(pad));
     assert_eq!(exact.len(), 3 * 1024 * 1024);
-    assert_eq!(request(&d.events, "POST", "/", &[], exact.as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], exact.as_bytes())
+            .await
+            .status,
+        202
+    );
     let over = flux_event(&"y".repeat(pad + 1));
     let r = request(&d.events, "POST", "/", &[], over.as_bytes()).await;
     assert_eq!((r.status, r.body.len()), (413, 0));
 
     rec.wait_for(2, WAIT).await;
-    assert_eq!(d.metric("herald_events_received_total{code=\"202\"}").await, Some(2.0));
-    assert_eq!(d.metric("herald_events_received_total{code=\"429\"}").await, Some(1.0));
-    assert_eq!(d.metric("herald_events_received_total{code=\"400\"}").await, Some(2.0));
-    assert_eq!(d.metric("herald_events_received_total{code=\"413\"}").await, Some(1.0));
+    assert_eq!(
+        d.metric("herald_events_received_total{code=\"202\"}").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        d.metric("herald_events_received_total{code=\"429\"}").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        d.metric("herald_events_received_total{code=\"400\"}").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        d.metric("herald_events_received_total{code=\"413\"}").await,
+        Some(1.0)
+    );
     assert_eq!(d.metric("herald_events_duplicate_total").await, Some(1.0));
     assert!(d.metric("gotk_event_http_request_duration_seconds_count{code=\"202\",method=\"PUT\",handler=\"/\"}").await == Some(1.0));
 }
@@ -93,7 +143,12 @@ async fn matching_and_metadata_rules() {
         },
         "reportingController": "kustomize-controller"
     });
-    assert_eq!(request(&d.events, "POST", "/", &[], event.to_string().as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], event.to_string().as_bytes())
+            .await
+            .status,
+        202
+    );
     let got = rec.wait_for(1, WAIT).await;
     let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(
@@ -102,32 +157,62 @@ async fn matching_and_metadata_rules() {
     );
     // info event: the errors-only alert does not fire.
     let err_event = flux_event("Dependencies do not meet ready condition");
-    assert_eq!(request(&d.events, "POST", "/", &[], err_event.as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], err_event.as_bytes())
+            .await
+            .status,
+        202
+    );
     let err_event = flux_event("health check failed");
-    assert_eq!(request(&d.events, "POST", "/", &[], err_event.as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], err_event.as_bytes())
+            .await
+            .status,
+        202
+    );
     let got = other.wait_for(1, WAIT).await;
     assert!(got[0].body_str().contains("health check failed"));
     rec.wait_for(3, WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(other.requests().len(), 1, "exclusion, kind and suspend rules");
+    assert_eq!(
+        other.requests().len(),
+        1,
+        "exclusion, kind and suspend rules"
+    );
     d.wait_log("metadata key conflicts detected", WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cross_namespace_refs_can_be_blocked() {
     let rec = Recorder::start().await;
-    let text = [provider("hook", "flux-system", "generic", &rec.url()), alert("all", "flux-system", "hook", &all_kustomizations(""))].concat();
+    let text = [
+        provider("hook", "flux-system", "generic", &rec.url()),
+        alert("all", "flux-system", "hook", &all_kustomizations("")),
+    ]
+    .concat();
     let dir = manifests(&text);
     let d = Daemon::start(dir.path(), &["--no-cross-namespace-refs"]);
-    assert_eq!(request(&d.events, "POST", "/", &[], flux_event("m").as_bytes()).await.status, 202);
-    d.wait_log("cross-namespace references have been blocked", WAIT).await;
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("m").as_bytes())
+            .await
+            .status,
+        202
+    );
+    d.wait_log("cross-namespace references have been blocked", WAIT)
+        .await;
     assert!(rec.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicates_are_keyed_like_flux() {
     let rec = Recorder::start().await;
-    let dir = manifests(&[provider("hook", "flux-system", "generic", &rec.url()), alert("all", "flux-system", "hook", &all_kustomizations(""))].concat());
+    let dir = manifests(
+        &[
+            provider("hook", "flux-system", "generic", &rec.url()),
+            alert("all", "flux-system", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    );
     let d = Daemon::start(dir.path(), &[]);
     let with_rev = |rev: &str, sev: &str| {
         serde_json::json!({"involvedObject": {"kind": "Kustomization", "namespace": "apps", "name": "webapp", "apiVersion": "kustomize.toolkit.fluxcd.io/v1"},
@@ -135,17 +220,52 @@ async fn duplicates_are_keyed_like_flux() {
             "metadata": {"kustomize.toolkit.fluxcd.io/revision": rev}}).to_string()
     };
     let codes = [
-        request(&d.events, "POST", "/", &[], with_rev("rev1", "info").as_bytes()).await.status,
-        request(&d.events, "POST", "/", &[], with_rev("rev1", "error").as_bytes()).await.status,
-        request(&d.events, "POST", "/", &[], with_rev("rev2", "info").as_bytes()).await.status,
+        request(
+            &d.events,
+            "POST",
+            "/",
+            &[],
+            with_rev("rev1", "info").as_bytes(),
+        )
+        .await
+        .status,
+        request(
+            &d.events,
+            "POST",
+            "/",
+            &[],
+            with_rev("rev1", "error").as_bytes(),
+        )
+        .await
+        .status,
+        request(
+            &d.events,
+            "POST",
+            "/",
+            &[],
+            with_rev("rev2", "info").as_bytes(),
+        )
+        .await
+        .status,
     ];
-    assert_eq!(codes, [202, 429, 202], "severity is not part of the key; revision is");
+    assert_eq!(
+        codes,
+        [202, 429, 202],
+        "severity is not part of the key; revision is"
+    );
     rec.wait_for(2, WAIT).await;
 
     // `0s` turns suppression off.
     let d2 = Daemon::start(dir.path(), &["--rate-limit-interval", "0s"]);
     for _ in 0..2 {
-        let r = request(&d2.events, "POST", "/", &[], with_rev("rev1", "info").as_bytes()).await;
+        let r = request(
+            &d2.events,
+            "POST",
+            "/",
+            &[],
+            with_rev("rev1", "info").as_bytes(),
+        )
+        .await;
         assert_eq!(r.status, 202);
         assert!(!r.headers.contains_key("x-ratelimit-limit"));
     }
@@ -155,29 +275,78 @@ async fn duplicates_are_keyed_like_flux() {
 async fn hot_reload_keeps_the_last_good_set() {
     let first = Recorder::start().await;
     let second = Recorder::start().await;
-    let dir = manifests(&[provider("hook", "apps", "generic", &first.url()), alert("all", "apps", "hook", &all_kustomizations(""))].concat());
+    let dir = manifests(
+        &[
+            provider("hook", "apps", "generic", &first.url()),
+            alert("all", "apps", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    );
     let d = Daemon::start(dir.path(), &[]);
-    assert_eq!(request(&d.events, "POST", "/", &[], flux_event("one").as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("one").as_bytes())
+            .await
+            .status,
+        202
+    );
     first.wait_for(1, WAIT).await;
 
     // A good change is picked up by watching.
     let file = dir.path().join("manifests.yaml");
-    std::fs::write(&file, [provider("hook", "apps", "generic", &second.url()), alert("all", "apps", "hook", &all_kustomizations(""))].concat()).unwrap();
+    std::fs::write(
+        &file,
+        [
+            provider("hook", "apps", "generic", &second.url()),
+            alert("all", "apps", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    )
+    .unwrap();
     d.wait_log("manifests reloaded", WAIT).await;
-    assert_eq!(request(&d.events, "POST", "/", &[], flux_event("two").as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("two").as_bytes())
+            .await
+            .status,
+        202
+    );
     second.wait_for(1, WAIT).await;
 
     // A bad change is rejected with its errors; the last good set keeps serving.
-    std::fs::write(&file, [provider("hook", "apps", "slak", &first.url()), alert("all", "apps", "hook", &all_kustomizations(""))].concat()).unwrap();
+    std::fs::write(
+        &file,
+        [
+            provider("hook", "apps", "slak", &first.url()),
+            alert("all", "apps", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    )
+    .unwrap();
     d.wait_log("new manifests rejected", WAIT).await;
     assert!(d.logs().contains("unknown provider type"));
-    assert_eq!(request(&d.events, "POST", "/", &[], flux_event("three").as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("three").as_bytes())
+            .await
+            .status,
+        202
+    );
     second.wait_for(2, WAIT).await;
     assert_eq!(first.requests().len(), 1);
-    assert_eq!(d.metric("herald_config_reloads_total{result=\"failure\"}").await, Some(1.0));
+    assert_eq!(
+        d.metric("herald_config_reloads_total{result=\"failure\"}")
+            .await,
+        Some(1.0)
+    );
 
     // SIGHUP reloads too.
-    std::fs::write(&file, [provider("hook", "apps", "generic", &first.url()), alert("all", "apps", "hook", &all_kustomizations(""))].concat()).unwrap();
+    std::fs::write(
+        &file,
+        [
+            provider("hook", "apps", "generic", &first.url()),
+            alert("all", "apps", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    )
+    .unwrap();
     d.signal("HUP");
     d.wait_log("SIGHUP", WAIT).await;
 }
@@ -186,9 +355,20 @@ async fn hot_reload_keeps_the_last_good_set() {
 async fn sigterm_finishes_deliveries_in_flight() {
     let rec = Recorder::start().await;
     rec.push_reply(Reply::status(200).delay(Duration::from_millis(1500)));
-    let dir = manifests(&[provider("hook", "apps", "generic", &rec.url()), alert("all", "apps", "hook", &all_kustomizations(""))].concat());
+    let dir = manifests(
+        &[
+            provider("hook", "apps", "generic", &rec.url()),
+            alert("all", "apps", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    );
     let mut d = Daemon::start(dir.path(), &[]);
-    assert_eq!(request(&d.events, "POST", "/", &[], flux_event("slow").as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("slow").as_bytes())
+            .await
+            .status,
+        202
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     d.signal("TERM");
     let started = Instant::now();
@@ -196,35 +376,90 @@ async fn sigterm_finishes_deliveries_in_flight() {
         if let Some(status) = d.child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < WAIT, "herald did not exit:\n{}", d.logs());
+        assert!(
+            started.elapsed() < WAIT,
+            "herald did not exit:\n{}",
+            d.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
-    assert_eq!(rec.requests().len(), 1, "the delivery in flight was finished");
-    assert!(d.logs().contains("all accepted deliveries finished"), "{}", d.logs());
+    assert_eq!(
+        rec.requests().len(),
+        1,
+        "the delivery in flight was finished"
+    );
+    assert!(
+        d.logs().contains("all accepted deliveries finished"),
+        "{}",
+        d.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deliveries_health_and_metrics() {
     let rec = Recorder::start().await;
     rec.push_reply(Reply::status(400).body("nope"));
-    let dir = manifests(&[provider("hook", "apps", "generic", &rec.url()), alert("all", "apps", "hook", &all_kustomizations(""))].concat());
+    let dir = manifests(
+        &[
+            provider("hook", "apps", "generic", &rec.url()),
+            alert("all", "apps", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    );
     let d = Daemon::start(dir.path(), &[]);
-    assert_eq!(request(&d.health, "GET", "/healthz", &[], b"").await.status, 200);
-    assert_eq!(request(&d.health, "GET", "/readyz", &[], b"").await.status, 200);
-    assert_eq!(request(&d.events, "POST", "/", &[], flux_event("a").as_bytes()).await.status, 202);
-    assert_eq!(request(&d.events, "POST", "/", &[], flux_event("b").as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.health, "GET", "/healthz", &[], b"").await.status,
+        200
+    );
+    assert_eq!(
+        request(&d.health, "GET", "/readyz", &[], b"").await.status,
+        200
+    );
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("a").as_bytes())
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("b").as_bytes())
+            .await
+            .status,
+        202
+    );
     rec.wait_for(2, WAIT).await;
     let labels = "namespace=\"apps\",name=\"hook\",type=\"generic\"";
     for _ in 0..100 {
-        if d.metric(&format!("herald_deliveries_total{{{labels},outcome=\"success\"}}")).await == Some(1.0) {
+        if d.metric(&format!(
+            "herald_deliveries_total{{{labels},outcome=\"success\"}}"
+        ))
+        .await
+            == Some(1.0)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(d.metric(&format!("herald_deliveries_total{{{labels},outcome=\"success\"}}")).await, Some(1.0));
-    assert_eq!(d.metric(&format!("herald_deliveries_total{{{labels},outcome=\"failure\"}}")).await, Some(1.0));
-    assert_eq!(d.metric("herald_delivery_duration_seconds_count{type=\"generic\"}").await, Some(2.0));
+    assert_eq!(
+        d.metric(&format!(
+            "herald_deliveries_total{{{labels},outcome=\"success\"}}"
+        ))
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        d.metric(&format!(
+            "herald_deliveries_total{{{labels},outcome=\"failure\"}}"
+        ))
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        d.metric("herald_delivery_duration_seconds_count{type=\"generic\"}")
+            .await,
+        Some(2.0)
+    );
     assert_eq!(d.metric("herald_queue_depth").await, Some(0.0));
     d.wait_log("failed to send notification", WAIT).await;
     assert!(d.logs().contains("HTTP 400 Bad Request: nope"));
@@ -233,7 +468,13 @@ async fn deliveries_health_and_metrics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_floods_do_not_stop_good_events() {
     let rec = Recorder::start().await;
-    let dir = manifests(&[provider("hook", "apps", "generic", &rec.url()), alert("all", "apps", "hook", &all_kustomizations(""))].concat());
+    let dir = manifests(
+        &[
+            provider("hook", "apps", "generic", &rec.url()),
+            alert("all", "apps", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    );
     let d = Daemon::start(dir.path(), &[]);
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -251,7 +492,12 @@ async fn malformed_floods_do_not_stop_good_events() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 400);
     }
-    assert_eq!(request(&d.events, "POST", "/", &[], flux_event("good").as_bytes()).await.status, 202);
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("good").as_bytes())
+            .await
+            .status,
+        202
+    );
     let got = rec.wait_for(1, WAIT).await;
     assert!(got[0].body_str().contains("good"));
 }

@@ -32,9 +32,23 @@ impl Daemon {
     pub(crate) fn start(manifests: &Path, args: &[&str]) -> Daemon {
         let data = tempfile::tempdir().unwrap().keep();
         let mut child = herald()
-            .args(["--log-format", "json", "--log-level", "debug", "serve", "--manifests"])
+            .args([
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+                "serve",
+                "--manifests",
+            ])
             .arg(manifests)
-            .args(["--events-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
+            .args([
+                "--events-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--health-addr",
+                "127.0.0.1:0",
+            ])
             .args(["--reload-interval", "200ms", "--data-dir"])
             .arg(&data)
             .args(args)
@@ -58,12 +72,21 @@ impl Daemon {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                panic!("herald did not become ready:\n{}", logs.lock().unwrap().join("\n"));
+                panic!(
+                    "herald did not become ready:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
             }
         };
         let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
         let addr = |k: &str| v[k].as_str().unwrap().to_owned();
-        Daemon { child, events: addr("events"), health: addr("health"), metrics: addr("metrics"), logs }
+        Daemon {
+            child,
+            events: addr("events"),
+            health: addr("health"),
+            metrics: addr("metrics"),
+            logs,
+        }
     }
 
     pub(crate) fn logs(&self) -> String {
@@ -79,11 +102,17 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("no log line containing {needle:?} within {timeout:?}:\n{}", self.logs());
+        panic!(
+            "no log line containing {needle:?} within {timeout:?}:\n{}",
+            self.logs()
+        );
     }
 
     pub(crate) fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -91,7 +120,11 @@ impl Daemon {
     pub(crate) async fn metric(&self, prefix: &str) -> Option<f64> {
         let resp = request(&self.metrics, "GET", "/metrics", &[], b"").await;
         assert_eq!(resp.status, 200);
-        resp.body_str().lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+        resp.body_str()
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     }
 }
 
@@ -117,9 +150,18 @@ impl RawResponse {
 }
 
 /// Sends one request with `Connection: close` and reads the whole response.
-pub(crate) async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
+pub(crate) async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawResponse {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -128,31 +170,53 @@ pub(crate) async fn request(addr: &str, method: &str, path: &str, headers: &[(&s
     // The server may answer (413) before reading everything; ignore a broken pipe then.
     let _ = stream.write_all(body).await;
     let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw)).await.expect("response in time");
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("response in time");
     parse_response(&raw)
 }
 
 pub(crate) fn parse_response(raw: &[u8]) -> RawResponse {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v == "chunked")
+    {
         body = dechunk(&body);
     }
-    RawResponse { status, headers, body }
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16).unwrap_or(0);
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             return out;
         }
