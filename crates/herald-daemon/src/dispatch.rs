@@ -103,7 +103,7 @@ impl Dispatcher {
         let mut dropped_commit = Vec::new();
         let mut dropped_change = Vec::new();
         let mut queued = 0;
-        tracing::info!(object, reason = %event.reason, message = %event.message, "dispatching event");
+        tracing::info!(object, reason = %event.reason, event_message = %event.message, "dispatching event");
         for alert in alerts {
             let alert_id = format!("{}/{}", alert.namespace, alert.name);
             if self.no_cross_namespace_refs && event.involved_object.namespace != alert.namespace {
