@@ -294,3 +294,164 @@ async fn deliver(d: Delivery, metrics: &Metrics) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex as StdMutex;
+
+    use herald_core::manifest::parse_str;
+    use herald_core::{
+        BuildError, Family, Notifier, NotifyFuture, ObjectReference, ProviderConfig, ProviderType,
+        Registry, Severity,
+    };
+
+    use super::*;
+
+    /// Records what each provider was asked to post.
+    #[derive(Debug)]
+    struct Capture(String);
+
+    static POSTED: StdMutex<Vec<(String, Event)>> = StdMutex::new(Vec::new());
+    /// The tests share POSTED: one at a time.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    impl Notifier for Capture {
+        fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
+            Box::pin(async move {
+                POSTED.lock().unwrap().push((self.0.clone(), event.clone()));
+                Ok(())
+            })
+        }
+    }
+
+    fn capture(cfg: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
+        Ok(Arc::new(Capture(cfg.name.clone())))
+    }
+
+    fn snapshot(yaml: &str) -> Snapshot {
+        let dir = std::env::temp_dir().join(format!(
+            "herald-dispatch-{}-{}",
+            std::process::id(),
+            yaml.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("m.yaml"), yaml).unwrap();
+        let (_, errors) = parse_str(Path::new("m.yaml"), yaml);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut registry = Registry::new();
+        registry.add_family(Family::Generic);
+        registry.add_family(Family::Git);
+        for ty in [
+            ProviderType::Generic,
+            ProviderType::GitHub,
+            ProviderType::Slack,
+            ProviderType::GitHubPullRequestComment,
+        ] {
+            registry.register(ty, capture);
+        }
+        Snapshot::load(&[dir], &registry).unwrap()
+    }
+
+    fn event(severity: Severity, meta: &[(&str, &str)]) -> Event {
+        Event {
+            involved_object: ObjectReference {
+                kind: "Kustomization".into(),
+                namespace: "apps".into(),
+                name: "web".into(),
+                api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+                ..Default::default()
+            },
+            severity,
+            message: "m".into(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    const PROVIDERS: &[&str] = &["generic", "github", "slack", "githubpullrequestcomment"];
+
+    fn yaml() -> String {
+        PROVIDERS
+            .iter()
+            .map(|ty| {
+                format!(
+                    "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: {ty}, namespace: apps}}\nspec: {{type: {ty}, address: 'https://example.com/o/r'}}\n---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: to-{ty}, namespace: apps}}\nspec:\n  providerRef: {{name: {ty}}}\n  eventSources: [{{kind: Kustomization, name: '*'}}]\n"
+                )
+            })
+            .collect()
+    }
+
+    async fn routed(d: &Dispatcher, snap: &Snapshot, e: Event) -> Vec<String> {
+        POSTED.lock().unwrap().clear();
+        let n = d.route(snap, &e).unwrap();
+        assert_eq!(d.drain(Duration::from_secs(5)).await, 0);
+        let mut got: Vec<String> = POSTED
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
+        got.sort();
+        assert_eq!(got.len(), n);
+        got
+    }
+
+    #[tokio::test]
+    async fn commit_status_and_change_request_gating() {
+        let _serial = SERIAL.lock().await;
+        let snap = snapshot(&yaml());
+        let mut reg = prometheus_client::registry::Registry::default();
+        let d = Dispatcher::new(4, 100, false, Arc::new(Metrics::new(&mut reg)));
+
+        // A plain info event: not for commit-status or change-request providers.
+        assert_eq!(
+            routed(&d, &snap, event(Severity::Info, &[])).await,
+            ["generic", "slack"]
+        );
+        // An error event reaches commit-status providers too.
+        assert_eq!(
+            routed(&d, &snap, event(Severity::Error, &[])).await,
+            ["generic", "github", "slack"]
+        );
+        // A commit annotation makes an info event a commit-status event.
+        let commit = [("event.toolkit.fluxcd.io/commit", "abc")];
+        assert_eq!(
+            routed(&d, &snap, event(Severity::Info, &commit)).await,
+            ["generic", "github", "slack"]
+        );
+        // A commit-status update goes only to commit-status and generic providers.
+        let update = [("kustomize.toolkit.fluxcd.io/commit_status", "update")];
+        assert_eq!(
+            routed(&d, &snap, event(Severity::Info, &update)).await,
+            ["generic", "github"]
+        );
+        // A change request reaches the comment provider.
+        let cr = [("event.toolkit.fluxcd.io/change_request", "42")];
+        assert_eq!(
+            routed(&d, &snap, event(Severity::Info, &cr)).await,
+            ["generic", "githubpullrequestcomment", "slack"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_token_is_dropped_and_prefixes_stripped() {
+        let _serial = SERIAL.lock().await;
+        let snap = snapshot(&yaml());
+        let mut reg = prometheus_client::registry::Registry::default();
+        let d = Dispatcher::new(4, 100, false, Arc::new(Metrics::new(&mut reg)));
+        let meta = [
+            ("kustomize.toolkit.fluxcd.io/token", "t"),
+            ("kustomize.toolkit.fluxcd.io/revision", "r"),
+        ];
+        POSTED.lock().unwrap().clear();
+        d.route(&snap, &event(Severity::Info, &meta)).unwrap();
+        d.drain(Duration::from_secs(5)).await;
+        for (_, e) in POSTED.lock().unwrap().iter() {
+            assert_eq!(e.metadata, [("revision".to_owned(), "r".to_owned())].into());
+        }
+    }
+}

@@ -84,9 +84,9 @@ fn main() -> ExitCode {
     herald_http::install_crypto_provider();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Send(args) => send::run(args),
-        Command::Receive(args) => receive::run(args),
-        Command::Validate(args) => validate::run(args),
+        Command::Send(args) => send::run(&args),
+        Command::Receive(args) => receive::run(&args),
+        Command::Validate(args) => validate::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -32,7 +32,7 @@ pub(crate) struct ReceiveArgs {
     quiet: bool,
 }
 
-pub(crate) fn run(args: ReceiveArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &ReceiveArgs) -> anyhow::Result<ExitCode> {
     let key = match (&args.hmac_key, &args.hmac_key_file) {
         (Some(k), _) => Some(k.clone().into_bytes()),
         (None, Some(path)) => Some(

@@ -28,7 +28,7 @@ pub(crate) struct SendArgs {
     raw: bool,
 }
 
-pub(crate) fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let set = match manifest::load_paths(&args.manifests.paths) {
         Ok(set) => set,
         Err(errors) => {

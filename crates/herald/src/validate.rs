@@ -12,7 +12,7 @@ pub(crate) struct ValidateArgs {
     manifests: ManifestArgs,
 }
 
-pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let set = match manifest::load_paths(&args.manifests.paths) {
         Ok(set) => set,
         Err(errors) => {

@@ -1,5 +1,8 @@
 //! The generic and generic-hmac providers against a recording server on loopback.
 
+// Test helpers unwrap: a panic there is a test failure with a location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

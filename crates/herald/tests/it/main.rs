@@ -1,5 +1,8 @@
 //! End-to-end tests of the `herald` binary: real processes on loopback ports.
 
+// Test helpers unwrap: a panic there is a test failure with a location.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod daemon;
 mod support;

@@ -68,15 +68,12 @@ impl Daemon {
                 sink.lock().unwrap().push(line);
             }
         });
-        let ready = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "herald did not become ready:\n{}",
-                    logs.lock().unwrap().join("\n")
-                );
-            }
+        let Ok(ready) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            panic!(
+                "herald did not become ready:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
         };
         let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
         let addr = |k: &str| v[k].as_str().unwrap().to_owned();
