@@ -1,1 +1,31 @@
-//! placeholder
+//! herald-testkit: helpers for herald's tests. It offers a recording HTTP/1.1 server on
+//! loopback with scripted replies ([`Recorder`], plain or TLS with optional client
+//! certificates), a throw-away certificate authority ([`TestCa`]), the Flux test event
+//! ([`fixture_event`]), golden-file comparison ([`assert_golden`]), and the start and stop
+//! wrappers for the real services in `../shared/peers` ([`start_peer`], [`stop_peer`]).
+//!
+//! It is *not* part of herald: it is a dev-dependency only. It panics freely, with messages
+//! meant for whoever reads a failing test, and it never talks to anything but 127.0.0.1.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use herald_testkit::{Recorder, Reply};
+//! let rec = Recorder::start().await;
+//! rec.push_reply(Reply::status(503).body("try later"));
+//! assert!(rec.url().starts_with("http://127.0.0.1:"));
+//! assert!(rec.requests().is_empty());
+//! # }
+//! ```
+
+mod fixture;
+mod golden;
+mod peer;
+mod recorder;
+mod tls;
+
+pub use fixture::fixture_event;
+pub use golden::assert_golden;
+pub use peer::{start_peer, stop_peer};
+pub use recorder::{Recorded, Recorder, Reply};
+pub use tls::{ServerTls, TestCa};

@@ -1,0 +1,333 @@
+//! Proxies: the real authenticated tinyproxy of `../shared/peers/proxy.sh`, and a SOCKS5
+//! server written here (there is no SOCKS peer).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_core::{ProxyConfig, SecretBytes, SecretString};
+use herald_http::HttpClient;
+use herald_testkit::{Recorder, ServerTls, TestCa, start_peer, stop_peer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{client, closed_port, config, post};
+
+/// Stops the proxy peer even when an assertion fails first.
+struct PeerGuard {
+    port: String,
+    state: PathBuf,
+    armed: bool,
+}
+
+impl PeerGuard {
+    /// Stops it now, failing the test if that fails.
+    fn stop(mut self) {
+        self.armed = false;
+        stop_peer("proxy.sh", &self.port, &self.state);
+    }
+}
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort while a failing test unwinds: no panic here.
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/proxy.sh");
+            let _ = std::process::Command::new("bash")
+                .arg(script)
+                .args(["stop", &self.port])
+                .env("HERALD_PEERS_STATE", &self.state)
+                .output();
+        }
+    }
+}
+
+fn proxy(facts: &HashMap<String, String>, user: &str, pass: Option<&str>) -> ProxyConfig {
+    ProxyConfig {
+        url: facts["PROXY_URL"].clone(),
+        username: Some(user.to_owned()),
+        password: pass.map(SecretString::new),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_go_through_the_authenticated_proxy() {
+    let state = std::env::temp_dir().join(format!("herald-http-proxy-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let facts = tokio::task::spawn_blocking({
+        let state = state.clone();
+        move || start_peer("proxy.sh", &state)
+    })
+    .await
+    .unwrap();
+    let Some(facts) = facts else { return };
+    let port = facts["PROXY_URL"].rsplit(':').next().unwrap().to_owned();
+    let guard = PeerGuard {
+        port,
+        state: state.clone(),
+        armed: true,
+    };
+    let (user, pass) = (facts["PROXY_USER"].clone(), facts["PROXY_PASS"].clone());
+    let log = || std::fs::read_to_string(&facts["LOG"]).unwrap();
+
+    // Plain HTTP destination, tunnelled with CONNECT.
+    let plain = Recorder::start().await;
+    let mut cfg = config(&format!("{}/through-proxy", plain.url()));
+    cfg.proxy = Some(proxy(&facts, &user, Some(&pass)));
+    post(&client(&cfg), &cfg).await.unwrap();
+    assert_eq!(plain.requests()[0].path, "/through-proxy");
+    assert!(
+        plain.requests()[0].header("proxy-authorization").is_none(),
+        "credentials stay with the proxy"
+    );
+    let line = format!("CONNECT 127.0.0.1:{}", plain.addr().port());
+    assert!(
+        log().contains(&line),
+        "{line:?} not in the proxy log:\n{}",
+        log()
+    );
+
+    // HTTPS destination with a custom CA: TLS end to end inside the tunnel.
+    let ca = TestCa::new();
+    let secure = Recorder::start_tls(ServerTls::from_ca(&ca)).await;
+    let mut cfg = config(&format!("{}/secure", secure.url()));
+    cfg.proxy = Some(proxy(&facts, &user, Some(&pass)));
+    cfg.tls.ca_pem = Some(SecretBytes::new(ca.ca_pem().into_bytes()));
+    post(&client(&cfg), &cfg).await.unwrap();
+    assert_eq!(secure.requests()[0].path, "/secure");
+    let line = format!("CONNECT 127.0.0.1:{}", secure.addr().port());
+    assert!(
+        log().contains(&line),
+        "{line:?} not in the proxy log:\n{}",
+        log()
+    );
+
+    // Wrong password: tinyproxy answers 401. Permanent, and the password is never shown.
+    let mut cfg = config(&plain.url());
+    cfg.proxy = Some(proxy(&facts, &user, Some("wrong-password-123")));
+    let err = post(&client(&cfg), &cfg).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "provider test/hook: POST {}: proxy {} refused CONNECT 127.0.0.1:{}: HTTP 401 Unauthorized \
+             (the proxy rejected the username or password)",
+            plain.url(),
+            facts["PROXY_URL"],
+            plain.addr().port()
+        )
+    );
+    assert!(!err.is_retryable());
+    // No credentials at all: 407.
+    cfg.proxy = Some(ProxyConfig {
+        url: facts["PROXY_URL"].clone(),
+        username: None,
+        password: None,
+    });
+    let err = post(&client(&cfg), &cfg).await.unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "HTTP 407 Proxy Authentication Required (the proxy requires a username and password)"
+        ),
+        "{err}"
+    );
+    assert_eq!(plain.requests().len(), 1, "refused deliveries never arrive");
+
+    tokio::task::spawn_blocking(move || guard.stop())
+        .await
+        .unwrap();
+    // Stopped cleanly: the state (kept by the script for post-mortems) is not needed.
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_proxy_is_retried_then_transient() {
+    let rec = Recorder::start().await;
+    let mut cfg = config(&rec.url());
+    let port = closed_port();
+    cfg.proxy = Some(ProxyConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        username: None,
+        password: None,
+    });
+    let err = post(&client(&cfg), &cfg).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "giving up after 5 attempts: cannot connect to proxy http://127.0.0.1:{port}: "
+        )),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("connection refused"), "{text}");
+    assert!(err.is_retryable());
+    assert!(rec.requests().is_empty());
+}
+
+#[test]
+fn https_and_unknown_proxies_are_build_errors() {
+    let mut cfg = config("https://hooks.example.com/x");
+    cfg.proxy = Some(ProxyConfig {
+        url: "https://proxy.example.com:3128".into(),
+        username: None,
+        password: None,
+    });
+    let err = HttpClient::from_config(&cfg).unwrap_err().to_string();
+    assert!(
+        err.starts_with("spec.proxy: https:// proxies (TLS to the proxy) are not supported"),
+        "{err}"
+    );
+    cfg.proxy = Some(ProxyConfig {
+        url: "socks4://proxy.example.com".into(),
+        username: None,
+        password: None,
+    });
+    let err = HttpClient::from_config(&cfg).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "spec.proxy: proxy scheme \"socks4\" is not supported; use http:// or socks5://"
+    );
+    // Debug shows where the proxy is, never its password.
+    cfg.proxy = Some(ProxyConfig {
+        url: "http://proxy.example.com:3128".into(),
+        username: Some("me".into()),
+        password: Some(SecretString::new("proxy-pass-xyz")),
+    });
+    let shown = format!("{:?}", HttpClient::from_config(&cfg).unwrap());
+    assert!(
+        shown.contains("proxy http://proxy.example.com:3128") && !shown.contains("proxy-pass-xyz"),
+        "{shown}"
+    );
+}
+
+/// A minimal SOCKS5 server (RFC 1928 CONNECT, RFC 1929 username/password) that records the
+/// destinations it was asked for and connects to them.
+async fn socks5_server(
+    credentials: Option<(&'static str, &'static str)>,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the SOCKS5 server");
+    let port = listener.local_addr().expect("SOCKS5 server address").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (conn, _) = listener.accept().await.expect("SOCKS5 accept");
+            let log = log.clone();
+            tokio::spawn(async move {
+                // A client that gives up half-way is fine.
+                let _ = socks5_session(conn, credentials, log).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+async fn socks5_session(
+    mut conn: TcpStream,
+    credentials: Option<(&str, &str)>,
+    log: Arc<Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
+    let (version, n) = (conn.read_u8().await?, conn.read_u8().await?);
+    assert_eq!(version, 5);
+    let mut methods = vec![0; usize::from(n)];
+    conn.read_exact(&mut methods).await?;
+    let wanted = if credentials.is_some() { 2 } else { 0 };
+    if !methods.contains(&wanted) {
+        return conn.write_all(&[5, 0xff]).await;
+    }
+    conn.write_all(&[5, wanted]).await?;
+    if let Some((user, pass)) = credentials {
+        assert_eq!(conn.read_u8().await?, 1);
+        let mut u = vec![0; usize::from(conn.read_u8().await?)];
+        conn.read_exact(&mut u).await?;
+        let mut p = vec![0; usize::from(conn.read_u8().await?)];
+        conn.read_exact(&mut p).await?;
+        if u != user.as_bytes() || p != pass.as_bytes() {
+            return conn.write_all(&[1, 1]).await;
+        }
+        conn.write_all(&[1, 0]).await?;
+    }
+    let mut head = [0; 4];
+    conn.read_exact(&mut head).await?;
+    assert_eq!(&head[..3], &[5, 1, 0], "a CONNECT request");
+    let host = match head[3] {
+        1 => {
+            let mut ip = [0; 4];
+            conn.read_exact(&mut ip).await?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let mut name = vec![0; usize::from(conn.read_u8().await?)];
+            conn.read_exact(&mut name).await?;
+            String::from_utf8(name).expect("a UTF-8 host name")
+        }
+        other => panic!("address type {other} not expected"),
+    };
+    let port = conn.read_u16().await?;
+    log.lock()
+        .expect("SOCKS5 log lock")
+        .push(format!("{host}:{port}"));
+    let mut upstream = TcpStream::connect((host.as_str(), port)).await?;
+    conn.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn socks5_proxies_work_with_and_without_credentials() {
+    let rec = Recorder::start().await;
+    let (port, seen) = socks5_server(Some(("sockuser", "sockpass-1234"))).await;
+    let mut cfg = config(&format!("{}/via-socks", rec.url()));
+    cfg.proxy = Some(ProxyConfig {
+        url: format!("socks5://127.0.0.1:{port}"),
+        username: Some("sockuser".into()),
+        password: Some(SecretString::new("sockpass-1234")),
+    });
+    post(&client(&cfg), &cfg).await.unwrap();
+    assert_eq!(rec.requests()[0].path, "/via-socks");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [format!("127.0.0.1:{}", rec.addr().port())]
+    );
+
+    // HTTPS through SOCKS5, with a host name the proxy resolves.
+    let ca = TestCa::new();
+    let secure = Recorder::start_tls(ServerTls::from_ca(&ca)).await;
+    let mut tls_cfg = config(&format!(
+        "https://localhost:{}/tls-via-socks",
+        secure.addr().port()
+    ));
+    tls_cfg.proxy = cfg.proxy.clone();
+    tls_cfg.tls.ca_pem = Some(SecretBytes::new(ca.ca_pem().into_bytes()));
+    post(&client(&tls_cfg), &tls_cfg).await.unwrap();
+    assert_eq!(secure.requests()[0].path, "/tls-via-socks");
+    assert_eq!(
+        seen.lock().unwrap()[1],
+        format!("localhost:{}", secure.addr().port())
+    );
+
+    // Wrong password: refused, permanent, password not shown.
+    cfg.proxy.as_mut().unwrap().password = Some(SecretString::new("wrong-sock-pass"));
+    let err = post(&client(&cfg), &cfg).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("SOCKS5 proxy socks5://127.0.0.1:{port}: ")),
+        "{text}"
+    );
+    assert!(text.contains("credentials not accepted"), "{text}");
+    assert!(!text.contains("wrong-sock-pass"));
+    assert!(!err.is_retryable());
+
+    // An open SOCKS5 proxy without credentials.
+    let (open_port, open_seen) = socks5_server(None).await;
+    cfg.proxy = Some(ProxyConfig {
+        url: format!("socks5://127.0.0.1:{open_port}"),
+        username: None,
+        password: None,
+    });
+    post(&client(&cfg), &cfg).await.unwrap();
+    assert_eq!(open_seen.lock().unwrap().len(), 1);
+    assert_eq!(rec.wait_for(2, Duration::from_secs(5)).await.len(), 2);
+}
