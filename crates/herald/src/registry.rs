@@ -16,7 +16,7 @@ pub(crate) fn registry() -> Registry {
     #[cfg(feature = "git")]
     registry.add_family(Family::Git);
     #[cfg(feature = "alerting")]
-    registry.add_family(Family::Alerting);
+    herald_alerting::register(&mut registry);
     #[cfg(feature = "eventhub")]
     registry.add_family(Family::EventHub);
     registry

@@ -3,6 +3,8 @@
 // Test helpers unwrap: a panic there is a test failure with a location.
 #![allow(clippy::unwrap_used)]
 
+#[cfg(feature = "alerting")]
+mod alerting;
 mod cli;
 mod daemon;
 mod support;

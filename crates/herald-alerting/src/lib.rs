@@ -1,0 +1,106 @@
+//! herald-alerting: the alerting-tool providers `alertmanager`, `opsgenie`, `grafana` and
+//! `sentry` (herald's `alerting` feature).
+//!
+//! Each turns a Flux event into the request its service expects, as Flux's
+//! notification-controller does (section 5 of the compatibility contract), and sends it with
+//! [`herald_http`]: Prometheus Alertmanager gets one firing alert (`/api/v2/alerts`), Opsgenie
+//! an alert with a de-duplication alias, Grafana an annotation at the event's time, and Sentry
+//! an error event or a transaction in an envelope for the DSN's project. Rendering is pure
+//! (the `render` functions of the modules below); sending is the only I/O. Unlike Flux, every
+//! failure, Sentry's included, is reported, retried when worth it, and free of secrets.
+//!
+//! It is not an HTTP client, does no event matching, and does not implement the other
+//! upstream alerting types (`pagerduty`, `datadog`, `incident.io`): a registry with this
+//! family answers them with "not implemented by herald's `alerting` family".
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::path::Path;
+//! use herald_core::{Registry, manifest};
+//! use herald_testkit::{Recorder, fixture_event};
+//!
+//! let grafana = Recorder::start().await;
+//! let yaml = format!(
+//!     "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+//!      metadata:\n  name: grafana\n  namespace: flux-system\n\
+//!      spec:\n  type: grafana\n  address: {}/api/annotations\n  secretRef:\n    name: grafana-token\n\
+//!      ---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: grafana-token\n  namespace: flux-system\n\
+//!      stringData:\n  token: glsa_example\n",
+//!     grafana.url()
+//! );
+//! let (set, errors) = manifest::parse_str(Path::new("providers.yaml"), &yaml);
+//! assert!(errors.is_empty(), "{errors:?}");
+//! let config = set.provider_config(&set.providers[0]).unwrap();
+//!
+//! let mut registry = Registry::new();
+//! herald_alerting::register(&mut registry);
+//! let notifier = registry.build(&config).unwrap();
+//! notifier.post(&fixture_event()).await.unwrap();
+//!
+//! let got = grafana.wait_for(1, std::time::Duration::from_secs(5)).await.remove(0);
+//! assert_eq!(got.path, "/api/annotations");
+//! assert_eq!(got.header("authorization"), Some("Bearer glsa_example"));
+//! assert!(got.body_str().contains(r#""text":"gitrepository/webapp.gitops-system""#));
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use herald_core::{BuildError, Family, Notifier, ProviderConfig, ProviderType, Registry};
+use herald_http::RetryPolicy;
+
+pub mod alertmanager;
+mod common;
+pub mod grafana;
+pub mod opsgenie;
+pub mod sentry;
+
+/// The provider types this crate implements.
+pub const TYPES: [ProviderType; 4] = [
+    ProviderType::Alertmanager,
+    ProviderType::Opsgenie,
+    ProviderType::Grafana,
+    ProviderType::Sentry,
+];
+
+/// Registers the alerting family and its four types.
+pub fn register(registry: &mut Registry) {
+    registry.add_family(Family::Alerting);
+    for ty in TYPES {
+        registry.register(ty, build);
+    }
+}
+
+/// Builds the notifier of an `alertmanager`, `opsgenie`, `grafana` or `sentry` Provider,
+/// validating its configuration once.
+pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
+    build_inner(config, None)
+}
+
+/// [`build`] with a retry policy other than herald's default (tests, impatient callers).
+pub fn build_with_retry_policy(
+    config: &ProviderConfig,
+    retry: RetryPolicy,
+) -> Result<Arc<dyn Notifier>, BuildError> {
+    build_inner(config, Some(retry))
+}
+
+fn build_inner(
+    config: &ProviderConfig,
+    retry: Option<RetryPolicy>,
+) -> Result<Arc<dyn Notifier>, BuildError> {
+    match config.provider_type {
+        ProviderType::Alertmanager => alertmanager::build(config, retry),
+        ProviderType::Opsgenie => opsgenie::build(config, retry),
+        ProviderType::Grafana => grafana::build(config, retry),
+        ProviderType::Sentry => sentry::build(config, retry),
+        ty => Err(match ty.family() {
+            Some(family) if family == Family::Alerting => BuildError::NotImplemented { ty, family },
+            _ => BuildError::invalid(
+                "spec.type",
+                format!("`{ty}` is not an alerting provider type"),
+            ),
+        }),
+    }
+}

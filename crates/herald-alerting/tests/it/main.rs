@@ -1,0 +1,263 @@
+//! The alerting providers against a recording server on loopback (and, for Alertmanager, the
+//! real Alertmanager): exact bodies and auth headers, retries, error classification, secrets.
+
+// Test helpers panic on purpose: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod alertmanager;
+mod grafana;
+mod opsgenie;
+mod sentry;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::manifest::parse_str;
+use herald_core::{
+    BuildError, Event, Family, Notifier, ProviderConfig, ProviderType, Registry, metadata,
+};
+use herald_http::RetryPolicy;
+use herald_testkit::{Recorded, Recorder, Reply, fixture_event};
+
+/// A fixture event as a provider sees it: metadata cleaned and prefixes stripped.
+pub(crate) fn fixture(name: &str) -> Event {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../herald-testkit/fixtures/events")
+        .join(name);
+    let mut event: Event = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    metadata::prepare_without_alert(&mut event);
+    event
+}
+
+/// The golden cases every provider renders: Flux's test event (info, one metadata entry), an
+/// error with revision and summary metadata, the test event without metadata, and unicode
+/// with markup-special characters (`<`, `>`, `&`, `"`, U+2028, emoji).
+pub(crate) fn cases() -> Vec<(&'static str, Event)> {
+    let mut bare = fixture_event();
+    bare.metadata.clear();
+    vec![
+        ("info", fixture_event()),
+        ("error", fixture("kustomization-error.json")),
+        ("no-metadata", bare),
+        ("unicode", fixture("unicode.json")),
+    ]
+}
+
+pub(crate) fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+pub(crate) fn config(ty: ProviderType, address: &str) -> ProviderConfig {
+    ProviderConfig::new(ty, "flux-system", ty.as_str(), address)
+}
+
+/// Method, path and query, and the named headers that are present, one a line.
+pub(crate) fn request_summary(r: &Recorded, headers: &[&str]) -> String {
+    let mut out = format!("{} {}\n", r.method, r.path);
+    for name in headers {
+        if let Some(v) = r.header(name) {
+            out.push_str(&format!("{name}: {v}\n"));
+        }
+    }
+    out
+}
+
+/// Retries in milliseconds, so that retry tests are quick.
+pub(crate) fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 2,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+    }
+}
+
+pub(crate) fn build(cfg: &ProviderConfig) -> Arc<dyn Notifier> {
+    herald_alerting::build_with_retry_policy(cfg, fast_retry()).unwrap()
+}
+
+pub(crate) fn build_err(cfg: &ProviderConfig) -> String {
+    herald_alerting::build(cfg).unwrap_err().to_string()
+}
+
+/// Posts `event` and returns the one request the recorder got.
+pub(crate) async fn deliver(cfg: &ProviderConfig, event: &Event, rec: &Recorder) -> Recorded {
+    let before = rec.requests().len();
+    build(cfg).post(event).await.unwrap();
+    let mut got = rec.wait_for(before + 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), before + 1, "exactly one request");
+    got.pop().unwrap()
+}
+
+/// A working configuration of `ty` against `url` (a token where one is required, a DSN for
+/// Sentry).
+pub(crate) fn working_config(ty: ProviderType, url: &str, token: &str) -> ProviderConfig {
+    match ty {
+        ProviderType::Sentry => config(ty, &sentry::dsn(url, token)),
+        _ => {
+            let mut cfg = config(ty, &format!("{url}/api"));
+            cfg.token = Some(token.into());
+            cfg
+        }
+    }
+}
+
+#[test]
+fn register_adds_the_family_and_its_four_types() {
+    let mut registry = Registry::new();
+    herald_alerting::register(&mut registry);
+    assert_eq!(registry.families().collect::<Vec<_>>(), [Family::Alerting]);
+    let mut types: Vec<_> = registry.types().collect();
+    types.sort();
+    let mut want = herald_alerting::TYPES.to_vec();
+    want.sort();
+    assert_eq!(types, want);
+    for ty in [
+        ProviderType::PagerDuty,
+        ProviderType::Datadog,
+        ProviderType::IncidentIo,
+    ] {
+        let err = registry
+            .build(&config(ty, "https://example.com"))
+            .unwrap_err();
+        assert!(
+            matches!(err, BuildError::NotImplemented { .. }),
+            "{ty}: {err}"
+        );
+    }
+    let err = build_err(&config(ProviderType::Slack, "https://example.com"));
+    assert!(err.contains("not an alerting provider type"), "{err}");
+}
+
+#[tokio::test]
+async fn client_errors_are_permanent_and_not_retried() {
+    for ty in herald_alerting::TYPES {
+        let rec = Recorder::start().await;
+        rec.push_reply(Reply::status(400).body("bad request"));
+        let notifier = build(&working_config(ty, &rec.url(), "tok-400-abcdef"));
+        let err = notifier
+            .post(&fixture("kustomization-error.json"))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{ty}: {err}");
+        assert_eq!(err.status(), Some(400), "{ty}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(rec.requests().len(), 1, "{ty}: a 4xx is not retried");
+    }
+}
+
+#[tokio::test]
+async fn server_errors_and_rate_limits_are_retried() {
+    for ty in herald_alerting::TYPES {
+        let rec = Recorder::start().await;
+        rec.push_reply(Reply::status(503).body("down"));
+        rec.push_reply(Reply::status(429).header("retry-after", "0"));
+        let notifier = build(&working_config(ty, &rec.url(), "tok-503-abcdef"));
+        notifier
+            .post(&fixture("kustomization-error.json"))
+            .await
+            .unwrap();
+        let got = rec.requests();
+        assert_eq!(got.len(), 3, "{ty}: 503, 429, then 200");
+        assert_eq!(got[0].body, got[2].body, "{ty}: the same body each time");
+
+        // Exhausted retries are a transient failure with the last status.
+        let rec = Recorder::start().await;
+        for _ in 0..3 {
+            rec.push_reply(Reply::status(500).body("boom"));
+        }
+        let notifier = build(&working_config(ty, &rec.url(), "tok-500-abcdef"));
+        let err = notifier.post(&fixture_event()).await.unwrap_err();
+        assert!(err.is_retryable(), "{ty}: {err}");
+        assert_eq!(rec.requests().len(), 3, "{ty}: 1 + 2 retries");
+    }
+}
+
+#[tokio::test]
+async fn failures_never_show_a_secret() {
+    for ty in herald_alerting::TYPES {
+        let token = "e0c1d2b3a4f5-distinctive-secret";
+        let rec = Recorder::start().await;
+        rec.push_reply(Reply::status(401).body(format!("invalid credentials {token} for {token}")));
+        let notifier = build(&working_config(ty, &rec.url(), token));
+        let err = notifier
+            .post(&fixture("kustomization-error.json"))
+            .await
+            .unwrap_err();
+        let text = format!("{err} {err:?} {notifier:?}");
+        assert!(!text.contains(token), "{ty}: {text}");
+        assert!(err.message().contains("401"), "{ty}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn every_type_builds_from_manifests() {
+    let rec = Recorder::start().await;
+    let host = rec.url().trim_start_matches("http://").to_owned();
+    let yaml = format!(
+        r#"apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: am, namespace: flux-system}}
+spec: {{type: alertmanager, address: "http://herald:am-pass@{host}/api/v2/alerts"}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: og, namespace: flux-system}}
+spec: {{type: opsgenie, address: "http://{host}/v2/alerts", secretRef: {{name: og}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: og, namespace: flux-system}}
+stringData: {{token: og-api-key}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: gf, namespace: flux-system}}
+spec: {{type: grafana, address: "http://{host}/api/annotations", secretRef: {{name: gf}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: gf, namespace: flux-system}}
+stringData: {{username: admin, password: gf-pass}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: sn, namespace: flux-system}}
+spec: {{type: sentry, channel: staging, secretRef: {{name: sn}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: sn, namespace: flux-system}}
+stringData: {{address: "http://publickey123@{host}/7"}}
+"#
+    );
+    let (set, errors) = parse_str(Path::new("inline.yaml"), &yaml);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut registry = Registry::new();
+    herald_alerting::register(&mut registry);
+    let event = fixture("kustomization-error.json");
+    for provider in &set.providers {
+        let cfg = set.provider_config(provider).unwrap();
+        registry.build(&cfg).unwrap().post(&event).await.unwrap();
+    }
+    let got = rec.wait_for(4, Duration::from_secs(5)).await;
+    let summary: Vec<String> = got
+        .iter()
+        .map(|r| request_summary(r, &["authorization", "x-sentry-auth"]))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "POST /api/v2/alerts\nauthorization: Basic aGVyYWxkOmFtLXBhc3M=\n".to_owned(),
+            "POST /v2/alerts\nauthorization: GenieKey og-api-key\n".to_owned(),
+            "POST /api/annotations\nauthorization: Basic YWRtaW46Z2YtcGFzcw==\n".to_owned(),
+            format!(
+                "POST /api/7/envelope/\nx-sentry-auth: Sentry sentry_key=publickey123, sentry_version=7, sentry_client=herald/{}\n",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ]
+    );
+    assert!(got[3].body_str().contains(r#""environment":"staging""#));
+}
