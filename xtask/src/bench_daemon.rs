@@ -63,11 +63,21 @@ fn free_port() -> Result<u16> {
 fn get(port: u16, path: &str) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -97,7 +107,11 @@ fn ensure_wrk() -> Result<()> {
         return Ok(());
     }
     eprintln!("$ apt-get install -y wrk");
-    let install = || Command::new("apt-get").args(["install", "-y", "-q", "wrk"]).status();
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "wrk"])
+            .status()
+    };
     if !install()?.success() {
         Command::new("apt-get").args(["update", "-q"]).status()?;
         if !install()?.success() {
@@ -129,33 +143,59 @@ fn to_ms(v: &str) -> Option<f64> {
 
 fn wrk(script: &Path, port: u16) -> Result<WrkResult> {
     let url = format!("http://127.0.0.1:{port}/");
-    eprintln!("$ wrk -t2 -c{CONNECTIONS} -d{DURATION} --latency -s {} {url}", script.display());
+    eprintln!(
+        "$ wrk -t2 -c{CONNECTIONS} -d{DURATION} --latency -s {} {url}",
+        script.display()
+    );
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{DURATION}"), "--latency", "-s"])
+        .args([
+            "-t2",
+            &format!("-c{CONNECTIONS}"),
+            &format!("-d{DURATION}"),
+            "--latency",
+            "-s",
+        ])
         .arg(script)
         .arg(&url)
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
-        bail!("wrk failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "wrk failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let field = |prefix: &str| -> Option<String> {
-        text.lines().map(str::trim).find(|l| l.starts_with(prefix)).and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
     };
-    let rps = field("Requests/sec:").and_then(|v| v.parse().ok()).context("no Requests/sec in wrk output")?;
+    let rps = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .context("no Requests/sec in wrk output")?;
     let requests = text
         .lines()
         .find(|l| l.contains("requests in"))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let p50_ms = field("50%").and_then(|v| to_ms(&v)).context("no 50% latency")?;
-    let p99_ms = field("99%").and_then(|v| to_ms(&v)).context("no 99% latency")?;
+    let p50_ms = field("50%")
+        .and_then(|v| to_ms(&v))
+        .context("no 50% latency")?;
+    let p99_ms = field("99%")
+        .and_then(|v| to_ms(&v))
+        .context("no 99% latency")?;
     if text.contains("Non-2xx or 3xx responses") {
         eprintln!("note: wrk saw non-2xx responses:\n{text}");
     }
-    Ok(WrkResult { rps, requests, p50_ms, p99_ms })
+    Ok(WrkResult {
+        rps,
+        requests,
+        p50_ms,
+        p99_ms,
+    })
 }
 
 fn metric(port: u16, prefix: &str) -> Result<f64> {
@@ -194,7 +234,12 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
     let sink_port = free_port()?;
     let _sink = Killed(
         Command::new(bin)
-            .args(["receive", "--quiet", "--addr", &format!("127.0.0.1:{sink_port}")])
+            .args([
+                "receive",
+                "--quiet",
+                "--addr",
+                &format!("127.0.0.1:{sink_port}"),
+            ])
             .stdout(Stdio::null())
             .spawn()
             .context("starting the sink")?,
@@ -226,11 +271,17 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let delivered = metric(ports.1, "herald_deliveries_total{namespace=\"bench\",name=\"sink\",type=\"generic\",outcome=\"success\"}")? as u64;
+    let delivered = metric(
+        ports.1,
+        "herald_deliveries_total{namespace=\"bench\",name=\"sink\",type=\"generic\",outcome=\"success\"}",
+    )? as u64;
     let peak_rss_kib = rss_kib(pid, "VmHWM:")?;
     drop(daemon);
     if delivered == 0 || delivered < loaded.requests / 2 {
-        bail!("only {delivered} of {} accepted events were delivered", loaded.requests);
+        bail!(
+            "only {delivered} of {} accepted events were delivered",
+            loaded.requests
+        );
     }
 
     let startup_ms = startup(bin, work)?;

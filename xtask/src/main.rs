@@ -1,1 +1,371 @@
-fn main() {}
+//! xtask: herald's automation, in Rust (`cargo xtask <command>`).
+//!
+//! - `ci [--skip STEP,...]`: what CI runs: fmt, clippy, test, features, deny.
+//! - `features`: the feature-matrix check alone (no families, each family alone, all).
+//! - `deny`: `cargo deny check` with the RustSec database from `../shared`, offline.
+//! - `bench`: render/sign benchmarks, binary sizes, and the daemon load benchmark.
+//!
+//! It is not part of herald: it only runs cargo and the tools CI needs. Its tests check the
+//! workspace invariants of ARCHITECTURE.md.
+
+// xtask talks to the person running it on the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod bench_daemon;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(&root, &skipped(&args[1..])?),
+        Some("features") => features(&root),
+        Some("deny") => deny(&root),
+        Some("bench") => bench(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny] | features | deny | bench>"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Runs a command, echoing it, and fails if it fails.
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+const STEPS: [&str; 5] = ["fmt", "clippy", "test", "features", "deny"];
+
+fn skipped(args: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let list = match a.as_str() {
+            "--skip" => it.next().context("--skip needs a list of steps")?.clone(),
+            other => match other.strip_prefix("--skip=") {
+                Some(list) => list.to_owned(),
+                None => bail!("unknown argument {other:?}"),
+            },
+        };
+        for step in list.split(',') {
+            if !STEPS.contains(&step) {
+                bail!("unknown step {step:?}; steps are {}", STEPS.join(", "));
+            }
+            out.push(step.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn ci(root: &Path, skip: &[String]) -> Result<()> {
+    let cargo = cargo();
+    let mut timings = Vec::new();
+    for step in STEPS {
+        if skip.iter().any(|s| s == step) {
+            eprintln!("== {step}: skipped");
+            continue;
+        }
+        eprintln!("== {step}");
+        let started = Instant::now();
+        match step {
+            "fmt" => run(&cargo, &["fmt", "--all", "--check"])?,
+            "clippy" => run(
+                &cargo,
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--all-features",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )?,
+            "test" => {
+                run(
+                    &cargo,
+                    &[
+                        "nextest",
+                        "run",
+                        "--workspace",
+                        "--all-features",
+                        "--locked",
+                        "--no-fail-fast",
+                    ],
+                )?;
+                run(
+                    &cargo,
+                    &["test", "--workspace", "--all-features", "--locked", "--doc"],
+                )?;
+            }
+            "features" => features(root)?,
+            _ => deny(root)?,
+        }
+        timings.push((step, started.elapsed()));
+    }
+    eprintln!("== ci passed");
+    for (step, took) in timings {
+        eprintln!("   {step:<9} {:>6.1} s", took.as_secs_f64());
+    }
+    Ok(())
+}
+
+/// The binary's family features: every `[features]` key of crates/herald except `default`.
+fn family_features(root: &Path) -> Result<Vec<String>> {
+    let manifest = std::fs::read_to_string(root.join("crates/herald/Cargo.toml"))?;
+    let mut in_features = false;
+    let mut out = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_features = line == "[features]";
+            continue;
+        }
+        if in_features && let Some((name, _)) = line.split_once('=') {
+            let name = name.trim();
+            if !name.is_empty() && !name.starts_with('#') && name != "default" {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("no features found in crates/herald/Cargo.toml");
+    }
+    Ok(out)
+}
+
+fn features(root: &Path) -> Result<()> {
+    let cargo = cargo();
+    let base = ["check", "-p", "herald", "--all-targets", "--locked"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+    };
+    let mut sets: Vec<Vec<String>> = vec![with(&["--no-default-features"])];
+    for f in family_features(root)? {
+        sets.push(with(&["--no-default-features", "--features", &f]));
+    }
+    sets.push(with(&["--all-features"]));
+    for args in sets {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // Warnings that only show under some feature set are the usual failure.
+        eprintln!("$ RUSTFLAGS=-Dwarnings {} {}", cargo, args.join(" "));
+        let status = Command::new(&cargo)
+            .args(&args)
+            .env("RUSTFLAGS", "-Dwarnings")
+            .status()?;
+        if !status.success() {
+            bail!("feature check failed: cargo {}", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
+/// Where `../shared` is: next to the repository.
+fn shared(root: &Path) -> Option<PathBuf> {
+    root.ancestors()
+        .map(|d| d.join("../shared"))
+        .find(|p| p.join("advisory-db.tar.gz").exists())
+}
+
+fn deny(root: &Path) -> Result<()> {
+    if Command::new(cargo())
+        .args(["deny", "--version"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        bail!("cargo-deny is not installed: `cargo install cargo-deny --locked` (.ci/run does it)");
+    }
+    match shared(root) {
+        Some(shared) => {
+            let home = std::env::var("HOME").context("HOME is not set")?;
+            let dbs = Path::new(&home).join(".cargo/advisory-dbs");
+            let has_db = std::fs::read_dir(&dbs)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if !has_db {
+                std::fs::create_dir_all(&dbs)?;
+                let tarball = shared.join("advisory-db.tar.gz");
+                run(
+                    "tar",
+                    &[
+                        "xzf",
+                        &tarball.to_string_lossy(),
+                        "-C",
+                        &dbs.to_string_lossy(),
+                    ],
+                )?;
+            }
+            run(&cargo(), &["deny", "--offline", "check"])
+        }
+        // On a machine that reaches the RustSec database (GitHub Actions), fetch it.
+        None if std::env::var("CI_ONLINE_ADVISORIES").as_deref() == Ok("1") => {
+            run(&cargo(), &["deny", "check"])
+        }
+        None => bail!(
+            "../shared/advisory-db.tar.gz not found; set CI_ONLINE_ADVISORIES=1 to fetch the database"
+        ),
+    }
+}
+
+fn file_size(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("no {}", path.display()))?
+        .len())
+}
+
+fn bench(root: &Path) -> Result<()> {
+    let cargo = cargo();
+    let mut renders = Vec::new();
+    for krate in [
+        "herald-webhook",
+        "herald-chat",
+        "herald-git",
+        "herald-alerting",
+    ] {
+        if !root
+            .join("crates")
+            .join(krate)
+            .join("benches/render.rs")
+            .exists()
+        {
+            continue;
+        }
+        eprintln!("$ {cargo} bench -p {krate} --bench render --locked");
+        let out = Command::new(&cargo)
+            .args(["bench", "-p", krate, "--bench", "render", "--locked"])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "bench of {krate} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{text}");
+        renders.extend(
+            text.lines()
+                .filter(|l| l.contains("ns/event"))
+                .map(str::to_owned),
+        );
+    }
+
+    let bin = root.join("target/release/herald");
+    let mut sizes = Vec::new();
+    for (label, args) in [
+        (
+            "generic only (--no-default-features)",
+            vec!["--no-default-features"],
+        ),
+        ("all families (default)", vec![]),
+    ] {
+        let mut cmd = vec!["build", "--release", "-p", "herald", "--locked"];
+        cmd.extend(args);
+        run(&cargo, &cmd)?;
+        sizes.push((label, file_size(&bin)?));
+    }
+    // The daemon benchmark runs the default (all families) build that was built last.
+    let daemon = bench_daemon::run(&bin, &root.join("target/bench-daemon"))?;
+
+    println!("\n== herald benchmarks");
+    for line in &renders {
+        println!("{line}");
+    }
+    let aim = |ok: bool| {
+        if ok {
+            "meets the aim"
+        } else {
+            "MISSES the aim"
+        }
+    };
+    let webhook = renders
+        .iter()
+        .find(|l| l.starts_with("generic-hmac parse+render+sign"))
+        .and_then(|l| {
+            l.split(':')
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        });
+    if let Some(ns) = webhook {
+        println!(
+            "generic-hmac parse+render+sign: {:.2} µs/event ({} of 5 µs)",
+            ns / 1000.0,
+            aim(ns < 5000.0)
+        );
+    }
+    for (label, bytes) in &sizes {
+        let mib = *bytes as f64 / 1024.0 / 1024.0;
+        let note = if label.starts_with("generic") {
+            format!(" ({} of 5 MiB)", aim(mib < 5.0))
+        } else {
+            String::new()
+        };
+        println!("stripped release binary, {label}: {bytes} bytes = {mib:.2} MiB{note}");
+    }
+    let d = &daemon;
+    println!(
+        "daemon: raw limit (wrk straight to the sink): {:.0} req/s",
+        d.raw_rps
+    );
+    println!(
+        "daemon: accepted {:.0} events/s; delivered {} events at {:.0}/s",
+        d.accepted_rps, d.delivered, d.delivered_rps
+    );
+    println!(
+        "daemon: delivered/raw ratio {:.2} ({} of 0.4)",
+        d.delivered_rps / d.raw_rps,
+        aim(d.delivered_rps / d.raw_rps >= 0.4)
+    );
+    println!(
+        "daemon: added latency p50 {:.2} ms, p99 {:.2} ms",
+        d.p50_added_ms, d.p99_added_ms
+    );
+    println!(
+        "daemon: idle RSS {:.1} MiB ({} of 10 MiB)",
+        d.idle_rss_kib as f64 / 1024.0,
+        aim(d.idle_rss_kib <= 10 * 1024)
+    );
+    println!(
+        "daemon: peak RSS {:.1} MiB ({} of 64 MiB)",
+        d.peak_rss_kib as f64 / 1024.0,
+        aim(d.peak_rss_kib <= 64 * 1024)
+    );
+    println!(
+        "daemon: ready with 1,000 Providers and 1,000 Alerts in {:.0} ms ({} of 200 ms)",
+        d.startup_ms,
+        aim(d.startup_ms < 200.0)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tidy;

@@ -1,0 +1,146 @@
+//! The workspace invariants of ARCHITECTURE.md, checked by `cargo test`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{cargo, family_features, root};
+
+fn crates() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("Cargo.toml").exists())
+        .collect();
+    out.push(root().join("xtask"));
+    out.sort();
+    out
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_crate_opens_with_a_doc_paragraph() {
+    for krate in crates() {
+        for root_file in ["src/lib.rs", "src/main.rs"] {
+            let path = krate.join(root_file);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                assert!(
+                    text.starts_with("//!"),
+                    "{} must open with a `//!` paragraph",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn family_features_are_wired_in_one_file() {
+    let families = family_features(&root()).unwrap();
+    let allowed = root().join("crates/herald/src/registry.rs");
+    assert!(
+        allowed.exists(),
+        "crates/herald/src/registry.rs is the wiring file"
+    );
+    let mut files = Vec::new();
+    for krate in crates() {
+        if krate.join("src").exists() {
+            rust_files(&krate.join("src"), &mut files);
+        }
+    }
+    for file in files {
+        if file == allowed || file.starts_with(root().join("xtask")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for f in &families {
+            assert!(
+                !text.contains(&format!("feature = \"{f}\"")),
+                "{} names the family feature {f:?}; only crates/herald/src/registry.rs may",
+                file.display()
+            );
+        }
+    }
+}
+
+/// The normal (non-dev) dependencies of a workspace crate, by name.
+fn dependencies(krate: &str) -> Vec<String> {
+    let out = Command::new(cargo())
+        .args([
+            "tree",
+            "-p",
+            krate,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--all-features",
+            "--offline",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree -p {krate}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn herald_core_does_no_network_io() {
+    let deps = dependencies("herald-core");
+    for banned in [
+        "hyper",
+        "hyper-util",
+        "tokio",
+        "rustls",
+        "reqwest",
+        "mio",
+        "socket2",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "herald-core depends on {banned}"
+        );
+    }
+}
+
+#[test]
+fn families_never_depend_on_each_other_or_the_daemon() {
+    let families = [
+        "herald-webhook",
+        "herald-chat",
+        "herald-git",
+        "herald-alerting",
+        "herald-eventhub",
+    ];
+    for family in families {
+        if !root().join("crates").join(family).exists() {
+            continue;
+        }
+        let deps = dependencies(family);
+        for other in families.iter().chain(&["herald-daemon", "herald"]) {
+            if *other != family {
+                assert!(
+                    !deps.iter().any(|d| d == other),
+                    "{family} depends on {other}"
+                );
+            }
+        }
+    }
+}
