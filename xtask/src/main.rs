@@ -224,6 +224,9 @@ fn deny(root: &Path) -> Result<()> {
                     ],
                 )?;
             }
+            // `--offline` keeps cargo-deny from fetching the database, and also keeps
+            // `cargo metadata` offline: fetch every crate of every target first.
+            run(&cargo(), &["fetch", "--locked"])?;
             run(&cargo(), &["deny", "--offline", "check"])
         }
         // On a machine that reaches the RustSec database (GitHub Actions), fetch it.
