@@ -161,3 +161,55 @@ async fn send_delivers_one_event_and_reports_failures_without_secrets() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no Provider default/nope in the manifests (providers found: flux-system/hook, flux-system/signed)"), "{err}");
 }
+
+#[test]
+fn types_herald_cannot_build_are_named_clearly() {
+    let dir = manifests(
+        &[
+            provider("bus", "ns", "nats", "nats://127.0.0.1:4222"),
+            provider("team", "ns", "zulip", "https://z.example.com"),
+        ]
+        .concat(),
+    );
+    let out = herald()
+        .args(["validate", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Provider ns/bus: provider type `nats` is not supported by herald"),
+        "{err}"
+    );
+    let zulip = if cfg!(feature = "chat") {
+        "Provider ns/team: provider type `zulip` is not implemented by herald's `chat` family"
+    } else {
+        "Provider ns/team: provider type `zulip` needs the `chat` feature"
+    };
+    assert!(err.contains(zulip), "{err}");
+
+    // The daemon refuses to start on such a set, with the same words.
+    let out = herald()
+        .args([
+            "serve",
+            "--events-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--manifests")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("provider type `nats` is not supported by herald"),
+        "{err}"
+    );
+}
