@@ -340,8 +340,8 @@ fn bench(root: &Path) -> Result<()> {
         d.raw_rps
     );
     println!(
-        "daemon: accepted {:.0} events/s; delivered {} events at {:.0}/s",
-        d.accepted_rps, d.delivered, d.delivered_rps
+        "daemon: accepted {:.0} events/s (202); shed {} with 503 under overload; delivered all {} accepted events at {:.0}/s",
+        d.accepted_rps, d.shed, d.delivered, d.delivered_rps
     );
     println!(
         "daemon: delivered/raw ratio {:.2} ({} of 0.4)",
@@ -349,8 +349,8 @@ fn bench(root: &Path) -> Result<()> {
         aim(d.delivered_rps / d.raw_rps >= 0.4)
     );
     println!(
-        "daemon: added latency p50 {:.2} ms, p99 {:.2} ms",
-        d.p50_added_ms, d.p99_added_ms
+        "daemon: event endpoint latency vs. the sink: p50 {:+.2} ms, p99 {:+.2} ms; accepted-to-delivered p50 {:.2} ms, p99 {:.2} ms",
+        d.p50_added_ms, d.p99_added_ms, d.lag_p50_ms, d.lag_p99_ms
     );
     println!(
         "daemon: idle RSS {:.1} MiB ({} of 10 MiB)",

@@ -24,6 +24,7 @@ struct Delivery {
     event: Event,
     alert: String,
     provider: Arc<ProviderEntry>,
+    accepted: Instant,
 }
 
 /// Why an accepted event was not queued.
@@ -154,6 +155,7 @@ impl Dispatcher {
                 event: delivered,
                 alert: alert_id,
                 provider: provider.clone(),
+                accepted: Instant::now(),
             });
             queued += 1;
         }
@@ -245,11 +247,15 @@ async fn deliver(d: Delivery, metrics: &Metrics) {
         event,
         alert,
         provider,
+        accepted,
     } = d;
     let event_for_log = (text::obj_md(&event), event.reason.clone());
     let notifier = provider.notifier.clone();
     let outcome = tokio::spawn(async move { notifier.post(&event).await }).await;
     let elapsed = started.elapsed();
+    metrics
+        .delivery_lag
+        .observe(accepted.elapsed().as_secs_f64());
     let ty = provider.provider_type.as_str().to_owned();
     metrics
         .delivery_seconds

@@ -64,6 +64,8 @@ pub(crate) struct Metrics {
     pub(crate) deliveries: Family<DeliveryLabels, Counter>,
     /// Delivery latency by provider type.
     pub(crate) delivery_seconds: Family<TypeLabel, Histogram>,
+    /// Time from accepting an event to finishing its delivery (queueing included).
+    pub(crate) delivery_lag: Histogram,
     /// Deliveries accepted and not finished.
     pub(crate) queue_depth: Gauge,
     /// Configuration reloads by result.
@@ -74,6 +76,10 @@ pub(crate) struct Metrics {
 
 const HTTP_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const LAG_BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
 ];
 const DELIVERY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -87,6 +93,7 @@ impl Metrics {
             duplicates: Counter::default(),
             deliveries: Family::default(),
             delivery_seconds: Family::new_with_constructor(|| Histogram::new(DELIVERY_BUCKETS)),
+            delivery_lag: Histogram::new(LAG_BUCKETS),
             queue_depth: Gauge::default(),
             reloads: Family::default(),
             http_seconds: Family::new_with_constructor(|| Histogram::new(HTTP_BUCKETS)),
@@ -110,6 +117,11 @@ impl Metrics {
             "herald_delivery_duration_seconds",
             "Time to deliver one event to one provider, retries included",
             m.delivery_seconds.clone(),
+        );
+        registry.register(
+            "herald_delivery_lag_seconds",
+            "Time from accepting an event to finishing its delivery, queueing included",
+            m.delivery_lag.clone(),
         );
         registry.register(
             "herald_queue_depth",

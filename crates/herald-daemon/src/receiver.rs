@@ -83,20 +83,24 @@ impl Received {
     }
 }
 
-/// Serves on `listener` until `stop` turns true, calling `report` for each request. With a
-/// key, requests without a valid signature are answered 401.
+/// What to do with each request received.
+pub type Report = Box<dyn Fn(Received) + Send + Sync>;
+
+/// Serves on `listener` until `stop` turns true, calling `report` for each request (none: a
+/// silent sink that does no more work than answering). With a key, requests without a valid
+/// signature are answered 401.
 pub async fn run(
     listener: TcpListener,
     key: Option<Vec<u8>>,
     stop: watch::Receiver<bool>,
-    report: impl Fn(Received) + Send + Sync + 'static,
+    report: Option<Report>,
 ) {
     let key = Arc::new(key);
     let report = Arc::new(report);
     server::serve(listener, stop, move |req, _peer: SocketAddr| {
         let key = key.clone();
         let report = report.clone();
-        async move { handle(req, key.as_deref(), &*report).await }
+        async move { handle(req, key.as_deref(), report.as_deref()).await }
     })
     .await;
 }
@@ -104,7 +108,7 @@ pub async fn run(
 async fn handle(
     req: Request<Incoming>,
     key: Option<&[u8]>,
-    report: &(dyn Fn(Received) + Send + Sync),
+    report: Option<&(dyn Fn(Received) + Send + Sync)>,
 ) -> Response<Full<Bytes>> {
     let request_line = format!("{} {}", req.method(), req.uri());
     let header = |name: &str| {
@@ -128,17 +132,19 @@ async fn handle(
         None => Signature::NotChecked,
         Some(k) => verify(k, &body, signature_header.as_deref()),
     };
-    let pretty = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
     let ok = matches!(signature, Signature::NotChecked | Signature::Valid);
-    report(Received {
-        request_line,
-        component,
-        signature,
-        body: pretty,
-    });
+    if let Some(report) = report {
+        let pretty = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        report(Received {
+            request_line,
+            component,
+            signature,
+            body: pretty,
+        });
+    }
     status(if ok {
         StatusCode::OK
     } else {

@@ -118,6 +118,10 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     if shared.stopping.load(Ordering::SeqCst) {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "herald is shutting down");
     }
+    // Shed load before reading anything: under overload a 503 must cost next to nothing.
+    if !shared.dispatcher.has_room() {
+        return queue_full();
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -61,12 +61,12 @@ pub(crate) fn run(args: &ReceiveArgs) -> anyhow::Result<ExitCode> {
             }
         ));
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let quiet = args.quiet;
-        let server = herald_daemon::receiver::run(listener, key, stop_rx, move |r| {
-            if !quiet {
-                output(&r.render());
-            }
-        });
+        let report: Option<herald_daemon::receiver::Report> = if args.quiet {
+            None
+        } else {
+            Some(Box::new(|r| output(&r.render())))
+        };
+        let server = herald_daemon::receiver::run(listener, key, stop_rx, report);
         tokio::select! {
             _ = server => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -51,7 +51,7 @@ pub(crate) struct ServeArgs {
     concurrency: usize,
 
     /// Undelivered deliveries held before new events are answered 503.
-    #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 100_000)]
+    #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 10_000)]
     max_pending: usize,
 }
 
