@@ -9,14 +9,14 @@ use herald_core::{Family, Registry};
 pub(crate) fn registry() -> Registry {
     let mut registry = Registry::new();
     herald_webhook::register(&mut registry);
-    // A family whose crate has not landed yet compiles in no types: `add_family` records it,
-    // so its types are reported as "not implemented", not as "needs feature".
     #[cfg(feature = "chat")]
-    registry.add_family(Family::Chat);
+    herald_chat::register(&mut registry);
     #[cfg(feature = "git")]
-    registry.add_family(Family::Git);
+    herald_git::register(&mut registry);
     #[cfg(feature = "alerting")]
     herald_alerting::register(&mut registry);
+    // The eventhub family has no crate yet: `add_family` records the feature, so its type is
+    // reported as "not implemented", not as "needs feature".
     #[cfg(feature = "eventhub")]
     registry.add_family(Family::EventHub);
     registry
@@ -25,4 +25,50 @@ pub(crate) fn registry() -> Registry {
 /// The compiled families, for `--version` and the start-up log.
 pub(crate) fn families() -> Vec<Family> {
     registry().families().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_core::ProviderType;
+
+    use super::*;
+
+    /// The types README.md promises for each family, and nothing else.
+    #[test]
+    fn every_promised_type_of_a_compiled_family_is_registered() {
+        let registry = registry();
+        let promised = |family: Family| -> Vec<&'static str> {
+            match family {
+                Family::Generic => vec!["generic", "generic-hmac"],
+                Family::Chat => vec![
+                    "slack",
+                    "discord",
+                    "msteams",
+                    "rocket",
+                    "googlechat",
+                    "webex",
+                    "telegram",
+                    "lark",
+                    "matrix",
+                ],
+                Family::Git => vec![
+                    "github",
+                    "githubdispatch",
+                    "gitlab",
+                    "gitea",
+                    "bitbucket",
+                    "bitbucketserver",
+                    "azuredevops",
+                ],
+                Family::Alerting => vec!["sentry", "opsgenie", "alertmanager", "grafana"],
+                Family::EventHub => vec![],
+            }
+        };
+        let mut want: Vec<&str> = registry.families().flat_map(promised).collect();
+        want.sort_unstable();
+        let mut got: Vec<&str> = registry.types().map(ProviderType::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        assert!(registry.families().any(|f| f == Family::Generic));
+    }
 }

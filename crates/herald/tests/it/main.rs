@@ -7,4 +7,6 @@
 mod alerting;
 mod cli;
 mod daemon;
+#[cfg(feature = "git")]
+mod git;
 mod support;

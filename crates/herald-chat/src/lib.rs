@@ -1,0 +1,118 @@
+//! herald-chat: the chat providers `slack`, `discord`, `rocket`, `msteams`, `googlechat`,
+//! `webex`, `telegram`, `lark` and `matrix` (herald's `chat` feature).
+//!
+//! Each module turns a Flux event into exactly the request Flux's notification-controller
+//! sends to that service (section 5 of the compatibility contract: same fields, same order,
+//! Go's JSON escaping, metadata in key order where Flux iterates a Go map) and sends it with
+//! [`herald_http`]. Rendering is pure (each module's `render`); sending is the only I/O. Every
+//! provider honours the Provider's proxy, custom CA, client certificate and timeout (Flux
+//! ignores some of them for Discord, Google Chat, Telegram, Lark and Matrix), errors never
+//! show a secret, Slack's `HTTP 200 {"ok":false}` refusals are failures, and Matrix
+//! deliveries are idempotent.
+//!
+//! It is not an HTTP client, does no event matching, and does not implement the other
+//! upstream chat types (`zulip`, `zoom`): a registry with this family answers them with "not
+//! implemented by herald's `chat` family".
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::path::Path;
+//! use herald_core::{Registry, manifest};
+//! use herald_testkit::{Recorder, fixture_event};
+//!
+//! let slack = Recorder::start().await;
+//! let yaml = format!(
+//!     "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+//!      metadata:\n  name: slack\n  namespace: flux-system\n\
+//!      spec:\n  type: slack\n  channel: general\n  address: {}/api/chat.postMessage\n  secretRef:\n    name: slack-token\n\
+//!      ---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: slack-token\n  namespace: flux-system\n\
+//!      stringData:\n  token: xoxb-example\n",
+//!     slack.url()
+//! );
+//! let (set, errors) = manifest::parse_str(Path::new("providers.yaml"), &yaml);
+//! assert!(errors.is_empty(), "{errors:?}");
+//! let config = set.provider_config(&set.providers[0]).unwrap();
+//!
+//! let mut registry = Registry::new();
+//! herald_chat::register(&mut registry);
+//! let notifier = registry.build(&config).unwrap();
+//! notifier.post(&fixture_event()).await.unwrap();
+//!
+//! let got = slack.wait_for(1, std::time::Duration::from_secs(5)).await.remove(0);
+//! assert_eq!(got.path, "/api/chat.postMessage");
+//! assert_eq!(got.header("authorization"), Some("Bearer xoxb-example"));
+//! assert!(got.body_str().starts_with(r#"{"channel":"general","username":"source-controller""#));
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use herald_core::{BuildError, Family, Notifier, ProviderConfig, ProviderType, Registry};
+use herald_http::RetryPolicy;
+
+mod common;
+pub mod discord;
+pub mod googlechat;
+pub mod lark;
+pub mod matrix;
+pub mod msteams;
+pub mod rocket;
+pub mod slack;
+pub mod telegram;
+pub mod webex;
+
+/// The provider types this crate implements.
+pub const TYPES: [ProviderType; 9] = [
+    ProviderType::Slack,
+    ProviderType::Discord,
+    ProviderType::Rocket,
+    ProviderType::MsTeams,
+    ProviderType::GoogleChat,
+    ProviderType::Webex,
+    ProviderType::Telegram,
+    ProviderType::Lark,
+    ProviderType::Matrix,
+];
+
+/// Registers the chat family and its nine types.
+pub fn register(registry: &mut Registry) {
+    registry.add_family(Family::Chat);
+    for ty in TYPES {
+        registry.register(ty, build);
+    }
+}
+
+/// Builds the notifier of a chat Provider, validating its configuration once.
+pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
+    build_inner(config, None)
+}
+
+/// [`build`] with a retry policy other than herald's default (tests, impatient callers).
+pub fn build_with_retry_policy(
+    config: &ProviderConfig,
+    retry: RetryPolicy,
+) -> Result<Arc<dyn Notifier>, BuildError> {
+    build_inner(config, Some(retry))
+}
+
+fn build_inner(
+    config: &ProviderConfig,
+    retry: Option<RetryPolicy>,
+) -> Result<Arc<dyn Notifier>, BuildError> {
+    match config.provider_type {
+        ProviderType::Slack => slack::build(config, retry),
+        ProviderType::Discord => discord::build(config, retry),
+        ProviderType::Rocket => rocket::build(config, retry),
+        ProviderType::MsTeams => msteams::build(config, retry),
+        ProviderType::GoogleChat => googlechat::build(config, retry),
+        ProviderType::Webex => webex::build(config, retry),
+        ProviderType::Telegram => telegram::build(config, retry),
+        ProviderType::Lark => lark::build(config, retry),
+        ProviderType::Matrix => matrix::build(config, retry),
+        ty => Err(match ty.family() {
+            Some(family) if family == Family::Chat => BuildError::NotImplemented { ty, family },
+            _ => BuildError::invalid("spec.type", format!("`{ty}` is not a chat provider type")),
+        }),
+    }
+}

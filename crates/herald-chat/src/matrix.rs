@@ -1,0 +1,151 @@
+//! `matrix`: a Matrix homeserver's client-server API (contract section 5.13).
+//!
+//! `PUT <address>/_matrix/client/r0/rooms/<room>/send/m.room.message/<txnId>` with
+//! `Authorization: Bearer <token>` and `{"body":"…","msgtype":"m.text"}`. The transaction id
+//! is the lowercase hex SHA-1 of the event's JSON (Go's encoding, byte for byte), so a retry
+//! or a redelivery of the same event is stored once by the homeserver. Unlike Flux, the room
+//! id is escaped as a path segment (a plain `!opaque:server` id is unchanged; `#`, `/`, `?`
+//! and `%` cannot break the URL), a trailing `/` of the address is dropped, an empty room or
+//! token is a configuration error, and the Provider's proxy is honoured.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha1::{Digest as _, Sha1};
+
+use herald_core::{
+    BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString, json, text,
+};
+use herald_http::{HeaderValue, Method, Request, RetryPolicy};
+
+use crate::common::{self, Chat};
+
+#[derive(Serialize)]
+struct Payload {
+    body: String,
+    msgtype: &'static str,
+}
+
+/// The message: `<emoji> <object>`, the message, then `- <key>: <value>` per metadata entry.
+pub fn body(event: &Event) -> String {
+    let mut out = String::with_capacity(64 + event.message.len());
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{} {}\n{}\n",
+        common::emoji(event),
+        text::obj_dot(event),
+        event.message
+    );
+    for (k, v) in &event.metadata {
+        let _ = writeln!(out, "- {k}: {v}");
+    }
+    out
+}
+
+/// The `m.room.message` content.
+pub fn render(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
+    json::to_vec(&Payload {
+        body: body(event),
+        msgtype: "m.text",
+    })
+}
+
+/// The transaction id: lowercase hex SHA-1 of the event as Go's `json.Marshal` encodes it.
+pub fn txn_id(event: &Event) -> Result<String, serde_json::Error> {
+    let digest = Sha1::digest(json::to_vec(event)?);
+    let mut out = String::with_capacity(40);
+    for byte in digest {
+        let _ = write!(out, "{byte:02x}");
+    }
+    Ok(out)
+}
+
+/// A validated `matrix` Provider.
+#[derive(Debug)]
+struct Matrix {
+    /// `<address>/_matrix/client/r0/rooms/<escaped room>/send/m.room.message/`.
+    prefix: SecretString,
+    authorization: HeaderValue,
+}
+
+pub(crate) fn build(
+    config: &ProviderConfig,
+    retry: Option<RetryPolicy>,
+) -> Result<Arc<dyn Notifier>, BuildError> {
+    let what = "Matrix homeserver URL";
+    let endpoint = common::endpoint(config, what)?;
+    let base = common::base_url(&endpoint, common::address_field(config), what)?;
+    let room = config.channel.trim();
+    if room.is_empty() {
+        return Err(BuildError::invalid(
+            "spec.channel",
+            "empty Matrix room id: set the id of the room to post to (!opaque:example.org)",
+        ));
+    }
+    let Some(token) = common::token(config) else {
+        return Err(BuildError::invalid(
+            "secret key \"token\"",
+            "empty Matrix access token: put the access token of the posting user in the \
+             Secret's `token` key",
+        ));
+    };
+    let matrix = Matrix {
+        prefix: SecretString::new(format!(
+            "{base}/_matrix/client/r0/rooms/{}/send/m.room.message/",
+            common::path_segment(room)
+        )),
+        authorization: common::bearer(Some(&token))?,
+    };
+    let extra: Vec<_> = endpoint.password.iter().collect();
+    common::notifier(matrix, config, retry, &extra)
+}
+
+impl Chat for Matrix {
+    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
+        let body = render(event).map_err(|e| common::render_error(&e))?;
+        let txn = txn_id(event).map_err(|e| common::render_error(&e))?;
+        let url = format!("{}{txn}", self.prefix.expose());
+        let mut request =
+            common::post_json(&SecretString::new(url), body, Some(&self.authorization));
+        request.method = Method::PUT;
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::{Severity, Timestamp};
+
+    #[test]
+    fn txn_id_matches_the_flux_golden() {
+        // Contract section 8.3: the minimal event of Flux's matrix_test.go.
+        let event = Event {
+            severity: Severity::Info,
+            timestamp: Timestamp::parse("2021-08-24T16:18:00Z").ok(),
+            message: "update successful".into(),
+            reason: "update sucesful".into(),
+            ..Event::default()
+        };
+        assert_eq!(
+            String::from_utf8(json::to_vec(&event).unwrap()).unwrap(),
+            r#"{"involvedObject":{},"severity":"info","timestamp":"2021-08-24T16:18:00Z","message":"update successful","reason":"update sucesful","reportingController":""}"#
+        );
+        assert_eq!(
+            txn_id(&event).unwrap(),
+            "37d91b4f6a1e44c6a38273b0a0fd408fade7b0f5"
+        );
+        // Flux's test event (the HMAC golden body), hashed independently with Python's hashlib.
+        assert_eq!(
+            txn_id(&herald_testkit_free_fixture()).unwrap(),
+            "c93b00ed30c4305f7128cd98ef51762a150fa0ad"
+        );
+    }
+
+    /// `testEvent()` of Flux's notifier tests (herald-testkit is not a dependency of unit tests).
+    fn herald_testkit_free_fixture() -> Event {
+        serde_json::from_str(r#"{"involvedObject":{"kind":"GitRepository","namespace":"gitops-system","name":"webapp"},"severity":"info","timestamp":"2022-09-30T06:40:29Z","message":"message","reason":"reason","metadata":{"test":"metadata"},"reportingController":"source-controller","reportingInstance":"source-controller-xyz"}"#).unwrap()
+    }
+}

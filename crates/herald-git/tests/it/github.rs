@@ -1,0 +1,144 @@
+//! `github` commit statuses against a GitHub Enterprise stub on loopback.
+//!
+//! API reference: <https://docs.github.com/en/rest/commits/statuses?apiVersion=2022-11-28>
+//! (`GET /repos/{owner}/{repo}/commits/{ref}/statuses`, `POST /repos/{owner}/{repo}/statuses/{sha}`;
+//! answers `200` with an array, newest first, and `201` with the created status).
+
+use herald_core::{ProviderConfig, ProviderType, SecretString};
+use herald_testkit::Reply;
+
+use crate::harness::{self, Existing, Forge, TOKEN, build_error};
+
+fn config(url: &str) -> ProviderConfig {
+    // Any host but github.com is GitHub Enterprise: `<host>/api/v3`; http:// is used as given.
+    let mut cfg = ProviderConfig::new(
+        ProviderType::GitHub,
+        "flux-system",
+        "github",
+        format!("{url}/org/app.git"),
+    );
+    cfg.token = Some(SecretString::new(TOKEN));
+    cfg
+}
+
+fn existing(e: &Existing) -> Reply {
+    let body = serde_json::json!([
+        {"id": 3, "state": "pending", "description": "other", "context": "ci/build"},
+        {"id": 2, "state": e.state, "description": e.description, "context": e.id,
+         "target_url": null, "creator": {"login": "flux"}},
+        // An older status of the same context is not the current one.
+        {"id": 1, "state": "error", "description": "older", "context": e.id},
+    ]);
+    Reply::status(200)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+}
+
+pub(crate) const FORGE: Forge = Forge {
+    dir: "github",
+    config,
+    none: || {
+        Reply::status(200)
+            .header("content-type", "application/json")
+            .body("[]")
+    },
+    existing,
+    success_state: "success",
+    failure_state: "failure",
+    lookup_404_is_none: false,
+    progressing_posts: false,
+    created: || {
+        Reply::status(201)
+            .header("content-type", "application/json")
+            .body(r#"{"id":4}"#)
+    },
+};
+
+#[tokio::test]
+async fn standard_cases() {
+    harness::standard_cases(&FORGE).await;
+}
+
+#[tokio::test]
+async fn password_is_the_token_fallback() {
+    let rec = herald_testkit::Recorder::start().await;
+    rec.push_reply(Reply::status(200).body("[]"));
+    rec.push_reply(Reply::status(201));
+    let mut cfg = config(&rec.url());
+    cfg.token = None;
+    cfg.password = Some(SecretString::new("from-password"));
+    let n = herald_git::build(&cfg).unwrap();
+    n.post(&harness::event("success")).await.unwrap();
+    assert_eq!(
+        rec.requests()[1].header("authorization"),
+        Some("Bearer from-password")
+    );
+}
+
+#[test]
+fn bad_configurations() {
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.token = None;
+    assert_eq!(
+        build_error(&cfg),
+        "secret key \"token\": github token or github app details must be specified (herald supports tokens: set the Secret's `token`, or `password`)"
+    );
+    cfg.secret_data.insert(
+        "githubAppID".into(),
+        herald_core::SecretBytes::new(b"1".to_vec()),
+    );
+    assert!(build_error(&cfg).contains("GitHub App authentication"));
+
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.address = SecretString::new("https://github.com/org/app/extra");
+    assert_eq!(
+        build_error(&cfg),
+        "spec.address: invalid repository id \"org/app/extra\": expected <owner>/<repository>"
+    );
+    cfg.address = SecretString::new("https://secret-host-x1/");
+    cfg.address_from_secret = true;
+    let err = build_error(&cfg);
+    assert!(
+        err.starts_with("secret key \"address\": invalid repository address"),
+        "{err}"
+    );
+    assert!(!err.contains("secret-host-x1"), "{err}");
+
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.token = Some(SecretString::new("line\nhidden-part"));
+    let err = build_error(&cfg);
+    assert!(err.starts_with("secret key \"token\""), "{err}");
+    assert!(!err.contains("hidden-part"), "{err}");
+
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.commit_status_expr = Some("event.metadata.app".into());
+    assert!(build_error(&cfg).starts_with("spec.commitStatusExpr:"));
+}
+
+#[test]
+fn ssh_and_public_addresses_build() {
+    for address in [
+        "git@github.com:org/app.git",
+        "ssh://git@github.com/org/app",
+        "https://github.com/org/app",
+        "git@ghe.example.com:org/app.git",
+    ] {
+        let mut cfg = config("http://127.0.0.1:1");
+        cfg.address = SecretString::new(address);
+        assert!(herald_git::build(&cfg).is_ok(), "{address}");
+    }
+}
+
+#[test]
+fn custom_tls_applies_to_enterprise_only() {
+    // As Flux: github.com keeps the system roots even if the Secret carries a CA.
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.tls.ca_pem = Some(herald_core::SecretBytes::new(b"not a certificate".to_vec()));
+    cfg.address = SecretString::new("https://github.com/org/app");
+    assert!(herald_git::build(&cfg).is_ok());
+    cfg.address = SecretString::new("https://ghe.example.com/org/app");
+    assert!(
+        herald_git::build(&cfg).is_err(),
+        "an Enterprise host uses (and checks) the CA"
+    );
+}
