@@ -9,20 +9,47 @@
 //!
 //! This crate is not an HTTP client (it uses [`herald_http`]) and does no event matching.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use herald_core::{Event, ProviderConfig, ProviderType, SecretString};
+//! Build a notifier from a Provider manifest and send one event (here to a recording server on
+//! loopback, from `herald-testkit`):
 //!
-//! let mut config = ProviderConfig::new(
-//!     ProviderType::GenericHmac, "flux-system", "hook", "https://hooks.example.com/flux",
-//! );
-//! config.token = Some(SecretString::new("my-hmac-key"));
-//! let notifier = herald_webhook::build(&config)?;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::path::Path;
+//! use herald_core::{Event, Registry, manifest};
+//!
+//! let receiver = herald_testkit::Recorder::start().await;
+//! let yaml = format!(r#"
+//! apiVersion: notification.toolkit.fluxcd.io/v1beta3
+//! kind: Provider
+//! metadata: {{name: signed, namespace: flux-system}}
+//! spec:
+//!   type: generic-hmac
+//!   address: {}/flux
+//!   secretRef: {{name: signed-key}}
+//! ---
+//! apiVersion: v1
+//! kind: Secret
+//! metadata: {{name: signed-key, namespace: flux-system}}
+//! stringData: {{token: my-hmac-key}}
+//! "#, receiver.url());
+//! let (set, errors) = manifest::parse_str(Path::new("inline.yaml"), &yaml);
+//! assert!(errors.is_empty());
+//! let config = set.provider_config(&set.providers[0])?;
+//!
+//! let mut registry = Registry::new();
+//! herald_webhook::register(&mut registry);
+//! let notifier = registry.build(&config)?;
+//!
 //! let event: Event = serde_json::from_str(r#"{"involvedObject":{"kind":"Kustomization",
 //!     "namespace":"flux-system","name":"apps"},"severity":"info",
 //!     "timestamp":"2026-11-28T10:00:00Z","message":"Reconciliation finished",
 //!     "reason":"ReconciliationSucceeded","reportingController":"kustomize-controller"}"#)?;
 //! notifier.post(&event).await?;
+//!
+//! let got = receiver.wait_for(1, std::time::Duration::from_secs(5)).await;
+//! let body = &got[0].body;
+//! assert_eq!(got[0].header("x-signature"), Some(herald_webhook::sign(b"my-hmac-key", body).as_str()));
 //! # Ok(()) }
 //! ```
 
