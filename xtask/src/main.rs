@@ -61,6 +61,70 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs a command, echoing it and passing its output through, and returns that output (stdout
+/// and stderr, interleaved as lines arrive).
+fn run_tee(program: &str, args: &[&str]) -> Result<String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    eprintln!("$ {program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {program}"))?;
+    let seen = Arc::new(Mutex::new(String::new()));
+    let forward = |stream: Box<dyn std::io::Read + Send>, to_stderr: bool| {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if to_stderr {
+                    eprintln!("{line}")
+                } else {
+                    println!("{line}")
+                }
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        })
+    };
+    let out = forward(Box::new(child.stdout.take().context("no stdout")?), false);
+    let err = forward(Box::new(child.stderr.take().context("no stderr")?), true);
+    let status = child.wait()?;
+    let _ = (out.join(), err.join());
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    let text = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(text)
+}
+
+/// Counts (passed, failed) in nextest's `Summary` line and libtest's `test result:` lines.
+fn count_tests(output: &str) -> (u64, u64) {
+    let number_before = |line: &str, word: &str| -> u64 {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+            .filter(|w| !w.is_empty())
+            .collect();
+        words
+            .windows(2)
+            .find(|w| w[1] == word)
+            .and_then(|w| w[0].parse().ok())
+            .unwrap_or(0)
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for line in output.lines() {
+        let line = line.trim();
+        if line.starts_with("Summary") || line.starts_with("test result:") {
+            passed += number_before(line, "passed");
+            failed += number_before(line, "failed");
+        }
+    }
+    (passed, failed)
+}
+
 const STEPS: [&str; 5] = ["fmt", "clippy", "test", "features", "deny"];
 
 fn skipped(args: &[String]) -> Result<Vec<String>> {
@@ -87,6 +151,7 @@ fn skipped(args: &[String]) -> Result<Vec<String>> {
 fn ci(root: &Path, skip: &[String]) -> Result<()> {
     let cargo = cargo();
     let mut timings = Vec::new();
+    let mut tests = (0, 0);
     for step in STEPS {
         if skip.iter().any(|s| s == step) {
             eprintln!("== {step}: skipped");
@@ -110,7 +175,7 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
                 ],
             )?,
             "test" => {
-                run(
+                let unit = run_tee(
                     &cargo,
                     &[
                         "nextest",
@@ -121,10 +186,12 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
                         "--no-fail-fast",
                     ],
                 )?;
-                run(
+                let doc = run_tee(
                     &cargo,
                     &["test", "--workspace", "--all-features", "--locked", "--doc"],
                 )?;
+                let (a, b) = (count_tests(&unit), count_tests(&doc));
+                tests = (a.0 + b.0, a.1 + b.1);
             }
             "features" => features(root)?,
             _ => deny(root)?,
@@ -134,6 +201,10 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
     eprintln!("== ci passed");
     for (step, took) in timings {
         eprintln!("   {step:<9} {:>6.1} s", took.as_secs_f64());
+    }
+    if !skip.iter().any(|s| s == "test") {
+        // The closing line: every test and doctest run, nextest and libtest together.
+        println!("{} passed, {} failed", tests.0, tests.1);
     }
     Ok(())
 }

@@ -144,3 +144,11 @@ fn families_never_depend_on_each_other_or_the_daemon() {
         }
     }
 }
+
+#[test]
+fn test_counts_are_read_from_both_runners() {
+    let out = "     Summary [  15.470s] 227 tests run: 225 passed, 2 failed, 0 skipped\n\
+               test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
+               test result: ok. 0 passed; 0 failed; 0 ignored\n";
+    assert_eq!(crate::count_tests(out), (228, 2));
+}
