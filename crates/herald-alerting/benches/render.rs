@@ -5,9 +5,9 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use herald_core::{Event, ObjectReference, Severity, Timestamp};
+use herald_testkit::measure;
 
 fn event(severity: Severity) -> Event {
     Event {
@@ -36,24 +36,6 @@ fn event(severity: Severity) -> Event {
         reporting_controller: "kustomize-controller".into(),
         reporting_instance: "kustomize-controller-7c7b47f5f-8bhrp".into(),
     }
-}
-
-/// Median ns per call over 5 rounds of at least 0.3 s.
-fn measure(mut f: impl FnMut() -> usize) -> f64 {
-    let mut rounds = Vec::with_capacity(5);
-    for _ in 0..5 {
-        let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed() < Duration::from_millis(300) {
-            for _ in 0..64 {
-                black_box(f());
-            }
-            n += 64;
-        }
-        rounds.push(start.elapsed().as_nanos() as f64 / n as f64);
-    }
-    rounds.sort_by(f64::total_cmp);
-    rounds[2]
 }
 
 /// One provider's render, returning the body length.

@@ -28,6 +28,19 @@ pub fn fixture_event() -> Event {
     }
 }
 
+/// A fixture event from `fixtures/events/<name>` as a provider sees it: parsed, then through
+/// Flux's metadata cleanup and prefix stripping (what `herald send` and the daemon do).
+pub fn fixture(name: &str) -> Event {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/events")
+        .join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    let mut event: Event =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+    herald_core::metadata::prepare_without_alert(&mut event);
+    event
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,13 +18,15 @@
 //! # }
 //! ```
 
+mod bench;
 mod fixture;
 mod golden;
 mod peer;
 mod recorder;
 mod tls;
 
-pub use fixture::fixture_event;
+pub use bench::measure;
+pub use fixture::{fixture, fixture_event};
 pub use golden::assert_golden;
 pub use peer::{start_peer, stop_peer};
 pub use recorder::{Recorded, Recorder, Reply};

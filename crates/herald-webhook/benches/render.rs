@@ -4,9 +4,9 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use herald_core::Event;
+use herald_testkit::measure;
 
 const EVENT: &str = r#"{"involvedObject":{"kind":"Kustomization","namespace":"flux-system","name":"apps","uid":"0c9c2e41-d2f9-4f9b-9c41-bebc1984d67a","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},"severity":"info","timestamp":"2026-11-28T10:00:00Z","message":"Reconciliation finished in 1.2s, next run in 10m0s; applied revision main@sha1:69b59063470310ebbd88a9156325322a124e55a3 to 42 objects in 3 namespaces","reason":"ReconciliationSucceeded","metadata":{"revision":"main@sha1:69b59063470310ebbd88a9156325322a124e55a3","summary":"Production cluster","env":"prod"},"reportingController":"kustomize-controller","reportingInstance":"kustomize-controller-7c7b47f5f-8bhrp"}"#;
 
@@ -14,28 +14,6 @@ fn one(key: &[u8]) -> String {
     let event: Event = serde_json::from_slice(black_box(EVENT.as_bytes())).unwrap();
     let body = herald_webhook::render_body(&event);
     herald_webhook::sign(key, &body)
-}
-
-/// Median over 5 rounds of the mean time per call, each round at least `min` long.
-fn measure(mut f: impl FnMut()) -> f64 {
-    for _ in 0..10_000 {
-        f();
-    }
-    let min = Duration::from_millis(400);
-    let mut rounds = Vec::new();
-    for _ in 0..5 {
-        let started = Instant::now();
-        let mut n = 0u64;
-        while started.elapsed() < min {
-            for _ in 0..1000 {
-                f();
-            }
-            n += 1000;
-        }
-        rounds.push(started.elapsed().as_nanos() as f64 / n as f64);
-    }
-    rounds.sort_by(f64::total_cmp);
-    rounds[2]
 }
 
 fn main() {

@@ -14,21 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::manifest::parse_str;
-use herald_core::{
-    BuildError, Event, Family, Notifier, ProviderConfig, ProviderType, Registry, metadata,
-};
+use herald_core::{BuildError, Event, Family, Notifier, ProviderConfig, ProviderType, Registry};
 use herald_http::RetryPolicy;
+pub(crate) use herald_testkit::fixture;
 use herald_testkit::{Recorded, Recorder, Reply, fixture_event};
-
-/// A fixture event as a provider sees it: metadata cleaned and prefixes stripped.
-pub(crate) fn fixture(name: &str) -> Event {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../herald-testkit/fixtures/events")
-        .join(name);
-    let mut event: Event = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    metadata::prepare_without_alert(&mut event);
-    event
-}
 
 /// The golden cases every provider renders: Flux's test event (info, one metadata entry), an
 /// error with revision and summary metadata, the test event without metadata, and unicode

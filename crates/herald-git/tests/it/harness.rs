@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_core::{DeliveryError, Event, ProviderConfig, Severity, metadata};
+use herald_core::{DeliveryError, Event, ProviderConfig, Severity};
 use herald_git::{provider_id, status_id};
 use herald_http::RetryPolicy;
+pub(crate) use herald_testkit::fixture;
 use herald_testkit::{Recorded, Recorder, Reply, assert_golden};
 
 /// The commit of the fixture event's revision.
@@ -14,16 +15,6 @@ pub(crate) const SHA: &str = "69b59063470310ebbd88a9156325322a124e55a3";
 pub(crate) const SHA2: &str = "731f7eaddfb6af01cb2173e18f0f75b0ba780ef1";
 /// A token distinctive enough to be searched for in messages.
 pub(crate) const TOKEN: &str = "s3cr3t-7e1d2c3b4a5f-token";
-
-pub(crate) fn fixture(name: &str) -> Event {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../herald-testkit/fixtures/events")
-        .join(name);
-    let mut event: Event = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    // What the daemon hands a provider: metadata cleaned and prefixes stripped.
-    metadata::prepare_without_alert(&mut event);
-    event
-}
 
 /// The events of the standard cases, by case name.
 pub(crate) fn event(case: &str) -> Event {

@@ -7,18 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use herald_core::manifest::parse_str;
-use herald_core::{Event, ProviderConfig, ProviderType, SecretString, metadata};
+use herald_core::{Event, ProviderConfig, ProviderType, SecretString};
+use herald_testkit::fixture;
 use herald_testkit::{Recorded, Recorder, Reply, assert_golden, fixture_event};
-
-fn fixture(name: &str) -> Event {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../herald-testkit/fixtures/events")
-        .join(name);
-    let mut event: Event = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    // What the daemon hands a provider: metadata cleaned and prefixes stripped.
-    metadata::prepare_without_alert(&mut event);
-    event
-}
 
 fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
