@@ -15,10 +15,8 @@ pub(crate) fn registry() -> Registry {
     herald_git::register(&mut registry);
     #[cfg(feature = "alerting")]
     herald_alerting::register(&mut registry);
-    // The eventhub family has no crate yet: `add_family` records the feature, so its type is
-    // reported as "not implemented", not as "needs feature".
     #[cfg(feature = "eventhub")]
-    registry.add_family(Family::EventHub);
+    herald_eventhub::register(&mut registry);
     registry
 }
 
@@ -61,7 +59,7 @@ mod tests {
                     "azuredevops",
                 ],
                 Family::Alerting => vec!["sentry", "opsgenie", "alertmanager", "grafana"],
-                Family::EventHub => vec![],
+                Family::EventHub => vec!["azureeventhub"],
             }
         };
         let mut want: Vec<&str> = registry.families().flat_map(promised).collect();

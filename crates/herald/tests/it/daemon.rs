@@ -7,7 +7,7 @@ use herald_testkit::{Recorder, Reply};
 
 use crate::support::{Daemon, alert, flux_event, manifests, provider, request};
 
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(20);
 
 fn all_kustomizations(extra: &str) -> String {
     format!(

@@ -7,6 +7,8 @@
 mod alerting;
 mod cli;
 mod daemon;
+#[cfg(feature = "eventhub")]
+mod eventhub;
 #[cfg(feature = "git")]
 mod git;
 mod support;

@@ -1,0 +1,374 @@
+//! herald-eventhub: the `azureeventhub` provider, on `azure_messaging_eventhubs` (AMQP 1.0).
+//!
+//! One Event Hubs message per event, whose body is the event JSON (Flux's bytes). Two ways to
+//! authenticate, as in Flux:
+//!
+//! - **SAS**: the address (usually from the Secret's `address`) is a connection string with
+//!   `Endpoint`, `SharedAccessKeyName`, `SharedAccessKey` and `EntityPath`. With
+//!   `UseDevelopmentEmulator=true` (the Event Hubs emulator's convention) herald connects over
+//!   plain AMQP to the endpoint's host and port.
+//! - **JWT**: `channel` is the Event Hubs namespace (`.servicebus.windows.net` is appended
+//!   unless it already has a `.servicebus.` suffix), the address is the hub name, and the
+//!   Secret's `token` is sent as a bearer token.
+//!
+//! The producer (one AMQP connection) is opened on the first event and reused; it is dropped
+//! and opened again after a failed send, and rebuilt with the notifier when the configuration
+//! changes. This crate is not an HTTP provider: the proxy and custom-CA settings of the
+//! Provider do not apply to AMQP (Flux ignores them too).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use herald_core::{Event, ProviderConfig, ProviderType};
+//!
+//! let config = ProviderConfig::new(
+//!     ProviderType::AzureEventHub, "flux-system", "hub",
+//!     "Endpoint=sb://my-ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=KEY;EntityPath=flux",
+//! );
+//! let notifier = herald_eventhub::build(&config)?;
+//! notifier.post(&Event::default()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The `tests/it` suite runs the same against a real AMQP 1.0 broker on loopback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_messaging_eventhubs::ProducerClient;
+use tokio::sync::Mutex;
+
+use herald_core::{
+    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, ProviderConfig,
+    ProviderType, Registry, SecretString, json,
+};
+
+/// Registers `azureeventhub`.
+pub fn register(registry: &mut Registry) {
+    registry.add_family(Family::EventHub);
+    registry.register(ProviderType::AzureEventHub, build);
+}
+
+/// Builds an `azureeventhub` notifier. No connection is opened until the first event.
+pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
+    Ok(Arc::new(EventHub::new(config)?))
+}
+
+/// How the producer authenticates and where it connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Auth {
+    /// A SAS connection string; `endpoint` is set for the emulator (plain AMQP).
+    Sas {
+        connection_string: SecretString,
+        endpoint: Option<String>,
+    },
+    /// A bearer token for `namespace`/`hub`.
+    Jwt {
+        namespace: String,
+        hub: String,
+        token: SecretString,
+    },
+}
+
+/// A parsed connection string: its keys, case-insensitively.
+fn connection_string_value<'a>(cs: &'a str, key: &str) -> Option<&'a str> {
+    cs.split(';')
+        .filter_map(|part| part.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.trim())
+}
+
+fn auth(config: &ProviderConfig) -> Result<Auth, BuildError> {
+    let field = if config.address_from_secret {
+        "secret key \"address\""
+    } else {
+        "spec.address"
+    };
+    let address = config.address.expose().trim();
+    if address.is_empty() {
+        return Err(BuildError::invalid(
+            field,
+            "invalid authentication options: endpoint URL cannot be empty",
+        ));
+    }
+    if config.service_account_name.is_some() {
+        return Err(BuildError::invalid(
+            "spec.serviceAccountName",
+            "workload identity is not available to herald, which runs outside the cluster; use a SAS connection string",
+        ));
+    }
+    let token = config
+        .token
+        .as_ref()
+        .filter(|t| !t.expose().trim().is_empty());
+    if address.contains("SharedAccessKey") {
+        if token.is_some() {
+            return Err(BuildError::invalid(
+                "secret key \"token\"",
+                "invalid authentication options: a token and a SAS connection string cannot be used together",
+            ));
+        }
+        let entity = connection_string_value(address, "EntityPath").unwrap_or_default();
+        if entity.is_empty() {
+            return Err(BuildError::invalid(
+                field,
+                "connection string does not contain an EntityPath; add EntityPath=<event hub name>",
+            ));
+        }
+        let endpoint = connection_string_value(address, "Endpoint").unwrap_or_default();
+        if endpoint.is_empty() {
+            return Err(BuildError::invalid(
+                field,
+                "connection string does not contain an Endpoint",
+            ));
+        }
+        let emulator = connection_string_value(address, "UseDevelopmentEmulator")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let endpoint = if emulator {
+            let host = endpoint
+                .split_once("://")
+                .map_or(endpoint, |(_, rest)| rest)
+                .trim_end_matches('/');
+            Some(format!("amqp://{host}"))
+        } else {
+            None
+        };
+        return Ok(Auth::Sas {
+            connection_string: SecretString::new(address),
+            endpoint,
+        });
+    }
+    let Some(token) = token else {
+        return Err(BuildError::invalid(
+            "secret key \"token\"",
+            "invalid authentication options: no SAS connection string in the address, and no token",
+        ));
+    };
+    let channel = config.channel.trim();
+    if channel.is_empty() {
+        return Err(BuildError::invalid(
+            "spec.channel",
+            "the Event Hubs namespace is empty",
+        ));
+    }
+    let namespace = if channel.contains(".servicebus.") {
+        channel.to_owned()
+    } else {
+        format!("{channel}.servicebus.windows.net")
+    };
+    Ok(Auth::Jwt {
+        namespace,
+        hub: address.to_owned(),
+        token: SecretString::new(token.expose().trim()),
+    })
+}
+
+/// A static bearer token as an Azure credential (the deprecated JWT mode of Flux).
+#[derive(Debug)]
+struct StaticToken(SecretString);
+
+#[async_trait::async_trait]
+impl TokenCredential for StaticToken {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let expires = azure_core::time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+        Ok(AccessToken::new(self.0.expose().to_owned(), expires))
+    }
+}
+
+/// The `azureeventhub` notifier.
+struct EventHub {
+    auth: Auth,
+    timeout: Duration,
+    masker: Masker,
+    id: String,
+    producer: Mutex<Option<Arc<ProducerClient>>>,
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match &self.auth {
+            Auth::Sas {
+                endpoint: Some(_), ..
+            } => "sas (emulator)",
+            Auth::Sas { .. } => "sas",
+            Auth::Jwt { .. } => "jwt",
+        };
+        f.debug_struct("EventHub")
+            .field("provider", &self.id)
+            .field("auth", &mode)
+            .finish()
+    }
+}
+
+impl EventHub {
+    fn new(config: &ProviderConfig) -> Result<Self, BuildError> {
+        let auth = auth(config)?;
+        let mut masker = config.masker();
+        if let Auth::Sas {
+            connection_string, ..
+        } = &auth
+            && let Some(key) =
+                connection_string_value(connection_string.expose(), "SharedAccessKey")
+        {
+            masker.add(key);
+        }
+        Ok(EventHub {
+            auth,
+            timeout: config.timeout,
+            masker,
+            id: config.id(),
+            producer: Mutex::new(None),
+        })
+    }
+
+    async fn open(&self) -> Result<ProducerClient, String> {
+        let builder = ProducerClient::builder().with_application_id("herald".to_owned());
+        let opened = match &self.auth {
+            Auth::Sas {
+                connection_string,
+                endpoint,
+            } => {
+                let builder = match endpoint {
+                    Some(e) => builder.with_custom_endpoint(e.clone()),
+                    None => builder,
+                };
+                builder
+                    .open_with_connection_string(connection_string.expose(), None)
+                    .await
+            }
+            Auth::Jwt {
+                namespace,
+                hub,
+                token,
+            } => {
+                builder
+                    .open(namespace, hub, Arc::new(StaticToken(token.clone())))
+                    .await
+            }
+        };
+        opened.map_err(|e| format!("could not connect: {e}"))
+    }
+
+    async fn send(&self, body: Vec<u8>) -> Result<(), String> {
+        let mut slot = self.producer.lock().await;
+        let producer = match slot.as_ref() {
+            Some(p) => p.clone(),
+            None => {
+                let p = Arc::new(self.open().await?);
+                *slot = Some(p.clone());
+                p
+            }
+        };
+        match producer.send_event(body, None).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Open a fresh connection for the next event.
+                *slot = None;
+                Err(format!("could not send the event: {e}"))
+            }
+        }
+    }
+}
+
+impl Notifier for EventHub {
+    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
+        Box::pin(async move {
+            let body = json::to_vec(event).map_err(|e| DeliveryError::permanent(e.to_string()))?;
+            let outcome = tokio::time::timeout(self.timeout, self.send(body)).await;
+            let message = match outcome {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    *self.producer.lock().await = None;
+                    format!(
+                        "timed out after {}",
+                        herald_core::duration::format(self.timeout)
+                    )
+                }
+            };
+            Err(DeliveryError::transient(
+                self.masker
+                    .mask(&format!("provider {}: {message}", self.id)),
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(address: &str) -> ProviderConfig {
+        ProviderConfig::new(ProviderType::AzureEventHub, "ns", "hub", address)
+    }
+
+    #[test]
+    fn sas_and_emulator() {
+        let a = auth(&cfg("Endpoint=sb://127.0.0.1:17672;SharedAccessKeyName=Root;SharedAccessKey=K3Y;EntityPath=hub1;UseDevelopmentEmulator=true")).unwrap();
+        assert!(
+            matches!(a, Auth::Sas { endpoint: Some(ref e), .. } if e == "amqp://127.0.0.1:17672")
+        );
+        let a = auth(&cfg("Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=R;SharedAccessKey=K;EntityPath=h")).unwrap();
+        assert!(matches!(a, Auth::Sas { endpoint: None, .. }));
+    }
+
+    #[test]
+    fn errors_as_flux_words_them() {
+        let e = auth(&cfg("")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "spec.address: invalid authentication options: endpoint URL cannot be empty"
+        );
+        let e = auth(&cfg(
+            "Endpoint=sb://x/;SharedAccessKeyName=R;SharedAccessKey=SECRETKEY",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("connection string does not contain an EntityPath"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRETKEY"));
+        let mut both = cfg("Endpoint=sb://x/;SharedAccessKeyName=R;SharedAccessKey=K;EntityPath=h");
+        both.token = Some(SecretString::new("jwt"));
+        assert!(
+            auth(&both)
+                .unwrap_err()
+                .to_string()
+                .contains("cannot be used together")
+        );
+        let mut jwt = cfg("hub1");
+        jwt.token = Some(SecretString::new("jwt"));
+        assert!(
+            auth(&jwt)
+                .unwrap_err()
+                .to_string()
+                .contains("namespace is empty")
+        );
+        jwt.channel = "my-ns".into();
+        assert_eq!(
+            auth(&jwt).unwrap(),
+            Auth::Jwt {
+                namespace: "my-ns.servicebus.windows.net".into(),
+                hub: "hub1".into(),
+                token: SecretString::new("jwt")
+            }
+        );
+        jwt.channel = "my-ns.servicebus.chinacloudapi.cn".into();
+        assert!(
+            matches!(auth(&jwt).unwrap(), Auth::Jwt { ref namespace, .. } if namespace == "my-ns.servicebus.chinacloudapi.cn")
+        );
+        let mut wi = cfg("hub1");
+        wi.service_account_name = Some("sa".into());
+        assert!(
+            auth(&wi)
+                .unwrap_err()
+                .to_string()
+                .starts_with("spec.serviceAccountName")
+        );
+    }
+}
