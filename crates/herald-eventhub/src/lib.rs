@@ -11,6 +11,10 @@
 //!   unless it already has a `.servicebus.` suffix), the address is the hub name, and the
 //!   Secret's `token` is sent as a bearer token.
 //!
+//! The Azure crates build their TLS configuration from rustls' process-wide crypto provider:
+//! install one before the first event (herald installs *ring*, for example with
+//! `herald_http::install_crypto_provider()`), or rustls panics when more than one is compiled in.
+//!
 //! The producer (one AMQP connection) is opened on the first event and reused; it is dropped
 //! and opened again after a failed send, and rebuilt with the notifier when the configuration
 //! changes. This crate is not an HTTP provider: the proxy and custom-CA settings of the
