@@ -19,7 +19,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-fn main() -> Result<()> {
+fn main() {
+    // One clear line per failure (with its causes), not a backtrace: RUST_BACKTRACE is often
+    // set on developer machines and would bury the message.
+    if let Err(e) = dispatch() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = root();
     std::env::set_current_dir(&root)?;
@@ -102,6 +111,10 @@ fn run_tee(program: &str, args: &[&str]) -> Result<String> {
 }
 
 /// Counts (passed, failed) in nextest's `Summary` line and libtest's `test result:` lines.
+///
+/// Only libtest lines at the start of a line count: nextest shows a failed try's captured
+/// output indented, and that output holds the test binary's own `test result:` line (a flaky
+/// test that passed on retry must not count as failed).
 fn count_tests(output: &str) -> (u64, u64) {
     let number_before = |line: &str, word: &str| -> u64 {
         let words: Vec<&str> = line
@@ -116,13 +129,33 @@ fn count_tests(output: &str) -> (u64, u64) {
     };
     let (mut passed, mut failed) = (0, 0);
     for line in output.lines() {
-        let line = line.trim();
-        if line.starts_with("Summary") || line.starts_with("test result:") {
+        let line = strip_ansi(line);
+        if line.trim_start().starts_with("Summary [") || line.starts_with("test result:") {
+            let line = line.trim();
             passed += number_before(line, "passed");
             failed += number_before(line, "failed");
         }
     }
     (passed, failed)
+}
+
+/// The line without its colour codes (`ESC [ ... letter`), as under CARGO_TERM_COLOR=always.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip `[`, the parameters and the final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 const STEPS: [&str; 5] = ["fmt", "clippy", "test", "features", "deny"];
@@ -279,8 +312,15 @@ fn deny(root: &Path) -> Result<()> {
         Some(shared) => {
             let home = std::env::var("HOME").context("HOME is not set")?;
             let dbs = Path::new(&home).join(".cargo/advisory-dbs");
+            // A database is there when a folder `advisory-db-*` holds advisories; a bare
+            // `db.lock` (left by a cargo-deny that could not fetch) does not count.
             let has_db = std::fs::read_dir(&dbs)
-                .map(|mut d| d.next().is_some())
+                .map(|entries| {
+                    entries.filter_map(Result::ok).any(|e| {
+                        e.file_name().to_string_lossy().starts_with("advisory-db")
+                            && e.path().join("crates").is_dir()
+                    })
+                })
                 .unwrap_or(false);
             if !has_db {
                 std::fs::create_dir_all(&dbs)?;

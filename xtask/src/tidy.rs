@@ -84,7 +84,7 @@ fn dependencies(krate: &str) -> Vec<String> {
             "--prefix",
             "none",
             "--all-features",
-            "--offline",
+            "--locked",
         ])
         .current_dir(root())
         .output()
@@ -151,4 +151,14 @@ fn test_counts_are_read_from_both_runners() {
                test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
                test result: ok. 0 passed; 0 failed; 0 ignored\n";
     assert_eq!(crate::count_tests(out), (228, 2));
+    // A flaky test: nextest shows the failed try's output (indented), then passes it.
+    let flaky = "  TRY 1 FAIL [  21.653s] (───────) herald::it daemon::hot_reload\n\
+                 \x20   test daemon::hot_reload ... FAILED\n\
+                 \x20   test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured\n\
+                 \x20    Summary [  32.772s] 234 tests run: 234 passed (1 flaky), 0 skipped\n";
+    assert_eq!(crate::count_tests(flaky), (234, 0));
+    // In colour (CARGO_TERM_COLOR=always, as on GitHub).
+    let coloured = "\x1b[32;1m     Summary\x1b[0m [  1.0s] 3 tests run: \x1b[32;1m3 passed\x1b[0m, 0 skipped\n\
+                    test result: \x1b[32mok\x1b[0m. 2 passed; 0 failed; 0 ignored\n";
+    assert_eq!(crate::count_tests(coloured), (5, 0));
 }
