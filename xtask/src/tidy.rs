@@ -162,3 +162,17 @@ fn test_counts_are_read_from_both_runners() {
                     test result: \x1b[32mok\x1b[0m. 2 passed; 0 failed; 0 ignored\n";
     assert_eq!(crate::count_tests(coloured), (5, 0));
 }
+
+#[test]
+fn feature_check_warnings_are_recognised() {
+    assert!(crate::warned_crate(
+        "warning: `herald` (test \"it\") generated 1 warning (run `cargo fix --test \"it\"` to apply 1 suggestion)"
+    ));
+    assert!(crate::warned_crate(
+        "\x1b[33mwarning\x1b[0m: `herald-chat` (lib) generated 2 warnings"
+    ));
+    assert!(!crate::warned_crate("warning: unused import: `std::fmt`"));
+    assert!(!crate::warned_crate(
+        "    Finished `dev` profile [unoptimized + debuginfo] target(s) in 1.28s"
+    ));
+}
