@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use azure_messaging_eventhubs::ProducerClient;
+use azure_messaging_eventhubs::{ProducerClient, RetryOptions};
 use tokio::sync::Mutex;
 
 use herald_core::{
@@ -230,7 +230,18 @@ impl EventHub {
     }
 
     async fn open(&self) -> Result<ProducerClient, String> {
-        let builder = ProducerClient::builder().with_application_id("herald".to_owned());
+        // The SDK's own retries (200 ms doubling to 30 s, up to a minute) would outlast the
+        // provider timeout that bounds a delivery: retry quickly, within that timeout.
+        let retry = RetryOptions {
+            initial_delay: azure_core::time::Duration::milliseconds(100),
+            max_delay: azure_core::time::Duration::seconds(2),
+            max_retries: 5,
+            max_total_elapsed: azure_core::time::Duration::try_from(self.timeout)
+                .unwrap_or(azure_core::time::Duration::seconds(15)),
+        };
+        let builder = ProducerClient::builder()
+            .with_application_id("herald".to_owned())
+            .with_retry_options(retry);
         let opened = match &self.auth {
             Auth::Sas {
                 connection_string,
