@@ -8,37 +8,8 @@
 use std::hint::black_box;
 
 use herald_chat::{discord, googlechat, lark, matrix, msteams, rocket, slack, telegram, webex};
-use herald_core::{Event, ObjectReference, Severity, Timestamp};
-use herald_testkit::measure;
-
-fn event(severity: Severity) -> Event {
-    Event {
-        involved_object: ObjectReference {
-            kind: "Kustomization".into(),
-            namespace: "flux-system".into(),
-            name: "apps".into(),
-            uid: "7d0cdc51-ddcf-4743-b223-83ca5c699632".into(),
-            api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
-            ..Default::default()
-        },
-        severity,
-        timestamp: Timestamp::from_unix(1_764_324_000),
-        message: "Deployment/apps/podinfo configured\nService/apps/podinfo unchanged".into(),
-        reason: "ReconciliationSucceeded".into(),
-        metadata: [
-            (
-                "revision",
-                "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
-            ),
-            ("summary", "Production cluster"),
-            ("env", "prod"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into(),
-        reporting_controller: "kustomize-controller".into(),
-        reporting_instance: "kustomize-controller-7c7b47f5f-8bhrp".into(),
-    }
-}
+use herald_core::Severity;
+use herald_testkit::{bench_event as event, measure};
 
 /// One provider's render, returning the body length.
 type Case<'a> = (&'static str, Box<dyn FnMut() -> usize + 'a>);

@@ -41,6 +41,37 @@ pub fn fixture(name: &str) -> Event {
     event
 }
 
+/// The realistic event the render benchmarks use: a Kustomization with a two-line message
+/// and three metadata keys (revision, summary, env).
+pub fn bench_event(severity: Severity) -> Event {
+    Event {
+        involved_object: ObjectReference {
+            kind: "Kustomization".into(),
+            namespace: "flux-system".into(),
+            name: "apps".into(),
+            uid: "7d0cdc51-ddcf-4743-b223-83ca5c699632".into(),
+            api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
+            ..Default::default()
+        },
+        severity,
+        timestamp: Timestamp::from_unix(1_764_324_000),
+        message: "Deployment/apps/podinfo configured\nService/apps/podinfo unchanged".into(),
+        reason: "ReconciliationSucceeded".into(),
+        metadata: [
+            (
+                "revision",
+                "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
+            ),
+            ("summary", "Production cluster"),
+            ("env", "prod"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into(),
+        reporting_controller: "kustomize-controller".into(),
+        reporting_instance: "kustomize-controller-7c7b47f5f-8bhrp".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ mod recorder;
 mod tls;
 
 pub use bench::measure;
-pub use fixture::{fixture, fixture_event};
+pub use fixture::{bench_event, fixture, fixture_event};
 pub use golden::assert_golden;
 pub use peer::{start_peer, stop_peer};
 pub use recorder::{Recorded, Recorder, Reply};
