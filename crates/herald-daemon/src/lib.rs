@@ -14,6 +14,7 @@
 
 mod dispatch;
 mod metrics;
+pub mod outbox;
 pub mod ratelimit;
 pub mod receiver;
 mod server;
