@@ -290,8 +290,8 @@ fn open_db(path: &Path) -> Result<Database, OpenError> {
         let txn = try_store!("starting a transaction", db.begin_write());
         {
             let meta = try_store!("opening the meta table", txn.open_table(META));
-            let format = try_store!("reading the format", meta.get("format"))
-                .map(|v| v.value().to_owned());
+            let format =
+                try_store!("reading the format", meta.get("format")).map(|v| v.value().to_owned());
             match format {
                 Some(f) if f == FORMAT => {}
                 Some(f) => {
@@ -471,8 +471,11 @@ impl Store {
         let value = try_store!("reading an event", table.get(id));
         value
             .map(|v| {
-                serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError(format!("delivery {id}: its stored event is unreadable: {e}")))
+                serde_json::from_slice(v.value()).map_err(|e| {
+                    StoreError(format!(
+                        "delivery {id}: its stored event is unreadable: {e}"
+                    ))
+                })
             })
             .transpose()
     }
@@ -721,9 +724,8 @@ impl Store {
                                 next_attempt_at: None,
                                 finished_at: None,
                             };
-                            let payload = serde_json::to_vec(&new.event).map_err(|e| {
-                                StoreError(format!("encoding an event: {e}"))
-                            })?;
+                            let payload = serde_json::to_vec(&new.event)
+                                .map_err(|e| StoreError(format!("encoding an event: {e}")))?;
                             try_store!("writing an event", payloads.insert(id, payload.as_slice()));
                             try_store!(
                                 "writing a delivery",

@@ -1,9 +1,10 @@
 //! herald: a small, fast notifier for Flux events, as a command-line tool and daemon.
 //!
-//! This crate is only the binary: the command line (`send`, `validate`), logging, and the
-//! wiring of the provider families compiled in (`registry.rs`). Event types, manifests and
+//! This crate is only the binary: the command line (`serve`, `send`, `validate`, `receive`,
+//! `outbox`), logging, and the wiring of the provider families compiled in (`registry.rs`). Event types, manifests and
 //! providers live in the library crates; nothing here is meant to be used as a library.
 
+mod outbox;
 mod receive;
 mod registry;
 mod send;
@@ -47,6 +48,8 @@ enum Command {
     Send(send::SendArgs),
     /// Check manifests: syntax, fields, references, and that every provider can be built.
     Validate(validate::ValidateArgs),
+    /// List, show, retry or drop deliveries in the outbox (directly, or through a running daemon).
+    Outbox(outbox::OutboxArgs),
     /// Run a webhook receiver that prints what it gets and checks generic-hmac signatures.
     Receive(receive::ReceiveArgs),
 }
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Send(args) => send::run(&args),
         Command::Receive(args) => receive::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::Outbox(args) => outbox::run(&args),
     };
     match result {
         Ok(code) => code,
