@@ -356,7 +356,7 @@ impl Store {
         let writer = store.clone();
         std::thread::Builder::new()
             .name("herald-outbox".into())
-            .spawn(move || writer.write_loop(rx))
+            .spawn(move || writer.write_loop(&rx))
             .map_err(|e| OpenError::Other(format!("cannot start the outbox writer: {e}")))?;
         Ok(store)
     }
@@ -563,7 +563,7 @@ impl Store {
     }
 
     /// The writer thread: takes every queued op, applies them in one transaction, commits.
-    fn write_loop(self, rx: std::sync::mpsc::Receiver<Op>) {
+    fn write_loop(self, rx: &std::sync::mpsc::Receiver<Op>) {
         let mut next_id: Option<u64> = None;
         // Changes of a failed commit, applied again with the next one.
         let mut carried: Vec<Op> = Vec::new();
