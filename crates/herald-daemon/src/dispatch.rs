@@ -601,11 +601,7 @@ async fn work(core: Arc<Core>, queue: Arc<Queue>) {
 }
 
 async fn attempt(core: &Arc<Core>, queue: &Arc<Queue>, id: u64, item: Item) {
-    let loaded = core
-        .store
-        .get(id)
-        .and_then(|r| Ok(r.zip(core.store.event(id)?)));
-    let (mut record, event) = match loaded {
+    let (mut record, event) = match core.store.get_with_event(id) {
         Ok(Some(found)) => found,
         Ok(None) => {
             // Dropped meanwhile.

@@ -24,6 +24,8 @@ use herald_core::Event;
 
 /// The outbox file inside the data dir.
 pub const FILE_NAME: &str = "outbox.redb";
+/// The outbox's page cache.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// What the `format` key of the meta table holds in a herald outbox.
 const FORMAT: &str = "herald-outbox/1";
 
@@ -108,7 +110,7 @@ pub struct Record {
     pub provider_type: String,
     /// The Alert that matched, `namespace/name`.
     pub alert: String,
-    /// The involved object, `Kind/namespace.name`.
+    /// The involved object, `Kind/namespace/name`.
     pub object: String,
     /// The event's reason.
     pub reason: String,
@@ -258,7 +260,9 @@ pub struct Loaded {
 }
 
 fn open_db(path: &Path) -> Result<Database, OpenError> {
-    let opened = std::panic::catch_unwind(|| Database::create(path));
+    // A small page cache: the daemon reads back only recent records.
+    let opened =
+        std::panic::catch_unwind(|| Database::builder().set_cache_size(CACHE_BYTES).create(path));
     let db = match opened {
         Ok(Ok(db)) => db,
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
@@ -461,6 +465,27 @@ impl Store {
         let table = try_store!("opening deliveries", txn.open_table(DELIVERIES));
         let value = try_store!("reading a delivery", table.get(id));
         value.map(|v| decode(id, v.value())).transpose()
+    }
+
+    /// A record and its event, read together.
+    pub fn get_with_event(&self, id: u64) -> Result<Option<(Record, Event)>, StoreError> {
+        let db = self.db()?;
+        let txn = try_store!("starting a read", db.begin_read());
+        let deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+        let Some(record) = try_store!("reading a delivery", deliveries.get(id)) else {
+            return Ok(None);
+        };
+        let record = decode(id, record.value())?;
+        let payloads = try_store!("opening payloads", txn.open_table(PAYLOADS));
+        let Some(event) = try_store!("reading an event", payloads.get(id)) else {
+            return Ok(None);
+        };
+        let event = serde_json::from_slice(event.value()).map_err(|e| {
+            StoreError(format!(
+                "delivery {id}: its stored event is unreadable: {e}"
+            ))
+        })?;
+        Ok(Some((record, event)))
     }
 
     /// A record's event.
@@ -704,7 +729,14 @@ impl Store {
                     .map_or(1, |(k, _)| k.value() + 1),
             };
             let now = now_ms();
-            for op in batch {
+            // Only the last status of each Provider in the batch is worth writing.
+            let mut last_status: HashMap<&str, usize> = HashMap::new();
+            for (i, op) in batch.iter().enumerate() {
+                if let Op::Status(provider, _) = op {
+                    last_status.insert(provider.as_str(), i);
+                }
+            }
+            for (i, op) in batch.iter().enumerate() {
                 match op {
                     Op::Append(news, _) => {
                         let mut records = Vec::with_capacity(news.len());
@@ -759,6 +791,7 @@ impl Store {
                         }
                         try_store!("removing an event", payloads.remove(*id));
                     }
+                    Op::Status(provider, _) if last_status.get(provider.as_str()) != Some(&i) => {}
                     Op::Status(provider, status) => {
                         let json = serde_json::to_vec(status).unwrap_or_default();
                         try_store!(
@@ -940,6 +973,31 @@ mod tests {
         store.flush().await.unwrap();
         assert!(store.get(2).unwrap().is_none());
         assert!(store.load().unwrap().dead.is_empty());
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_stored_event_reads_back_identical() {
+        // Redelivery after a restart posts the stored event: it must be the same event, byte
+        // for byte once encoded, or idempotency keys derived from it (the Matrix txn id) change.
+        let d = dir("roundtrip");
+        let store = Store::open(&d).unwrap();
+        let json = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","uid":"7d0c","apiVersion":"kustomize.toolkit.fluxcd.io/v1","resourceVersion":"42"},"severity":"error","timestamp":"2022-10-28T07:26:19Z","message":"Health check failed: \"x\" <é> \u2028","reason":"HealthCheckFailed","metadata":{"revision":"main@sha1:731f","summary":"prod","z":"last","a":"first"},"reportingController":"kustomize-controller","reportingInstance":"kc-1"}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        let mut new = new("apps/p", "x");
+        new.event = event.clone();
+        let ids = store.append(vec![new]).await.unwrap();
+        store.close();
+        drop(store);
+        let store = Store::open(&d).unwrap();
+        let (record, back) = store.get_with_event(ids[0].id).unwrap().unwrap();
+        assert_eq!(back, event);
+        assert_eq!(
+            herald_core::json::to_vec(&back).unwrap(),
+            herald_core::json::to_vec(&event).unwrap()
+        );
+        assert_eq!(record.object, "Kustomization/apps/web");
+        assert_eq!(record.reason, "HealthCheckFailed");
         store.close();
     }
 
