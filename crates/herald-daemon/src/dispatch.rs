@@ -616,7 +616,14 @@ async fn attempt(core: &Arc<Core>, queue: &Arc<Queue>, id: u64, item: Item) {
             return;
         }
     };
-    queue.lane().in_flight = Some(id);
+    {
+        // Dropped (`herald outbox drop`) between choosing it and reading it: skip it.
+        let mut lane = queue.lane();
+        if !lane.items.contains_key(&id) {
+            return;
+        }
+        lane.in_flight = Some(id);
+    }
     let started = Instant::now();
     let snapshot = core.current();
     let provider = snapshot.provider(&queue.id).cloned();
@@ -677,14 +684,15 @@ async fn attempt(core: &Arc<Core>, queue: &Arc<Queue>, id: u64, item: Item) {
         lane.in_flight = None;
         match &outcome {
             Outcome::Delivered => {
-                lane.items.remove(&id);
+                if lane.items.remove(&id).is_some() {
+                    core.release(1);
+                }
                 lane.status.last_success_at = Some(now);
                 lane.status.consecutive_failures = 0;
                 lane.status.failing_since = None;
                 record.state = State::Delivered;
                 record.finished_at = Some(now);
                 record.next_attempt_at = None;
-                core.release(1);
                 core.metrics
                     .delivery_lag
                     .observe(now.saturating_sub(item.accepted_at) as f64 / 1000.0);
@@ -697,12 +705,13 @@ async fn attempt(core: &Arc<Core>, queue: &Arc<Queue>, id: u64, item: Item) {
                 record.last_error = Some(error.clone());
                 let too_old = now.saturating_sub(item.accepted_at) >= max_age;
                 if !retryable || too_old {
-                    lane.items.remove(&id);
+                    if lane.items.remove(&id).is_some() {
+                        core.release(1);
+                    }
                     lane.dead += 1;
                     record.state = State::Dead;
                     record.finished_at = Some(now);
                     record.next_attempt_at = None;
-                    core.release(1);
                     core.metrics.dead_lettered.inc();
                 } else {
                     let shift = record.attempts.saturating_sub(1).min(20);
