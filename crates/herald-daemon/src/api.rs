@@ -90,6 +90,13 @@ pub(crate) async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>)
     let rest = path.strip_prefix("/api/v1").unwrap_or("");
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let d = &shared.dispatcher;
+    // State changes reach the outbox through its writer a moment after they happen: commit
+    // them first, so that what the outbox says agrees with `/api/v1/providers`.
+    if segments.first() == Some(&"deliveries")
+        && let Err(e) = d.store().flush().await
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    }
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["providers"]) => {
             json_reply(StatusCode::OK, &json!({ "providers": d.report() }))
