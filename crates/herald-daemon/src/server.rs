@@ -249,7 +249,10 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         Ok(Err(e)) => {
             return json_error(
                 StatusCode::BAD_REQUEST,
-                &format!("failed to read the request body: {e}"),
+                &format!(
+                    "failed to read the request body: {}",
+                    bounded(&e.to_string())
+                ),
             );
         }
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -259,7 +262,12 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     }
     let mut event: Event = match serde_json::from_slice(&body) {
         Ok(e) => e,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("invalid event JSON: {e}")),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid event JSON: {}", bounded(&e.to_string())),
+            );
+        }
     };
     metadata::cleanup(&mut event);
     // Check for room before the duplicate check: a 503 must not use up the event's window,
@@ -304,6 +312,22 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         rate_limit_headers(&mut resp, reset, false);
     }
     resp
+}
+
+/// The longest error detail echoed back: serde's messages quote the offending value, which can
+/// be megabytes long.
+const MAX_DETAIL: usize = 256;
+
+/// `text` cut to [`MAX_DETAIL`] bytes at a character boundary, marked when cut.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_DETAIL {
+        return text.to_owned();
+    }
+    let mut end = MAX_DETAIL;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", &text[..end], text.len())
 }
 
 /// 401 that says which check failed and nothing about the expected values.

@@ -11,4 +11,5 @@ mod daemon;
 mod eventhub;
 #[cfg(feature = "git")]
 mod git;
+mod hardening;
 mod support;
