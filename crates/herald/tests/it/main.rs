@@ -12,4 +12,5 @@ mod eventhub;
 #[cfg(feature = "git")]
 mod git;
 mod hardening;
+mod secrets;
 mod support;
