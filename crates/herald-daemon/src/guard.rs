@@ -263,14 +263,18 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("cert.pem"), "").unwrap();
-        let err = load_tls(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap_err();
+        let Err(err) = load_tls(&dir.join("cert.pem"), &dir.join("key.pem")) else {
+            panic!("bad TLS files were accepted");
+        };
         assert!(err.contains("no PEM certificate"), "{err}");
         std::fs::write(
             dir.join("cert.pem"),
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let err = load_tls(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap_err();
+        let Err(err) = load_tls(&dir.join("cert.pem"), &dir.join("key.pem")) else {
+            panic!("bad TLS files were accepted");
+        };
         assert!(err.contains("no usable PEM private key"), "{err}");
         assert!(!err.contains("s3cr3t"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
