@@ -257,17 +257,10 @@ fn plot(samples: &[Sample]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
         2.0 * h + 20.0
     );
-    let panels: [(&str, &str, Box<dyn Fn(&Sample) -> f64>); 2] = [
-        (
-            "RSS (MiB)",
-            "#1f77b4",
-            Box::new(|s| s.rss_kib as f64 / 1024.0),
-        ),
-        (
-            "open file descriptors",
-            "#d62728",
-            Box::new(|s| s.fds as f64),
-        ),
+    type Value = fn(&Sample) -> f64;
+    let panels: [(&str, &str, Value); 2] = [
+        ("RSS (MiB)", "#1f77b4", |s| s.rss_kib as f64 / 1024.0),
+        ("open file descriptors", "#d62728", |s| s.fds as f64),
     ];
     for (i, (label, colour, value)) in panels.iter().enumerate() {
         let top = i as f64 * (h + 20.0);
