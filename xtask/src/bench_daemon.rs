@@ -61,7 +61,7 @@ request = function()
 end
 "#;
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -70,12 +70,12 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A raw `GET`; returns the status code and body.
-fn get(port: u16, path: &str) -> Result<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
@@ -96,7 +96,7 @@ fn get(port: u16, path: &str) -> Result<(u16, String)> {
     Ok((status, body))
 }
 
-fn wait_ready(port: u16, timeout: Duration) -> Result<Duration> {
+pub(crate) fn wait_ready(port: u16, timeout: Duration) -> Result<Duration> {
     let started = Instant::now();
     while started.elapsed() < timeout {
         if matches!(get(port, "/readyz"), Ok((200, _))) {
@@ -107,7 +107,7 @@ fn wait_ready(port: u16, timeout: Duration) -> Result<Duration> {
     bail!("herald was not ready within {timeout:?}")
 }
 
-fn rss_kib(pid: u32, field: &str) -> Result<u64> {
+pub(crate) fn rss_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -219,7 +219,7 @@ fn wrk(script: &Path, port: u16) -> Result<WrkResult> {
     })
 }
 
-fn metric(port: u16, prefix: &str) -> Result<f64> {
+pub(crate) fn metric(port: u16, prefix: &str) -> Result<f64> {
     let (_, body) = get(port, "/metrics")?;
     Ok(body
         .lines()

@@ -4,6 +4,8 @@
 //! - `features`: the feature-matrix check alone (no families, each family alone, all).
 //! - `deny`: `cargo deny check` with the RustSec database from `../shared`, offline.
 //! - `bench`: render/sign benchmarks, binary sizes, and the daemon load benchmark.
+//! - `soak [--minutes N]`: a release daemon under steady mixed load; RSS and fds over time.
+//! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target in `fuzz/` (nightly).
 //!
 //! It is not part of herald: it only runs cargo and the tools CI needs. Its tests check the
 //! workspace invariants of ARCHITECTURE.md.
@@ -12,6 +14,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench_daemon;
+mod fuzz;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,9 +41,11 @@ fn dispatch() -> Result<()> {
         Some("features") => features(&root),
         Some("deny") => deny(&root),
         Some("bench") => bench(&root, args.get(1).map(String::as_str) == Some("daemon")),
+        Some("soak") => soak_cmd(&root, &args[1..]),
+        Some("fuzz") => fuzz::run(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny] | features | deny | bench>"
+                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny] | features | deny | bench | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...]>"
             );
             std::process::exit(2);
         }
@@ -514,3 +520,26 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tidy;
+
+/// `cargo xtask soak [--minutes N]` (default 10).
+fn soak_cmd(root: &Path, args: &[String]) -> Result<()> {
+    let minutes = match args {
+        [] => 10.0,
+        [flag, n] if flag == "--minutes" => n
+            .parse::<f64>()
+            .ok()
+            .filter(|m| *m > 0.0)
+            .with_context(|| format!("--minutes takes a positive number, not {n:?}"))?,
+        _ => bail!("usage: cargo xtask soak [--minutes N]"),
+    };
+    run(
+        &cargo(),
+        &["build", "--release", "-p", "herald", "--locked"],
+    )?;
+    soak::run(
+        &root.join("target/release/herald"),
+        &root.join("target/soak"),
+        minutes,
+        &root.join("docs/soak.svg"),
+    )
+}

@@ -86,7 +86,7 @@ impl ProviderConfig {
     pub fn masker(&self) -> Masker {
         let mut m = Masker::new();
         if self.address_from_secret {
-            m.add(self.address.expose());
+            m.add_address(self.address.expose());
         }
         for v in [&self.password, &self.token].into_iter().flatten() {
             m.add(v.expose());
@@ -94,14 +94,17 @@ impl ProviderConfig {
         for v in self.headers.values() {
             m.add(v.expose());
         }
-        if let Some(p) = &self.proxy
-            && let Some(pw) = &p.password
-        {
-            m.add(pw.expose());
+        if let Some(p) = &self.proxy {
+            if let Some(pw) = &p.password {
+                m.add(pw.expose());
+            }
+            if let Some(user) = &p.username {
+                m.add(user);
+            }
         }
         for v in self.secret_data.values() {
             if let Some(s) = v.to_secret_string() {
-                m.add(s.expose().trim());
+                m.add_address(s.expose().trim());
             }
         }
         m

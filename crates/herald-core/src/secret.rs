@@ -114,6 +114,69 @@ impl Masker {
         }
     }
 
+    /// Adds an address that is a secret (a webhook URL, a Sentry DSN, an Event Hubs
+    /// connection string): the whole value, and the parts of it a service may echo back on
+    /// their own: the user and password of a URL, path segments and query values that look
+    /// like tokens (eight characters or more with a digit, or twenty or more), and the values
+    /// of `...Key=`, `...Signature=`, `...Password=`, `...Secret=` and `...Token=` pairs of a
+    /// `;`-separated connection string, and the parts of a `user:password` or `id:secret`
+    /// value. Plain words such as `services` or `webhooks` stay
+    /// readable.
+    pub fn add_address(&mut self, value: &str) {
+        self.add(value);
+        let looks_like_token = |part: &str| {
+            (part.len() >= 8 && part.bytes().any(|b| b.is_ascii_digit())) || part.len() >= 20
+        };
+        if value.contains(';') || !value.contains("://") {
+            for pair in value.split(';') {
+                if let Some((k, v)) = pair.split_once('=') {
+                    let k = k.trim().to_ascii_lowercase();
+                    if ["key", "signature", "password", "secret", "token"]
+                        .iter()
+                        .any(|w| k.contains(w))
+                    {
+                        self.add(v.trim());
+                    }
+                }
+            }
+        }
+        let Some((_, rest)) = value.split_once("://") else {
+            // `user:password` tokens (Bitbucket) and `id:secret` ones (Telegram bots).
+            for part in value.split(':') {
+                if looks_like_token(part) {
+                    self.add(part);
+                }
+            }
+            return;
+        };
+        let rest = rest.split('#').next().unwrap_or_default();
+        let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = before_query.split_once('/').unwrap_or((before_query, ""));
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            self.add(user);
+            self.add(password);
+            self.add(userinfo);
+        }
+        for segment in path.split('/') {
+            if looks_like_token(segment) {
+                self.add(segment);
+            }
+            // Telegram's `bot<token>` and the like: the token after a word prefix.
+            if let Some((_, after)) = segment.split_once(':')
+                && looks_like_token(after)
+            {
+                self.add(after);
+            }
+        }
+        for pair in query.split('&') {
+            let v = pair.split_once('=').map_or(pair, |(_, v)| v);
+            if looks_like_token(v) {
+                self.add(v);
+            }
+        }
+    }
+
     /// Adds every value of another masker.
     pub fn extend(&mut self, other: &Masker) {
         for v in &other.values {
@@ -154,6 +217,25 @@ mod tests {
         assert_eq!(format!("{s} {s:?}"), "***** *****");
         assert_eq!(format!("{:?}", SecretBytes::new(b"key".to_vec())), "*****");
         assert_eq!(s.expose(), "hunter2-token");
+    }
+
+    #[test]
+    fn addresses_mask_their_token_parts() {
+        let mut m = Masker::new();
+        m.add_address(
+            "https://hooks.slack.com/services/T0123/B0456/xoxsecretpart1234?key=k3y-value-99&x=1",
+        );
+        m.add_address("http://dsnkey-12345678@sentry.example.com/42");
+        m.add_address(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=sas/Key+9=;EntityPath=hub",
+        );
+        m.add_address("http://user-1:pa55-word@proxy:8080");
+        m.add_address("123456:bot-token-part-77");
+        let text = "bad xoxsecretpart1234 k3y-value-99 dsnkey-12345678 sas/Key+9= pa55-word user-1 bot-token-part-77 on services";
+        assert_eq!(
+            m.mask(text),
+            "bad ***** ***** ***** ***** ***** ***** ***** on services"
+        );
     }
 
     #[test]

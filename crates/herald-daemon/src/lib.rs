@@ -14,6 +14,7 @@
 
 pub mod api;
 mod dispatch;
+mod guard;
 mod metrics;
 pub mod outbox;
 pub mod ratelimit;
@@ -75,7 +76,24 @@ pub struct Options {
     pub retry_backoff_max: Duration,
     /// A Provider failing for longer than this makes `/readyz` report degraded.
     pub degraded_after: Duration,
+    /// PEM certificate chain: with `events_tls_key`, the event server speaks TLS only.
+    pub events_tls_cert: Option<PathBuf>,
+    /// PEM private key of `events_tls_cert`.
+    pub events_tls_key: Option<PathBuf>,
+    /// A file holding the bearer token every event request must present.
+    pub events_token_file: Option<PathBuf>,
+    /// A file holding the HMAC key every event body must be signed with (`X-Signature`).
+    pub events_hmac_key_file: Option<PathBuf>,
+    /// Event connections served at once; further ones get 503 and are closed.
+    pub events_max_connections: usize,
+    /// Time allowed for a TLS handshake and for each request's headers.
+    pub events_header_timeout: Duration,
+    /// Time allowed for each request body.
+    pub events_read_timeout: Duration,
 }
+
+/// Event connections served at once unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// Parses a listen address; `:9090` means every interface, as in Flux.
 pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
@@ -97,6 +115,7 @@ struct Shared {
     prometheus: prometheus_client::registry::Registry,
     ready: AtomicBool,
     stopping: AtomicBool,
+    guard: Arc<guard::Guard>,
 }
 
 impl Shared {
@@ -128,6 +147,8 @@ pub async fn run(
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), String> {
     let started = Instant::now();
+    let guard = Arc::new(guard::Guard::load(&options)?);
+    tracing::info!(guard = ?guard, "event endpoint limits and defences");
     let snapshot = Snapshot::load(&options.manifests, &registry)
         .map_err(|errors| manifest::ManifestErrors(errors).to_string())?;
     for warning in &snapshot.set.warnings {
@@ -170,6 +191,7 @@ pub async fn run(
         prometheus,
         ready: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
+        guard: guard.clone(),
     });
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
@@ -188,9 +210,12 @@ pub async fn run(
     };
 
     let s = shared.clone();
-    let events_task = tokio::spawn(server::serve(events, stop_rx.clone(), move |req, _| {
-        server::handle_event(s.clone(), req)
-    }));
+    let events_task = tokio::spawn(server::serve_guarded(
+        events,
+        stop_rx.clone(),
+        Some(guard),
+        move |req, _| server::handle_event(s.clone(), req),
+    ));
     let s = shared.clone();
     let metrics_task = tokio::spawn(server::serve(metrics_l, stop_rx.clone(), move |req, _| {
         server::handle_metrics(s.clone(), req)
@@ -356,6 +381,15 @@ async fn watch_manifests(
 }
 
 fn reload(shared: &Shared, registry: &Registry, options: &Options, reason: &str) {
+    if shared.guard.has_files() {
+        match shared.guard.reload() {
+            Ok(()) => tracing::info!(reason, "event endpoint TLS and key files re-read"),
+            Err(e) => tracing::error!(
+                reason,
+                "event endpoint files rejected, still using the previous ones: {e}"
+            ),
+        }
+    }
     match Snapshot::load(&options.manifests, registry) {
         Ok(snapshot) => {
             for warning in &snapshot.set.warnings {

@@ -14,13 +14,15 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use herald_core::{Event, metadata};
 
 use crate::Shared;
 use crate::dispatch::Rejection;
+use crate::guard::{Guard, Refusal};
 use crate::metrics::{CodeLabels, HttpLabels};
 use crate::ratelimit::{self, Decision};
 
@@ -38,12 +40,39 @@ type Reply = Response<Full<Bytes>>;
 /// Serves `handler` on `listener` until `shutdown` turns true.
 pub(crate) async fn serve<F, Fut>(
     listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     handler: F,
 ) where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
+    serve_guarded(listener, shutdown, None, handler).await;
+}
+
+/// A 503 written straight to a connection over the cap, before it is closed.
+const SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 46\r\n\r\n{\"error\":\"too many connections; retry later\"}";
+
+/// Serves `handler` on `listener` until `shutdown` turns true; with a `guard`, connections
+/// get its TLS, its connection cap and its header timeout.
+///
+/// Over the cap a connection is answered a canned 503 (see [`shed`]), so a flood of
+/// connections costs a bounded amount of memory, never memory that grows with the flood.
+pub(crate) async fn serve_guarded<F, Fut>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    guard: Option<Arc<Guard>>,
+    handler: F,
+) where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    let slots = guard.as_ref().map(|g| {
+        Arc::new(Semaphore::new(
+            g.max_connections.min(Semaphore::MAX_PERMITS),
+        ))
+    });
+    let header_timeout = guard.as_ref().map_or(HEADER_TIMEOUT, |g| g.header_timeout);
+    let answering = Arc::new(Semaphore::new(SHED_AT_ONCE));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -57,22 +86,90 @@ pub(crate) async fn serve<F, Fut>(
             },
             _ = crate::stopped(&mut shutdown) => return,
         };
+        let tls = guard.as_ref().and_then(|g| g.tls());
+        let permit = match &slots {
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    shed(stream, tls.is_some(), peer, &answering);
+                    continue;
+                }
+            },
+            None => None,
+        };
         let handler = handler.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(handler(req, peer).await) }
             });
-            let conn = http1::Builder::new()
+            let mut builder = http1::Builder::new();
+            builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
+                .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_HEADER_BYTES);
+            let result = match tls {
+                None => {
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
+}
+
+/// Connections over the cap being answered at once; beyond this they are closed unanswered.
+const SHED_AT_ONCE: usize = 64;
+/// How long a shed connection may take to receive its 503.
+const SHED_TIME: Duration = Duration::from_secs(1);
+
+/// Answers a connection over the cap with a canned 503 and closes it. The answer is written,
+/// the write side shut, and what the client sends is read and dropped for at most
+/// [`SHED_TIME`] (closing with unread data would reset the connection and could lose the 503).
+/// At most [`SHED_AT_ONCE`] are answered at once, each with a fixed 4 KiB buffer; the rest are
+/// closed at once. Over TLS no plain answer is possible: the connection is closed.
+fn shed(stream: tokio::net::TcpStream, tls: bool, peer: SocketAddr, answering: &Arc<Semaphore>) {
+    tracing::debug!(%peer, "connection cap reached: connection shed");
+    if tls {
+        return;
+    }
+    let Ok(permit) = answering.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut stream = stream;
+        let _ = tokio::time::timeout(SHED_TIME, async {
+            stream.write_all(SHED_RESPONSE).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+    });
 }
 
 fn reply(status: StatusCode, content_type: Option<&str>, body: impl Into<Bytes>) -> Reply {
@@ -118,6 +215,9 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     if shared.stopping.load(Ordering::SeqCst) {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "herald is shutting down");
     }
+    if let Err(refusal) = shared.guard.authorize(req.headers()) {
+        return unauthorized(refusal);
+    }
     // Shed load before reading anything: under overload a 503 must cost next to nothing.
     if !shared.dispatcher.has_room() {
         return queue_full();
@@ -130,9 +230,10 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     if declared.is_some_and(|len| len > MAX_BODY as u64) {
         return reply(StatusCode::PAYLOAD_TOO_LARGE, None, Bytes::new());
     }
+    let (parts, body) = req.into_parts();
     let body = match tokio::time::timeout(
-        READ_TIMEOUT,
-        Limited::new(req.into_body(), MAX_BODY).collect(),
+        shared.guard.read_timeout,
+        Limited::new(body, MAX_BODY).collect(),
     )
     .await
     {
@@ -148,14 +249,25 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         Ok(Err(e)) => {
             return json_error(
                 StatusCode::BAD_REQUEST,
-                &format!("failed to read the request body: {e}"),
+                &format!(
+                    "failed to read the request body: {}",
+                    bounded(&e.to_string())
+                ),
             );
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
+    if let Err(refusal) = shared.guard.verify_body(&parts.headers, &body) {
+        return unauthorized(refusal);
+    }
     let mut event: Event = match serde_json::from_slice(&body) {
         Ok(e) => e,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("invalid event JSON: {e}")),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid event JSON: {}", bounded(&e.to_string())),
+            );
+        }
     };
     metadata::cleanup(&mut event);
     // Check for room before the duplicate check: a 503 must not use up the event's window,
@@ -210,6 +322,40 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         rate_limit_headers(&mut resp, reset, false);
     }
     resp
+}
+
+/// The longest error detail echoed back: serde's messages quote the offending value, which can
+/// be megabytes long.
+const MAX_DETAIL: usize = 256;
+
+/// `text` cut to [`MAX_DETAIL`] bytes at a character boundary, marked when cut.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_DETAIL {
+        return text.to_owned();
+    }
+    let mut end = MAX_DETAIL;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", &text[..end], text.len())
+}
+
+/// 401 that says which check failed and nothing about the expected values.
+fn unauthorized(refusal: Refusal) -> Reply {
+    let (message, challenge) = match refusal {
+        Refusal::Token => ("missing or invalid bearer token", "Bearer"),
+        Refusal::Signature => (
+            "missing or invalid X-Signature (expected sha256=<hex HMAC-SHA256 of the body>)",
+            "HMAC-SHA256",
+        ),
+    };
+    tracing::debug!(reason = message, "event request refused");
+    let mut r = json_error(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static(challenge),
+    );
+    r
 }
 
 fn queue_full() -> Reply {

@@ -43,7 +43,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: receive Flux events, match Alerts, deliver to Providers.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Deliver one event to one provider now, and report the outcome.
     Send(send::SendArgs),
     /// Check manifests: syntax, fields, references, and that every provider can be built.
@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     init_logging(&cli.log_level, cli.log_format);
     herald_http::install_crypto_provider();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Send(args) => send::run(&args),
         Command::Receive(args) => receive::run(&args),
         Command::Validate(args) => validate::run(&args),

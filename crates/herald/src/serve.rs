@@ -74,6 +74,56 @@ pub(crate) struct ServeArgs {
     /// Deliveries waiting (over all providers) before new events are answered 503.
     #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 100_000)]
     max_pending: usize,
+
+    /// PEM certificate chain for serving events over TLS only (with `--events-tls-key`).
+    /// Re-read on reload, so a renewed certificate needs no restart. Off by default.
+    #[arg(long, env = "HERALD_EVENTS_TLS_CERT", requires = "events_tls_key")]
+    events_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--events-tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HERALD_EVENTS_TLS_KEY", requires = "events_tls_cert")]
+    events_tls_key: Option<PathBuf>,
+
+    /// File holding a token that every event request must present as
+    /// `Authorization: Bearer <token>`; others get 401. Surrounding whitespace is ignored;
+    /// re-read on reload. Off by default (Flux controllers send no token).
+    #[arg(long, env = "HERALD_EVENTS_TOKEN_FILE")]
+    events_token_file: Option<PathBuf>,
+
+    /// File holding an HMAC key: every event body must carry `X-Signature: sha256=<hex
+    /// HMAC-SHA256(key, body)>`, as a `generic-hmac` Provider sends; others get 401.
+    /// Surrounding whitespace is ignored; re-read on reload. Off by default.
+    #[arg(long, env = "HERALD_EVENTS_HMAC_KEY_FILE")]
+    events_hmac_key_file: Option<PathBuf>,
+
+    /// Event connections served at once; a connection over the cap is answered 503 and
+    /// closed (closed without an answer over TLS). Bounds memory under a connection flood.
+    #[arg(long, env = "HERALD_EVENTS_MAX_CONNECTIONS", default_value_t = herald_daemon::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
+    events_max_connections: usize,
+
+    /// Time allowed for a TLS handshake and for each request's headers, including the wait
+    /// for the next request on a kept-alive connection (Go duration).
+    #[arg(long, env = "HERALD_EVENTS_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    events_header_timeout: std::time::Duration,
+
+    /// Time allowed for each request body; a slower one gets 408 (Go duration).
+    #[arg(long, env = "HERALD_EVENTS_READ_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    events_read_timeout: std::time::Duration,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = duration::parse(s)?;
+    if d.is_zero() {
+        return Err("must be more than 0s".to_owned());
+    }
+    Ok(d)
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -94,6 +144,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         dead_retention: args.dead_retention,
         retry_backoff_max: args.retry_backoff_max,
         degraded_after: args.degraded_after,
+        events_tls_cert: args.events_tls_cert,
+        events_tls_key: args.events_tls_key,
+        events_token_file: args.events_token_file,
+        events_hmac_key_file: args.events_hmac_key_file,
+        events_max_connections: args.events_max_connections,
+        events_header_timeout: args.events_header_timeout,
+        events_read_timeout: args.events_read_timeout,
     };
     let families: Vec<&str> = registry::families().iter().map(|f| f.name()).collect();
     tracing::info!(

@@ -11,5 +11,7 @@ mod daemon;
 mod eventhub;
 #[cfg(feature = "git")]
 mod git;
+mod hardening;
 mod outbox;
+mod secrets;
 mod support;
