@@ -4,6 +4,11 @@
 //! - `features`: the feature-matrix check alone (no families, each family alone, all).
 //! - `deny`: `cargo deny check` with the RustSec database from `../shared`, offline.
 //! - `bench`: render/sign benchmarks, binary sizes, and the daemon load benchmark.
+//! - `dist [--features LIST]`: a release build of the chosen families and its tarball.
+//! - `sizes [--update]`: every feature set of docs/benchmarks.md's size table through `dist`,
+//!   checked against the table (CI's `dist` step) or written into it.
+//! - `docs`: regenerates what is generated from the command line (docs/configuration.md's
+//!   flag reference, docs/cli/ completions and man pages).
 //!
 //! It is not part of herald: it only runs cargo and the tools CI needs. Its tests check the
 //! workspace invariants of ARCHITECTURE.md.
@@ -12,6 +17,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench_daemon;
+mod dist;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,9 +43,16 @@ fn dispatch() -> Result<()> {
         Some("features") => features(&root),
         Some("deny") => deny(&root),
         Some("bench") => bench(&root),
+        Some("dist") => dist::main(&root, &args[1..]),
+        Some("sizes") => match args.get(1).map(String::as_str) {
+            None => dist::sizes(&root, false),
+            Some("--update") => dist::sizes(&root, true),
+            Some(other) => bail!("unknown argument {other:?}; usage: cargo xtask sizes [--update]"),
+        },
+        Some("docs") => docs(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny] | features | deny | bench>"
+                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny,dist] | features | deny | bench | dist [--features LIST] | sizes [--update] | docs>"
             );
             std::process::exit(2);
         }
@@ -158,7 +171,7 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-const STEPS: [&str; 5] = ["fmt", "clippy", "test", "features", "deny"];
+const STEPS: [&str; 6] = ["fmt", "clippy", "test", "features", "deny", "dist"];
 
 fn skipped(args: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -227,7 +240,8 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
                 tests = (a.0 + b.0, a.1 + b.1);
             }
             "features" => features(root)?,
-            _ => deny(root)?,
+            "deny" => deny(root)?,
+            _ => dist::sizes(root, false)?,
         }
         timings.push((step, started.elapsed()));
     }
@@ -301,6 +315,25 @@ fn features(root: &Path) -> Result<()> {
 fn warned_crate(line: &str) -> bool {
     let line = strip_ansi(line);
     line.starts_with("warning: `") && line.contains(" generated ") && line.contains(" warning")
+}
+
+/// `cargo xtask docs`: rewrites the files generated from herald's clap command line (they are
+/// golden files of the `cli_docs` tests, which fail while one is out of date).
+fn docs() -> Result<()> {
+    eprintln!(
+        "$ UPDATE_GOLDEN=1 {} test -p herald --lib --locked cli_docs",
+        cargo()
+    );
+    let status = Command::new(cargo())
+        .args(["test", "-p", "herald", "--lib", "--locked", "cli_docs"])
+        .env("UPDATE_GOLDEN", "1")
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!("regenerating the command-line docs failed ({status})");
+    }
+    eprintln!("regenerated docs/configuration.md (flags) and docs/cli/; review them with git diff");
+    Ok(())
 }
 
 /// Where `../shared` is: next to the repository.
