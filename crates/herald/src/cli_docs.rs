@@ -156,8 +156,9 @@ fn reference() -> String {
     for (name, sub) in subs {
         out.push_str(&format!("\n### `{name}`\n\n"));
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
-            out.push_str(&cell(&about.to_string()));
-            out.push_str("\n\n");
+            let about = cell(&about.to_string());
+            out.push_str(&about);
+            out.push_str(if about.ends_with('.') { "\n\n" } else { ".\n\n" });
         }
         let own = rows(&sub, false);
         if own.is_empty() {
