@@ -158,7 +158,11 @@ fn reference() -> String {
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
             let about = cell(&about.to_string());
             out.push_str(&about);
-            out.push_str(if about.ends_with('.') { "\n\n" } else { ".\n\n" });
+            out.push_str(if about.ends_with('.') {
+                "\n\n"
+            } else {
+                ".\n\n"
+            });
         }
         let own = rows(&sub, false);
         if own.is_empty() {
