@@ -6,6 +6,11 @@
 //! - `bench`: render/sign benchmarks, binary sizes, and the daemon load benchmark.
 //! - `soak [--minutes N]`: a release daemon under steady mixed load; RSS and fds over time.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target in `fuzz/` (nightly).
+//! - `dist [--features LIST]`: a release build of the chosen families and its tarball.
+//! - `sizes [--update]`: every feature set of docs/benchmarks.md's size table through `dist`,
+//!   checked against the table (CI's `dist` step) or written into it.
+//! - `docs`: regenerates what is generated from the command line (docs/configuration.md's
+//!   flag reference, docs/cli/ completions and man pages).
 //!
 //! It is not part of herald: it only runs cargo and the tools CI needs. Its tests check the
 //! workspace invariants of ARCHITECTURE.md.
@@ -14,6 +19,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench_daemon;
+mod dist;
 mod fuzz;
 mod soak;
 
@@ -43,9 +49,16 @@ fn dispatch() -> Result<()> {
         Some("bench") => bench(&root, args.get(1).map(String::as_str) == Some("daemon")),
         Some("soak") => soak_cmd(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
+        Some("dist") => dist::main(&root, &args[1..]),
+        Some("sizes") => match args.get(1).map(String::as_str) {
+            None => dist::sizes(&root, false),
+            Some("--update") => dist::sizes(&root, true),
+            Some(other) => bail!("unknown argument {other:?}; usage: cargo xtask sizes [--update]"),
+        },
+        Some("docs") => docs(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny] | features | deny | bench | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...]>"
+                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny,dist] | features | deny | bench [daemon] | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...] | dist [--features LIST] | sizes [--update] | docs>"
             );
             std::process::exit(2);
         }
@@ -164,7 +177,7 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-const STEPS: [&str; 5] = ["fmt", "clippy", "test", "features", "deny"];
+const STEPS: [&str; 6] = ["fmt", "clippy", "test", "features", "deny", "dist"];
 
 fn skipped(args: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -233,7 +246,8 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
                 tests = (a.0 + b.0, a.1 + b.1);
             }
             "features" => features(root)?,
-            _ => deny(root)?,
+            "deny" => deny(root)?,
+            _ => dist::sizes(root, false)?,
         }
         timings.push((step, started.elapsed()));
     }
@@ -307,6 +321,25 @@ fn features(root: &Path) -> Result<()> {
 fn warned_crate(line: &str) -> bool {
     let line = strip_ansi(line);
     line.starts_with("warning: `") && line.contains(" generated ") && line.contains(" warning")
+}
+
+/// `cargo xtask docs`: rewrites the files generated from herald's clap command line (they are
+/// golden files of the `cli_docs` tests, which fail while one is out of date).
+fn docs() -> Result<()> {
+    eprintln!(
+        "$ UPDATE_GOLDEN=1 {} test -p herald --lib --locked cli_docs",
+        cargo()
+    );
+    let status = Command::new(cargo())
+        .args(["test", "-p", "herald", "--lib", "--locked", "cli_docs"])
+        .env("UPDATE_GOLDEN", "1")
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!("regenerating the command-line docs failed ({status})");
+    }
+    eprintln!("regenerated docs/configuration.md (flags) and docs/cli/; review them with git diff");
+    Ok(())
 }
 
 /// Where `../shared` is: next to the repository.
