@@ -47,11 +47,20 @@ fn cell(text: &str) -> String {
 }
 
 /// The flags of `cmd` that are its own (no globals, no help/version), as table rows.
-fn rows(cmd: &Command, globals: bool) -> Vec<String> {
+/// Table rows of `cmd`'s flags: with `globals`, only its global ones; otherwise every flag but
+/// those in `skip` (the top level's global flags, listed once in their own table). A
+/// subcommand's own global flags (those of `herald outbox`) are listed with every subcommand
+/// they apply to.
+fn rows(cmd: &Command, globals: bool, skip: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for arg in cmd.get_arguments() {
         let id = arg.get_id().as_str();
-        if arg.is_hide_set() || id == "help" || id == "version" || arg.is_global_set() != globals {
+        let listed = if globals {
+            arg.is_global_set()
+        } else {
+            !skip.iter().any(|s| s == id)
+        };
+        if arg.is_hide_set() || id == "help" || id == "version" || !listed {
             continue;
         }
         let value = arg
@@ -150,7 +159,12 @@ fn reference() -> String {
     let cmd = built();
     let mut out = format!("{BEGIN}\n\n");
     out.push_str("### Global flags (every subcommand)\n\n");
-    out.push_str(&table(&rows(&cmd, true)));
+    out.push_str(&table(&rows(&cmd, true, &[])));
+    let top_globals: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().as_str().to_owned())
+        .collect();
     let mut subs = Vec::new();
     subcommands(&cmd, "herald", &mut subs);
     for (name, sub) in subs {
@@ -164,7 +178,7 @@ fn reference() -> String {
                 ".\n\n"
             });
         }
-        let own = rows(&sub, false);
+        let own = rows(&sub, false, &top_globals);
         if own.is_empty() {
             out.push_str("No flags of its own.\n");
         } else {
