@@ -1,6 +1,8 @@
 //! The daemon benchmark: `wrk` drives `herald serve` with one generic provider whose receiver
 //! is a fast loopback sink (`herald receive --quiet`), and the same `wrk` posts straight to the
-//! sink for the raw limit. Also idle and peak RSS, and start-up time with 1,000 Providers and
+//! sink for the raw limit. Every accepted event goes through the outbox (answered 202 only once
+//! committed to disk), so the rates include durability; the outbox's size gives the disk bytes
+//! per event. Also idle and peak RSS, and start-up time with 1,000 Providers and
 //! 1,000 Alerts.
 
 use std::io::{Read, Write};
@@ -26,6 +28,8 @@ pub(crate) struct DaemonBench {
     pub(crate) idle_rss_kib: u64,
     pub(crate) peak_rss_kib: u64,
     pub(crate) startup_ms: f64,
+    pub(crate) outbox_bytes: u64,
+    pub(crate) recovery_ms: f64,
 }
 
 const DURATION: &str = "10s";
@@ -273,7 +277,12 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
         ),
     )?;
     let ports = (free_port()?, free_port()?, free_port()?);
-    let daemon = serve(bin, &manifests, &work.join("data"), ports)?;
+    let data = work.join("data");
+    // A fresh outbox, so that its size is this run's.
+    if data.exists() {
+        std::fs::remove_dir_all(&data)?;
+    }
+    let daemon = serve(bin, &manifests, &data, ports)?;
     wait_ready(ports.2, Duration::from_secs(10))?;
     std::thread::sleep(Duration::from_secs(1));
     let pid = daemon.0.id();
@@ -295,6 +304,10 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
     let peak_rss_kib = rss_kib(pid, "VmHWM:")?;
     let (lag_p50_ms, lag_p99_ms) = lag_quantiles(ports.1)?;
     drop(daemon);
+    // Nothing is pruned within the run (retention 1h), so this holds every accepted event.
+    let outbox_bytes = std::fs::metadata(data.join("outbox.redb"))
+        .context("the outbox file")?
+        .len();
     let accepted = loaded.requests - loaded.non_2xx;
     // wrk stops counting at the deadline: up to one request per connection was accepted
     // without being counted.
@@ -304,6 +317,13 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
     }
 
     let startup_ms = startup(bin, work)?;
+    // The load run ended with SIGKILL: the next start checks and repairs the outbox.
+    let ports = (free_port()?, free_port()?, free_port()?);
+    let started = Instant::now();
+    let daemon = serve(bin, &manifests, &data, ports)?;
+    wait_ready(ports.2, Duration::from_secs(120))?;
+    let recovery_ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(daemon);
     Ok(DaemonBench {
         raw_rps: raw.rps,
         accepted_rps: accepted as f64 / 10.0,
@@ -317,6 +337,8 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
         idle_rss_kib,
         peak_rss_kib,
         startup_ms,
+        outbox_bytes,
+        recovery_ms,
     })
 }
 
@@ -334,8 +356,12 @@ fn startup(bin: &Path, work: &Path) -> Result<f64> {
     let mut times = Vec::new();
     for _ in 0..5 {
         let ports = (free_port()?, free_port()?, free_port()?);
+        let data = work.join("startup-data");
+        if data.exists() {
+            std::fs::remove_dir_all(&data)?;
+        }
         let started = Instant::now();
-        let daemon = serve(bin, &dir, &work.join("data"), ports)?;
+        let daemon = serve(bin, &dir, &data, ports)?;
         let _ = wait_ready(ports.2, Duration::from_secs(30))?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         drop(daemon);

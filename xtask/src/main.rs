@@ -6,6 +6,11 @@
 //! - `bench`: render/sign benchmarks, binary sizes, and the daemon load benchmark.
 //! - `soak [--minutes N]`: a release daemon under steady mixed load; RSS and fds over time.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target in `fuzz/` (nightly).
+//! - `dist [--features LIST]`: a release build of the chosen families and its tarball.
+//! - `sizes [--update]`: every feature set of docs/benchmarks.md's size table through `dist`,
+//!   checked against the table (CI's `dist` step) or written into it.
+//! - `docs`: regenerates what is generated from the command line (docs/configuration.md's
+//!   flag reference, docs/cli/ completions and man pages).
 //!
 //! It is not part of herald: it only runs cargo and the tools CI needs. Its tests check the
 //! workspace invariants of ARCHITECTURE.md.
@@ -14,6 +19,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench_daemon;
+mod dist;
 mod fuzz;
 mod soak;
 
@@ -40,12 +46,19 @@ fn dispatch() -> Result<()> {
         Some("ci") => ci(&root, &skipped(&args[1..])?),
         Some("features") => features(&root),
         Some("deny") => deny(&root),
-        Some("bench") => bench(&root),
+        Some("bench") => bench(&root, args.get(1).map(String::as_str) == Some("daemon")),
         Some("soak") => soak_cmd(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
+        Some("dist") => dist::main(&root, &args[1..]),
+        Some("sizes") => match args.get(1).map(String::as_str) {
+            None => dist::sizes(&root, false),
+            Some("--update") => dist::sizes(&root, true),
+            Some(other) => bail!("unknown argument {other:?}; usage: cargo xtask sizes [--update]"),
+        },
+        Some("docs") => docs(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny] | features | deny | bench | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...]>"
+                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny,dist] | features | deny | bench [daemon] | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...] | dist [--features LIST] | sizes [--update] | docs>"
             );
             std::process::exit(2);
         }
@@ -164,7 +177,7 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-const STEPS: [&str; 5] = ["fmt", "clippy", "test", "features", "deny"];
+const STEPS: [&str; 6] = ["fmt", "clippy", "test", "features", "deny", "dist"];
 
 fn skipped(args: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -233,7 +246,8 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
                 tests = (a.0 + b.0, a.1 + b.1);
             }
             "features" => features(root)?,
-            _ => deny(root)?,
+            "deny" => deny(root)?,
+            _ => dist::sizes(root, false)?,
         }
         timings.push((step, started.elapsed()));
     }
@@ -309,6 +323,25 @@ fn warned_crate(line: &str) -> bool {
     line.starts_with("warning: `") && line.contains(" generated ") && line.contains(" warning")
 }
 
+/// `cargo xtask docs`: rewrites the files generated from herald's clap command line (they are
+/// golden files of the `cli_docs` tests, which fail while one is out of date).
+fn docs() -> Result<()> {
+    eprintln!(
+        "$ UPDATE_GOLDEN=1 {} test -p herald --lib --locked cli_docs",
+        cargo()
+    );
+    let status = Command::new(cargo())
+        .args(["test", "-p", "herald", "--lib", "--locked", "cli_docs"])
+        .env("UPDATE_GOLDEN", "1")
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!("regenerating the command-line docs failed ({status})");
+    }
+    eprintln!("regenerated docs/configuration.md (flags) and docs/cli/; review them with git diff");
+    Ok(())
+}
+
 /// Where `../shared` is: next to the repository.
 fn shared(root: &Path) -> Option<PathBuf> {
     root.ancestors()
@@ -373,7 +406,8 @@ fn file_size(path: &Path) -> Result<u64> {
         .len())
 }
 
-fn bench(root: &Path) -> Result<()> {
+/// `cargo xtask bench [daemon]`: everything, or only the daemon benchmark.
+fn bench(root: &Path, daemon_only: bool) -> Result<()> {
     let cargo = cargo();
     let mut renders = Vec::new();
     for krate in [
@@ -387,6 +421,7 @@ fn bench(root: &Path) -> Result<()> {
             .join(krate)
             .join("benches/render.rs")
             .exists()
+            || daemon_only
         {
             continue;
         }
@@ -417,7 +452,10 @@ fn bench(root: &Path) -> Result<()> {
             vec!["--no-default-features"],
         ),
         ("all families (default)", vec![]),
-    ] {
+    ]
+    .into_iter()
+    .skip(usize::from(daemon_only))
+    {
         let mut cmd = vec!["build", "--release", "-p", "herald", "--locked"];
         cmd.extend(args);
         run(&cargo, &cmd)?;
@@ -475,6 +513,21 @@ fn bench(root: &Path) -> Result<()> {
         "daemon: delivered/raw ratio {:.2} ({} of 0.4)",
         d.delivered_rps / d.raw_rps,
         aim(d.delivered_rps / d.raw_rps >= 0.4)
+    );
+    println!(
+        "daemon: durably accepted/raw ratio {:.2} ({} of 0.3 and 5,000 events/s)",
+        d.accepted_rps / d.raw_rps,
+        aim(d.accepted_rps / d.raw_rps >= 0.3 && d.accepted_rps >= 5000.0)
+    );
+    println!(
+        "daemon: outbox file {} bytes holding {} events = {:.0} bytes/event on disk (redb grows the file ahead of use)",
+        d.outbox_bytes,
+        d.delivered,
+        d.outbox_bytes as f64 / d.delivered.max(1) as f64
+    );
+    println!(
+        "daemon: ready after kill -9 with that outbox (crash recovery) in {:.0} ms",
+        d.recovery_ms
     );
     println!(
         "daemon: event endpoint latency vs. the sink: p50 {:+.2} ms, p99 {:+.2} ms; accepted-to-delivered p50 {:.2} ms, p99 {:.2} ms",

@@ -176,3 +176,84 @@ fn feature_check_warnings_are_recognised() {
         "    Finished `dev` profile [unoptimized + debuginfo] target(s) in 1.28s"
     ));
 }
+
+/// The instructions of one stage of a Dockerfile (continuation lines joined, comments dropped).
+fn docker_stage(text: &str, stage: &str) -> Vec<String> {
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || (line.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(line);
+                instructions.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    let mut in_stage = false;
+    let mut out = Vec::new();
+    for i in instructions {
+        if i.starts_with("FROM ") {
+            in_stage = i.to_lowercase().ends_with(&format!(" as {stage}"));
+            continue;
+        }
+        if in_stage {
+            out.push(i.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+    out
+}
+
+/// No container engine runs in CI, so this is the check that the image is built the way release
+/// tarballs are: its build stage's one cargo command is `cargo xtask dist` with the FEATURES
+/// argument, nothing else compiles, and the binary comes out of dist's tarball.
+#[test]
+fn dockerfile_builds_with_the_xtask_dist_command() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let build = docker_stage(&text, "build");
+    assert!(!build.is_empty(), "the Dockerfile has no `AS build` stage");
+    let runs: Vec<&str> = build
+        .iter()
+        .filter_map(|i| i.strip_prefix("RUN "))
+        .collect();
+    let compiling: Vec<&&str> = runs
+        .iter()
+        .filter(|r| r.contains("cargo") || r.contains("rustc"))
+        .collect();
+    assert_eq!(
+        compiling,
+        [&r#"cargo xtask dist --features "${FEATURES}""#],
+        "the build stage must compile only through `cargo xtask dist`"
+    );
+    // The command's arguments are the ones `cargo xtask dist` takes.
+    let known = family_features(&root()).unwrap();
+    let default = build
+        .iter()
+        .find_map(|i| i.strip_prefix("ARG FEATURES="))
+        .expect("the build stage declares ARG FEATURES with a default");
+    crate::dist::parse_args(&["--features".to_owned(), default.to_owned()], &known).unwrap();
+    // The tarball is unpacked from where dist writes it, under dist's file name.
+    assert!(
+        runs.iter()
+            .any(|r| r.contains("tar -xzf target/dist/herald-*.tar.gz")),
+        "the build stage unpacks target/dist/herald-*.tar.gz: {runs:?}"
+    );
+    // The final stage runs as a non-root user and probes /readyz.
+    assert!(
+        text.contains("\nUSER 65532:65532\n"),
+        "the image runs as non-root"
+    );
+    assert!(text.contains("HEALTHCHECK ") && text.contains("/readyz"));
+    assert!(text.contains("VOLUME [\"/var/lib/herald\"]"));
+}
+
+#[test]
+fn dockerfile_stages_are_read_with_continuations() {
+    let text = "FROM a AS build\n# comment\nRUN one \\\n    two\nARG X=1\nFROM b\nRUN three\n";
+    assert_eq!(docker_stage(text, "build"), ["RUN one two", "ARG X=1"]);
+    assert!(docker_stage(text, "other").is_empty());
+}

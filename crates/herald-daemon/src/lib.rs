@@ -12,9 +12,11 @@
 //! the [`herald_core::Registry`] it is given. It is not a command line either: the `herald`
 //! binary parses flags into [`Options`].
 
+pub mod api;
 mod dispatch;
 mod guard;
 mod metrics;
+pub mod outbox;
 pub mod ratelimit;
 pub mod receiver;
 mod server;
@@ -60,8 +62,20 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// Deliveries running at once, over all Providers.
     pub concurrency: usize,
-    /// Deliveries accepted and not finished before new events get 503.
+    /// Deliveries waiting before new events get 503.
     pub max_pending: usize,
+    /// Where the outbox lives.
+    pub data_dir: PathBuf,
+    /// A delivery still failing this long after it was accepted is dead-lettered.
+    pub delivery_max_age: Duration,
+    /// Delivered records are pruned after this.
+    pub retention: Duration,
+    /// Dead records are pruned after this.
+    pub dead_retention: Duration,
+    /// The longest wait between two attempts of one delivery.
+    pub retry_backoff_max: Duration,
+    /// A Provider failing for longer than this makes `/readyz` report degraded.
+    pub degraded_after: Duration,
     /// PEM certificate chain: with `events_tls_key`, the event server speaks TLS only.
     pub events_tls_cert: Option<PathBuf>,
     /// PEM private key of `events_tls_cert`.
@@ -94,7 +108,7 @@ pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// State shared by the listeners and the background tasks.
 struct Shared {
-    snapshot: RwLock<Arc<Snapshot>>,
+    snapshot: Arc<RwLock<Arc<Snapshot>>>,
     limiter: RateLimiter,
     dispatcher: Dispatcher,
     metrics: Arc<Metrics>,
@@ -148,17 +162,31 @@ pub async fn run(
         "manifests loaded"
     );
 
+    let store = outbox::Store::open(&options.data_dir).map_err(|e| e.to_string())?;
+    tracing::info!(file = %store.path().display(), bytes = store.disk_bytes(), "outbox opened");
     let mut prometheus = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::new(&mut prometheus));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let snapshot = Arc::new(RwLock::new(Arc::new(snapshot)));
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        snapshot.clone(),
+        dispatch::Settings {
+            concurrency: options.concurrency,
+            max_pending: options.max_pending,
+            no_cross_namespace_refs: options.no_cross_namespace_refs,
+            max_age: options.delivery_max_age,
+            backoff_max: options.retry_backoff_max,
+            degraded_after: options.degraded_after,
+        },
+        metrics.clone(),
+        stop_rx.clone(),
+    )
+    .map_err(|e| format!("cannot read the outbox {}: {e}", store.path().display()))?;
     let shared = Arc::new(Shared {
-        snapshot: RwLock::new(Arc::new(snapshot)),
+        snapshot,
         limiter: RateLimiter::new(options.rate_limit_interval),
-        dispatcher: Dispatcher::new(
-            options.concurrency,
-            options.max_pending,
-            options.no_cross_namespace_refs,
-            metrics.clone(),
-        ),
+        dispatcher,
         metrics,
         prometheus,
         ready: AtomicBool::new(false),
@@ -181,7 +209,6 @@ pub async fn run(
         health: local(&health)?,
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let s = shared.clone();
     let events_task = tokio::spawn(server::serve_guarded(
         events,
@@ -205,6 +232,12 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let sweep_task = tokio::spawn(sweep(shared.clone(), stop_rx.clone()));
+    let prune_task = tokio::spawn(prune(
+        shared.clone(),
+        options.retention,
+        options.dead_retention,
+        stop_rx.clone(),
+    ));
 
     shared.ready.store(true, Ordering::SeqCst);
     tracing::info!(
@@ -225,13 +258,26 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = events_task.await;
     let left = shared.dispatcher.drain(options.shutdown_timeout).await;
-    if left > 0 {
-        tracing::warn!(left, "shutdown deadline reached with deliveries unfinished");
-    } else {
-        tracing::info!("all accepted deliveries finished");
-    }
-    for task in [metrics_task, health_task, reload_task, sweep_task] {
+    for task in [
+        metrics_task,
+        health_task,
+        reload_task,
+        sweep_task,
+        prune_task,
+    ] {
         task.abort();
+    }
+    if let Err(e) = store.flush().await {
+        tracing::error!(error = %e, "the outbox could not record the last delivery states; those deliveries may be sent again at the next start");
+    }
+    store.close();
+    if left > 0 {
+        tracing::info!(
+            left,
+            "stopped; deliveries not yet made stay in the outbox and resume at the next start"
+        );
+    } else {
+        tracing::info!("stopped; all accepted deliveries finished");
     }
     Ok(())
 }
@@ -253,6 +299,28 @@ async fn sweep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => { shared.limiter.sweep(Instant::now()); }
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Prunes delivered and dead records past their retention, every so often.
+async fn prune(
+    shared: Arc<Shared>,
+    retention: Duration,
+    dead_retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = (retention / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {
+                let now = outbox::now_ms();
+                let before = |d: Duration| now.saturating_sub(d.as_millis() as u64);
+                if let Err(e) = shared.dispatcher.store().prune(before(retention), before(dead_retention)) {
+                    tracing::warn!(error = %e, "cannot prune the outbox");
+                }
+            }
             _ = stopped(&mut stop) => return,
         }
     }

@@ -46,6 +46,15 @@ pub(crate) struct TypeLabel {
     pub(crate) r#type: String,
 }
 
+/// A Provider.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ProviderLabels {
+    /// Provider namespace.
+    pub(crate) namespace: String,
+    /// Provider name.
+    pub(crate) name: String,
+}
+
 /// Labels of reload metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabels {
@@ -72,6 +81,24 @@ pub(crate) struct Metrics {
     pub(crate) reloads: Family<ResultLabels, Counter>,
     /// Flux's event-server request duration.
     pub(crate) http_seconds: Family<HttpLabels, Histogram>,
+    /// Deliveries waiting per Provider (pending or failed, retried later).
+    pub(crate) provider_pending: Family<ProviderLabels, Gauge>,
+    /// Dead deliveries kept per Provider.
+    pub(crate) provider_dead: Family<ProviderLabels, Gauge>,
+    /// Failed attempts since the last success, per Provider.
+    pub(crate) provider_failures: Family<ProviderLabels, Gauge>,
+    /// The last successful delivery, Unix seconds.
+    pub(crate) provider_last_success: Family<ProviderLabels, Gauge>,
+    /// The last failed attempt, Unix seconds.
+    pub(crate) provider_last_failure: Family<ProviderLabels, Gauge>,
+    /// 1 while a Provider has been failing for longer than `--degraded-after`.
+    pub(crate) provider_degraded: Family<ProviderLabels, Gauge>,
+    /// Deliveries given up (dead-lettered).
+    pub(crate) dead_lettered: Counter,
+    /// The outbox file's size.
+    pub(crate) outbox_bytes: Gauge,
+    /// Events refused because the outbox could not record them.
+    pub(crate) outbox_errors: Counter,
 }
 
 const HTTP_BUCKETS: [f64; 11] = [
@@ -97,6 +124,15 @@ impl Metrics {
             queue_depth: Gauge::default(),
             reloads: Family::default(),
             http_seconds: Family::new_with_constructor(|| Histogram::new(HTTP_BUCKETS)),
+            provider_pending: Family::default(),
+            provider_dead: Family::default(),
+            provider_failures: Family::default(),
+            provider_last_success: Family::default(),
+            provider_last_failure: Family::default(),
+            provider_degraded: Family::default(),
+            dead_lettered: Counter::default(),
+            outbox_bytes: Gauge::default(),
+            outbox_errors: Counter::default(),
         };
         registry.register(
             "herald_events_received",
@@ -137,6 +173,51 @@ impl Metrics {
             "gotk_event_http_request_duration_seconds",
             "The latency of the HTTP requests (Flux-compatible)",
             m.http_seconds.clone(),
+        );
+        registry.register(
+            "herald_provider_pending",
+            "Deliveries waiting per provider (pending, or failed and retried later)",
+            m.provider_pending.clone(),
+        );
+        registry.register(
+            "herald_provider_dead",
+            "Dead deliveries kept per provider (see herald outbox)",
+            m.provider_dead.clone(),
+        );
+        registry.register(
+            "herald_provider_consecutive_failures",
+            "Failed attempts since the provider's last success",
+            m.provider_failures.clone(),
+        );
+        registry.register(
+            "herald_provider_last_success_timestamp_seconds",
+            "The provider's last successful delivery (Unix time; 0 if none)",
+            m.provider_last_success.clone(),
+        );
+        registry.register(
+            "herald_provider_last_failure_timestamp_seconds",
+            "The provider's last failed attempt (Unix time; 0 if none)",
+            m.provider_last_failure.clone(),
+        );
+        registry.register(
+            "herald_provider_degraded",
+            "1 while the provider has been failing for longer than --degraded-after",
+            m.provider_degraded.clone(),
+        );
+        registry.register(
+            "herald_deliveries_dead_lettered",
+            "Deliveries given up and kept as dead",
+            m.dead_lettered.clone(),
+        );
+        registry.register(
+            "herald_outbox_size_bytes",
+            "Size of the outbox file",
+            m.outbox_bytes.clone(),
+        );
+        registry.register(
+            "herald_outbox_write_errors",
+            "Events refused with 503 because the outbox could not record them",
+            m.outbox_errors.clone(),
         );
         m
     }

@@ -97,6 +97,15 @@ impl RateLimiter {
         }
     }
 
+    /// Gives the key's token back: the event it was taken for was not accepted after all
+    /// (503), so the emitter's retry must not be answered 429.
+    pub fn forget(&self, key: &[u8; 32]) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.used_tick = u64::MAX;
+        }
+    }
+
     /// Forgets keys not seen for two intervals; returns how many remain.
     pub fn sweep(&self, now: Instant) -> usize {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,5 +217,30 @@ mod tests {
     fn reset_is_formatted_like_go() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1136214245);
         assert_eq!(rfc1123(t), "Mon, 02 Jan 2006 15:04:05 UTC");
+    }
+
+    #[test]
+    fn a_forgotten_key_is_allowed_again() {
+        let limiter = RateLimiter::new(Duration::from_secs(60));
+        let k = key(&event("m", &[]));
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        assert!(matches!(
+            limiter.check(k, now, wall),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            limiter.check(k, now, wall),
+            Decision::Duplicate { .. }
+        ));
+        limiter.forget(&k);
+        assert!(matches!(
+            limiter.check(k, now, wall),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            limiter.check(k, now, wall),
+            Decision::Duplicate { .. }
+        ));
     }
 }

@@ -296,12 +296,22 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     };
 
     let snapshot = shared.snapshot();
-    let mut resp = match shared.dispatcher.route(&snapshot, &event) {
+    let planned = shared.dispatcher.plan(&snapshot, &event);
+    let mut resp = match shared.dispatcher.accept(planned).await {
         Ok(_) => reply(StatusCode::ACCEPTED, None, Bytes::new()),
         Err(Rejection::Full) => {
+            shared.limiter.forget(&ratelimit::key(&event));
+            queue_full()
+        }
+        Err(Rejection::Store(e)) => {
+            // Not recorded, so not accepted: the emitter must retry, and its retry must not be
+            // taken for a duplicate.
+            shared.limiter.forget(&ratelimit::key(&event));
+            shared.metrics.outbox_errors.inc();
+            tracing::error!(error = %e, "event refused: the outbox cannot record it");
             let mut r = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "too many deliveries pending; retry later",
+                &format!("herald cannot record the event durably ({e}); retry later"),
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
@@ -382,7 +392,30 @@ pub(crate) async fn handle_health(shared: Arc<Shared>, req: Request<Incoming>) -
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {
             if shared.ready.load(Ordering::SeqCst) && !shared.stopping.load(Ordering::SeqCst) {
-                reply(StatusCode::OK, Some("text/plain"), "ok\n")
+                // A failing Provider is reported, but readiness holds: failing it would take
+                // herald out of its Service and lose the events of every other Provider.
+                let degraded = shared.dispatcher.degraded();
+                if degraded.is_empty() {
+                    return reply(StatusCode::OK, Some("text/plain"), "ok\n");
+                }
+                let mut body = format!("degraded: {} provider(s) failing\n", degraded.len());
+                for p in degraded {
+                    body.push_str(&format!(
+                        "- {} ({}): failing since {}, {} consecutive failures, {} waiting; last error: {}\n",
+                        p.provider,
+                        p.provider_type,
+                        p.failing_since.as_deref().unwrap_or("?"),
+                        p.consecutive_failures,
+                        p.pending,
+                        p.last_error.as_deref().unwrap_or("")
+                    ));
+                }
+                let mut r = reply(StatusCode::OK, Some("text/plain"), body);
+                r.headers_mut().insert(
+                    "x-herald-health",
+                    header::HeaderValue::from_static("degraded"),
+                );
+                r
             } else {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -390,6 +423,9 @@ pub(crate) async fn handle_health(shared: Arc<Shared>, req: Request<Incoming>) -
                     "not ready\n",
                 )
             }
+        }
+        (_, path) if path.starts_with("/api/v1/") || path == "/api/v1" => {
+            crate::api::handle(&shared, req).await
         }
         _ => reply(StatusCode::NOT_FOUND, Some("text/plain"), "not found\n"),
     }
@@ -400,6 +436,7 @@ pub(crate) async fn handle_metrics(shared: Arc<Shared>, req: Request<Incoming>) 
     if req.uri().path() != "/metrics" {
         return reply(StatusCode::NOT_FOUND, Some("text/plain"), "not found\n");
     }
+    shared.dispatcher.refresh_metrics();
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &shared.prometheus) {
         return reply(

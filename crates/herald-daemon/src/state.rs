@@ -48,6 +48,12 @@ impl Snapshot {
         }
     }
 
+    /// A Provider by its `namespace/name`.
+    pub fn provider(&self, id: &str) -> Option<&Arc<ProviderEntry>> {
+        let (namespace, name) = id.split_once('/')?;
+        self.providers.get(&(namespace.to_owned(), name.to_owned()))
+    }
+
     /// Loads and validates the manifests under `paths`, building every Provider. Any problem
     /// rejects the whole set: the caller keeps serving the previous one.
     pub fn load(paths: &[PathBuf], registry: &Registry) -> Result<Snapshot, Vec<ManifestError>> {

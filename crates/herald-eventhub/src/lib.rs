@@ -9,7 +9,9 @@
 //!   plain AMQP to the endpoint's host and port.
 //! - **JWT**: `channel` is the Event Hubs namespace (`.servicebus.windows.net` is appended
 //!   unless it already has a `.servicebus.` suffix), the address is the hub name, and the
-//!   Secret's `token` is sent as a bearer token.
+//!   Secret's `token` is sent as a bearer token (CBS token type `jwt`). `channel` may also be an
+//!   endpoint URL, `amqps://host:port` (or `amqp://` for a local broker, which sends the token
+//!   in clear), for the emulator or a private endpoint.
 //!
 //! The Azure crates build their TLS configuration from rustls' process-wide crypto provider:
 //! install one before the first event (herald installs *ring*, for example with
@@ -66,9 +68,10 @@ enum Auth {
         connection_string: SecretString,
         endpoint: Option<String>,
     },
-    /// A bearer token for `namespace`/`hub`.
+    /// A bearer token for `namespace`/`hub`; `endpoint` is set when `channel` is a URL.
     Jwt {
         namespace: String,
+        endpoint: Option<String>,
         hub: String,
         token: SecretString,
     },
@@ -155,13 +158,36 @@ fn auth(config: &ProviderConfig) -> Result<Auth, BuildError> {
             "the Event Hubs namespace is empty",
         ));
     }
-    let namespace = if channel.contains(".servicebus.") {
-        channel.to_owned()
+    // An AMQP URL names the endpoint itself (the emulator, a private endpoint, a test broker);
+    // Flux would append the domain to it, which can never have worked.
+    let (namespace, endpoint) = if let Some((scheme, rest)) = channel.split_once("://") {
+        if !matches!(scheme, "amqp" | "amqps") {
+            return Err(BuildError::invalid(
+                "spec.channel",
+                format!(
+                    "an endpoint URL must start with amqps:// (or amqp:// for a local broker), not {scheme}://"
+                ),
+            ));
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(BuildError::invalid(
+                "spec.channel",
+                "the endpoint URL has no host",
+            ));
+        }
+        (
+            authority.to_owned(),
+            Some(format!("{scheme}://{authority}")),
+        )
+    } else if channel.contains(".servicebus.") {
+        (channel.to_owned(), None)
     } else {
-        format!("{channel}.servicebus.windows.net")
+        (format!("{channel}.servicebus.windows.net"), None)
     };
     Ok(Auth::Jwt {
         namespace,
+        endpoint,
         hub: address.to_owned(),
         token: SecretString::new(token.expose().trim()),
     })
@@ -257,9 +283,14 @@ impl EventHub {
             }
             Auth::Jwt {
                 namespace,
+                endpoint,
                 hub,
                 token,
             } => {
+                let builder = match endpoint {
+                    Some(e) => builder.with_custom_endpoint(e.clone()),
+                    None => builder,
+                };
                 builder
                     .open(namespace, hub, Arc::new(StaticToken(token.clone())))
                     .await
@@ -369,10 +400,29 @@ mod tests {
             auth(&jwt).unwrap(),
             Auth::Jwt {
                 namespace: "my-ns.servicebus.windows.net".into(),
+                endpoint: None,
                 hub: "hub1".into(),
                 token: SecretString::new("jwt")
             }
         );
+        jwt.channel = "amqp://127.0.0.1:5672/".into();
+        assert_eq!(
+            auth(&jwt).unwrap(),
+            Auth::Jwt {
+                namespace: "127.0.0.1:5672".into(),
+                endpoint: Some("amqp://127.0.0.1:5672".into()),
+                hub: "hub1".into(),
+                token: SecretString::new("jwt")
+            }
+        );
+        jwt.channel = "https://my-ns.servicebus.windows.net".into();
+        let e = auth(&jwt).unwrap_err().to_string();
+        assert!(
+            e.starts_with("spec.channel: an endpoint URL must start with amqps://"),
+            "{e}"
+        );
+        jwt.channel = "amqps://".into();
+        assert!(auth(&jwt).unwrap_err().to_string().contains("has no host"));
         jwt.channel = "my-ns.servicebus.chinacloudapi.cn".into();
         assert!(
             matches!(auth(&jwt).unwrap(), Auth::Jwt { ref namespace, .. } if namespace == "my-ns.servicebus.chinacloudapi.cn")

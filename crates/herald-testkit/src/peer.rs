@@ -28,10 +28,22 @@ fn peers_dir(script: &str) -> PathBuf {
 /// 3 (a dependency could not be installed). Any other failure panics with the script's
 /// stderr: a peer that is installed but does not work is a test failure, not a skip.
 pub fn start_peer(script: &str, state_dir: &Path) -> Option<HashMap<String, String>> {
+    start_peer_with(script, state_dir, "auto", &[])
+}
+
+/// [`start_peer`] on a given port (`auto` picks a free one) with extra environment variables
+/// for the script (such as `EVENTHUB_AUTH=none`).
+pub fn start_peer_with(
+    script: &str,
+    state_dir: &Path,
+    port: &str,
+    env: &[(&str, &str)],
+) -> Option<HashMap<String, String>> {
     let dir = peers_dir(script);
     let out = Command::new("bash")
         .arg(dir.join(script))
-        .args(["start", "auto"])
+        .args(["start", port])
+        .envs(env.iter().copied())
         .env("HERALD_PEERS_STATE", state_dir)
         .output()
         .unwrap_or_else(|e| panic!("cannot run bash for peer {script}: {e}"));

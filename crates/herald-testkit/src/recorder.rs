@@ -83,6 +83,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The request body.
     pub body: Vec<u8>,
+    /// The status code it was answered with.
+    pub answered: u16,
 }
 
 impl Recorded {
@@ -105,6 +107,7 @@ impl Recorded {
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     replies: Mutex<VecDeque<Reply>>,
+    default_reply: Mutex<Reply>,
     count: watch::Sender<usize>,
     connections: AtomicUsize,
 }
@@ -121,7 +124,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// test). It stops when the `Recorder` is dropped.
 ///
 /// Every request is recorded once its body has been read, then answered with the next queued
-/// [`Reply`] (or `200` with an empty body when none is queued), after the reply's delay.
+/// [`Reply`] (or the default reply, at first `200` with an empty body, when none is queued),
+/// after the reply's delay.
 pub struct Recorder {
     addr: SocketAddr,
     url: String,
@@ -162,9 +166,19 @@ impl Recorder {
         Recorder::launch(Some(TlsAcceptor::from(tls.server_config())))
     }
 
+    /// Starts a plain HTTP recorder on a given address (for a receiver that comes back on the
+    /// port a daemon was configured with). Panics if the address cannot be bound.
+    pub async fn start_at(addr: SocketAddr) -> Recorder {
+        Recorder::launch_at(None, addr)
+    }
+
     fn launch(tls: Option<TlsAcceptor>) -> Recorder {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("bind a recorder on 127.0.0.1");
+        Recorder::launch_at(tls, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    fn launch_at(tls: Option<TlsAcceptor>, addr: SocketAddr) -> Recorder {
+        let listener = std::net::TcpListener::bind(addr)
+            .unwrap_or_else(|e| panic!("bind a recorder on {addr}: {e}"));
         listener
             .set_nonblocking(true)
             .expect("make the recorder listener non-blocking");
@@ -173,6 +187,7 @@ impl Recorder {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             replies: Mutex::new(VecDeque::new()),
+            default_reply: Mutex::new(Reply::default()),
             count: watch::Sender::new(0),
             connections: AtomicUsize::new(0),
         });
@@ -216,6 +231,11 @@ impl Recorder {
     /// Queues a reply; replies are used in the order queued.
     pub fn push_reply(&self, reply: Reply) {
         lock(&self.shared.replies).push_back(reply);
+    }
+
+    /// Sets the reply used once the queued ones are used up (at first `200`, empty).
+    pub fn set_default_reply(&self, reply: Reply) {
+        *lock(&self.shared.default_reply) = reply;
     }
 
     /// Every request recorded so far, oldest first.
@@ -308,10 +328,17 @@ async fn handle(
             })
             .collect(),
         body,
+        answered: 0,
+    };
+    let reply = lock(&shared.replies)
+        .pop_front()
+        .unwrap_or_else(|| lock(&shared.default_reply).clone());
+    let recorded = Recorded {
+        answered: reply.status,
+        ..recorded
     };
     lock(&shared.requests).push(recorded);
     shared.count.send_modify(|c| *c += 1);
-    let reply = lock(&shared.replies).pop_front().unwrap_or_default();
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;
     }

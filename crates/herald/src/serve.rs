@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use herald_core::duration;
 
 use crate::{ManifestArgs, registry};
@@ -29,9 +28,31 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HERALD_RATE_LIMIT_INTERVAL", default_value = "5m", value_parser = duration::parse)]
     rate_limit_interval: std::time::Duration,
 
-    /// Where herald keeps its state (created if missing).
+    /// Where herald keeps its outbox of accepted deliveries (created if missing).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     data_dir: PathBuf,
+
+    /// A delivery still failing this long after it was accepted is given up and kept as dead
+    /// (see `herald outbox`).
+    #[arg(long, env = "HERALD_DELIVERY_MAX_AGE", default_value = "24h", value_parser = duration::parse)]
+    delivery_max_age: std::time::Duration,
+
+    /// The longest wait between two attempts of a failing delivery (the wait starts at 1s and
+    /// doubles).
+    #[arg(long, env = "HERALD_RETRY_BACKOFF_MAX", default_value = "5m", value_parser = duration::parse)]
+    retry_backoff_max: std::time::Duration,
+
+    /// How long delivered records are kept in the outbox.
+    #[arg(long, env = "HERALD_RETENTION", default_value = "1h", value_parser = duration::parse)]
+    retention: std::time::Duration,
+
+    /// How long dead deliveries are kept in the outbox.
+    #[arg(long, env = "HERALD_DEAD_RETENTION", default_value = "168h", value_parser = duration::parse)]
+    dead_retention: std::time::Duration,
+
+    /// A provider failing for longer than this makes `/readyz` report it as degraded.
+    #[arg(long, env = "HERALD_DEGRADED_AFTER", default_value = "5m", value_parser = duration::parse)]
+    degraded_after: std::time::Duration,
 
     /// Reject events from namespaces other than the Alert's own.
     #[arg(long, env = "HERALD_NO_CROSS_NAMESPACE_REFS")]
@@ -50,8 +71,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
 
-    /// Undelivered deliveries held before new events are answered 503.
-    #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 10_000)]
+    /// Deliveries waiting (over all providers) before new events are answered 503.
+    #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 100_000)]
     max_pending: usize,
 
     /// PEM certificate chain for serving events over TLS only (with `--events-tls-key`).
@@ -106,8 +127,6 @@ fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
     let options = herald_daemon::Options {
         manifests: args.manifests.paths,
         events_addr: args.events_addr,
@@ -119,6 +138,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shutdown_timeout: args.shutdown_timeout,
         concurrency: args.concurrency,
         max_pending: args.max_pending,
+        data_dir: args.data_dir,
+        delivery_max_age: args.delivery_max_age,
+        retention: args.retention,
+        dead_retention: args.dead_retention,
+        retry_backoff_max: args.retry_backoff_max,
+        degraded_after: args.degraded_after,
         events_tls_cert: args.events_tls_cert,
         events_tls_key: args.events_tls_key,
         events_token_file: args.events_token_file,

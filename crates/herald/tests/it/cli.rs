@@ -1,4 +1,4 @@
-//! `herald validate`, `herald send`, `herald receive` and `--version`.
+//! `herald validate`, `herald send`, `herald receive`, `herald healthcheck` and `--version`.
 
 use std::time::Duration;
 
@@ -212,4 +212,38 @@ fn types_herald_cannot_build_are_named_clearly() {
         err.contains("provider type `nats` is not supported by herald"),
         "{err}"
     );
+}
+
+/// The container image's health check: `herald healthcheck` against a real daemon's `/readyz`.
+#[test]
+fn healthcheck_reports_a_ready_daemon_and_a_missing_one() {
+    let dir = manifests(&provider(
+        "hook",
+        "default",
+        "generic",
+        "http://127.0.0.1:1/",
+    ));
+    let daemon = crate::support::Daemon::start(dir.path(), &[]);
+    let ready = herald()
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://{}/readyz", daemon.health),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ready.stdout).contains("answered 200"));
+    let missing = herald()
+        .args(["healthcheck", "--timeout", "2s", "--url"])
+        .arg(format!("http://{}/nothing-here", daemon.health))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("unhealthy"));
+    drop(daemon);
 }

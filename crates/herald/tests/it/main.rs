@@ -12,5 +12,6 @@ mod eventhub;
 #[cfg(feature = "git")]
 mod git;
 mod hardening;
+mod outbox;
 mod secrets;
 mod support;

@@ -354,7 +354,11 @@ async fn failing_deliveries_print_no_secret() {
     assert!(!out.status.success(), "{text}");
     assert_clean("herald validate of a broken Secret", &text, &cases);
 
-    let d = Daemon::start(dir.path(), &[]);
+    // Failing deliveries are given up quickly, so that every one ends in the outbox as dead.
+    let d = Daemon::start(
+        dir.path(),
+        &["--delivery-max-age", "1s", "--retry-backoff-max", "1s"],
+    );
     let body = std::fs::read(&event).unwrap();
     let resp = request(&d.events, "POST", "/", &[], &body).await;
     assert_eq!(resp.status, 202);
@@ -386,5 +390,28 @@ async fn failing_deliveries_print_no_secret() {
     }
     let metrics = request(&d.metrics, "GET", "/metrics", &[], b"").await;
     assert_clean("/metrics", &metrics.body_str(), &cases);
+    // The status API and the outbox hold every last error.
+    let providers = request(&d.health, "GET", "/api/v1/providers", &[], b"").await;
+    assert_eq!(providers.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&providers.body).unwrap();
+    let with_errors = v["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["last_error"].is_string())
+        .count();
+    assert!(with_errors >= cases.len() / 2, "{v}");
+    assert_clean("/api/v1/providers", &providers.body_str(), &cases);
+    let deliveries = request(&d.health, "GET", "/api/v1/deliveries?limit=10000", &[], b"").await;
+    assert_eq!(deliveries.status, 200);
+    assert_clean("/api/v1/deliveries", &deliveries.body_str(), &cases);
+    let out = herald()
+        .args([
+            "outbox", "--json", "--api", &d.health, "list", "--state", "dead",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_clean("herald outbox list", &printed(&out), &cases);
     assert_clean("herald serve logs", &d.logs(), &cases);
 }

@@ -25,13 +25,26 @@ pub(crate) struct Daemon {
     pub(crate) health: String,
     pub(crate) metrics: String,
     pub(crate) logs: Arc<Mutex<Vec<String>>>,
+    pub(crate) data: PathBuf,
 }
 
 impl Daemon {
     /// Starts `herald serve` on free ports with `args` added, and waits until it is ready.
     pub(crate) fn start(manifests: &Path, args: &[&str]) -> Daemon {
         let data = tempfile::tempdir().unwrap().keep();
-        let mut child = herald()
+        Daemon::start_in(herald(), manifests, &data, args)
+    }
+
+    /// Starts `cmd` (herald, or a wrapper that runs it) as `herald serve` with its outbox in
+    /// `data`.
+    pub(crate) fn start_in(
+        mut cmd: Command,
+        manifests: &Path,
+        data: &Path,
+        args: &[&str],
+    ) -> Daemon {
+        let data = data.to_owned();
+        let mut child = cmd
             .args([
                 "--log-format",
                 "json",
@@ -83,6 +96,7 @@ impl Daemon {
             health: addr("health"),
             metrics: addr("metrics"),
             logs,
+            data,
         }
     }
 

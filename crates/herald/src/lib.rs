@@ -1,0 +1,147 @@
+//! herald: a small, fast notifier for Flux events, as a command-line tool and daemon.
+//!
+//! This crate is the `herald` binary: the command line (`serve`, `send`, `validate`,
+//! `outbox`, `receive`, `healthcheck`), logging, and the wiring of the provider families compiled in
+//! (`registry.rs`). It is a library only so that the binary's entry point ([`main`]) and its
+//! clap definition ([`command`]) can be reached from tests and the docs generator (completions,
+//! man pages, the flag reference); it is not an API for other programs. Event types, manifests
+//! and providers live in the library crates.
+
+mod healthcheck;
+mod outbox;
+mod receive;
+mod registry;
+mod send;
+mod serve;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// herald delivers Flux events to chat, webhooks, git forges and alerting tools.
+#[derive(Debug, Parser)]
+#[command(name = "herald", about, long_about = None)]
+struct Cli {
+    /// Log level: error, warn, info, debug or trace (or a tracing filter).
+    #[arg(long, global = true, env = "HERALD_LOG", default_value = "info")]
+    log_level: String,
+
+    /// Log format.
+    #[arg(long, global = true, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: receive Flux events, match Alerts, deliver to Providers.
+    Serve(Box<serve::ServeArgs>),
+    /// Deliver one event to one provider now, and report the outcome.
+    Send(send::SendArgs),
+    /// Check manifests: syntax, fields, references, and that every provider can be built.
+    Validate(validate::ValidateArgs),
+    /// List, show, retry or drop deliveries in the outbox (directly, or through a running daemon).
+    Outbox(outbox::OutboxArgs),
+    /// Run a webhook receiver that prints what it gets and checks generic-hmac signatures.
+    Receive(receive::ReceiveArgs),
+    /// Probe a running daemon's `/readyz` (or any http:// URL): exit 0 when it answers 2xx.
+    /// For container health checks in images without curl.
+    Healthcheck(healthcheck::HealthcheckArgs),
+}
+
+/// `--manifests`, shared by every subcommand that reads manifests.
+#[derive(Debug, Args)]
+struct ManifestArgs {
+    /// A manifest file or folder (read recursively for .yaml and .yml); repeatable.
+    #[arg(
+        long = "manifests",
+        value_name = "PATH",
+        required = true,
+        env = "HERALD_MANIFESTS",
+        value_delimiter = ','
+    )]
+    paths: Vec<PathBuf>,
+}
+
+fn version() -> String {
+    let families: Vec<&str> = registry::families().iter().map(|f| f.name()).collect();
+    format!(
+        "{}\nfamilies: {}",
+        env!("CARGO_PKG_VERSION"),
+        families.join(", ")
+    )
+}
+
+/// herald's command line, as clap sees it (for completions, man pages and the flag reference).
+///
+/// The version is the package version alone: the families line of `--version` depends on the
+/// build, and generated documents must not.
+pub fn command() -> clap::Command {
+    Cli::command().version(env!("CARGO_PKG_VERSION"))
+}
+
+/// The `herald` binary: parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let command = Cli::command().version(version());
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging(&cli.log_level, cli.log_format);
+    herald_http::install_crypto_provider();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(*args),
+        Command::Send(args) => send::run(&args),
+        Command::Receive(args) => receive::run(&args),
+        Command::Validate(args) => validate::run(&args),
+        Command::Healthcheck(args) => healthcheck::run(&args),
+        Command::Outbox(args) => outbox::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report(&format!("error: {e:#}"));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Writes a line for the user on stderr (results go to stdout).
+fn report(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Writes a result line on stdout.
+fn output(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+#[cfg(test)]
+mod cli_docs;

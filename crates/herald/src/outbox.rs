@@ -1,0 +1,363 @@
+//! `herald outbox`: list, show, retry and drop deliveries.
+//!
+//! With the daemon stopped it opens the outbox in `--data-dir` itself. While the daemon runs
+//! the file is locked, so it goes through the daemon's API on the health address (`--api`, or
+//! the default health address), which makes the same changes in the running daemon.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use herald_daemon::api::{MAX_LIMIT, delivery_json};
+use herald_daemon::outbox::{FILE_NAME, OpenError, State, Store};
+use serde_json::{Value, json};
+
+use crate::{output, report};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct OutboxArgs {
+    /// The daemon's data directory (used when the daemon is stopped).
+    #[arg(
+        long,
+        env = "HERALD_DATA_DIR",
+        default_value = "./herald-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+
+    /// A running daemon's health address, to go through its API. Without it, the outbox file
+    /// is opened directly, and the API at the default health address is used only if a running
+    /// daemon holds the file.
+    #[arg(long, value_name = "HOST:PORT", value_parser = herald_daemon::parse_listen_addr, global = true)]
+    api: Option<SocketAddr>,
+
+    /// Print JSON (the API's shapes) instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: OutboxCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum OutboxCommand {
+    /// List deliveries, newest first.
+    List {
+        /// Only this state: pending, failed, delivered or dead.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<State>,
+        /// Only this provider (`namespace/name`).
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        provider: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show one delivery, with its event.
+    Show {
+        /// The delivery id.
+        id: u64,
+    },
+    /// Attempt deliveries again now: one, a provider's dead ones, or every dead one.
+    Retry {
+        /// The delivery id.
+        #[arg(required_unless_present_any = ["provider", "all_dead"], conflicts_with_all = ["provider", "all_dead"])]
+        id: Option<u64>,
+        /// Every dead delivery of this provider (`namespace/name`).
+        #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "all_dead")]
+        provider: Option<String>,
+        /// Every dead delivery.
+        #[arg(long)]
+        all_dead: bool,
+    },
+    /// Remove a delivery from the outbox for good.
+    Drop {
+        /// The delivery id.
+        id: u64,
+    },
+}
+
+fn parse_state(s: &str) -> Result<State, String> {
+    s.parse()
+}
+
+/// The health address `herald serve` uses by default.
+const DEFAULT_API: &str = "127.0.0.1:9440";
+
+pub(crate) fn run(args: &OutboxArgs) -> anyhow::Result<ExitCode> {
+    let via_api = |addr: SocketAddr| run_api(args, addr);
+    if let Some(addr) = args.api {
+        return via_api(addr);
+    }
+    let file = args.data_dir.join(FILE_NAME);
+    if !file.exists() {
+        bail!(
+            "there is no outbox in {} (no {FILE_NAME}): is --data-dir (or HERALD_DATA_DIR) the daemon's?",
+            args.data_dir.display()
+        );
+    }
+    match Store::open(&args.data_dir) {
+        Ok(store) => {
+            let result = run_offline(args, &store);
+            store.close();
+            result
+        }
+        Err(OpenError::Locked(_)) => {
+            let addr: SocketAddr = std::env::var("HERALD_HEALTH_ADDR")
+                .ok()
+                .and_then(|a| herald_daemon::parse_listen_addr(&a).ok())
+                .unwrap_or_else(|| DEFAULT_API.parse().expect("a valid address"));
+            report(&format!(
+                "the daemon holds {}; going through its API at {addr}",
+                file.display()
+            ));
+            via_api(addr)
+        }
+        Err(e) => Err(anyhow!("{e}")),
+    }
+}
+
+fn run_offline(args: &OutboxArgs, store: &Store) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        OutboxCommand::List {
+            state,
+            provider,
+            limit,
+        } => {
+            let list = store.list((*limit).clamp(1, MAX_LIMIT), |r| {
+                state.is_none_or(|s| s == r.state)
+                    && provider.as_deref().is_none_or(|p| p == r.provider)
+            })?;
+            let items: Vec<Value> = list.iter().map(|r| delivery_json(r, false)).collect();
+            print_list(args.json, &items);
+        }
+        OutboxCommand::Show { id } => {
+            let Some(r) = store.get(*id)? else {
+                bail!("delivery {id} is not in the outbox");
+            };
+            let mut v = delivery_json(&r, false);
+            v["event"] = serde_json::to_value(store.event(*id)?)?;
+            print_one(args.json, &v);
+        }
+        OutboxCommand::Retry {
+            id,
+            provider,
+            all_dead,
+        } => {
+            let ids = match (id, provider, all_dead) {
+                (Some(id), _, _) => vec![*id],
+                (None, Some(p), _) => store.dead_ids(Some(p))?,
+                _ => store.dead_ids(None)?,
+            };
+            let mut retried = Vec::new();
+            for id in ids {
+                let Some(mut r) = store.get(id)? else {
+                    continue;
+                };
+                if !matches!(r.state, State::Dead | State::Failed) {
+                    continue;
+                }
+                r.state = State::Pending;
+                r.next_attempt_at = None;
+                r.finished_at = None;
+                store.put(r)?;
+                retried.push(id);
+            }
+            store.flush_blocking()?;
+            print_retried(args.json, &json!({ "retried": retried }), true);
+        }
+        OutboxCommand::Drop { id } => {
+            if store.get(*id)?.is_none() {
+                bail!("delivery {id} is not in the outbox");
+            }
+            store.delete(*id)?;
+            store.flush_blocking()?;
+            print_dropped(args.json, *id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_api(args: &OutboxArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        OutboxCommand::List {
+            state,
+            provider,
+            limit,
+        } => {
+            let mut query = format!("limit={limit}");
+            if let Some(s) = state {
+                query.push_str(&format!("&state={}", s.as_str()));
+            }
+            if let Some(p) = provider {
+                query.push_str(&format!("&provider={}", encode(p)));
+            }
+            let v = call(addr, "GET", &format!("/api/v1/deliveries?{query}"))?;
+            let items = v["deliveries"].as_array().cloned().unwrap_or_default();
+            print_list(args.json, &items);
+        }
+        OutboxCommand::Show { id } => {
+            let v = call(addr, "GET", &format!("/api/v1/deliveries/{id}"))?;
+            print_one(args.json, &v);
+        }
+        OutboxCommand::Retry {
+            id,
+            provider,
+            all_dead,
+        } => {
+            let path = match (id, provider, all_dead) {
+                (Some(id), _, _) => format!("/api/v1/deliveries/{id}/retry"),
+                (None, Some(p), _) => format!("/api/v1/deliveries/retry?provider={}", encode(p)),
+                _ => "/api/v1/deliveries/retry?all-dead=true".to_owned(),
+            };
+            let v = call(addr, "POST", &path)?;
+            print_retried(args.json, &v, false);
+        }
+        OutboxCommand::Drop { id } => {
+            call(addr, "DELETE", &format!("/api/v1/deliveries/{id}"))?;
+            print_dropped(args.json, *id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One request to the daemon's API; its JSON answer, or its error message.
+fn call(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Value> {
+    let timeout = Duration::from_secs(10);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("cannot reach the daemon's API at {addr} (is it running, and is that its --health-addr?)"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading the answer of {addr}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("{addr} did not answer HTTP"))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("{addr} did not answer HTTP"))?;
+    let value: Value = serde_json::from_str(body).with_context(|| {
+        format!("{addr} answered {status} without JSON: is it herald's health address?")
+    })?;
+    if status >= 400 {
+        let message = value["error"].as_str().unwrap_or("unknown error");
+        bail!("the daemon answered {status}: {message}");
+    }
+    Ok(value)
+}
+
+fn print_list(as_json: bool, items: &[Value]) {
+    if as_json {
+        output(&Value::Array(items.to_vec()).to_string());
+        return;
+    }
+    if items.is_empty() {
+        report("no deliveries match");
+        return;
+    }
+    output(&format!(
+        "{:>8}  {:<10} {:<28} {:>8}  {:<25} {:<32} LAST ERROR",
+        "ID", "STATE", "PROVIDER", "ATTEMPTS", "ACCEPTED", "OBJECT"
+    ));
+    for v in items {
+        let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+        output(&format!(
+            "{:>8}  {:<10} {:<28} {:>8}  {:<25} {:<32} {}",
+            v["id"],
+            s("state"),
+            s("provider"),
+            v["attempts"],
+            s("accepted"),
+            s("object"),
+            s("last_error")
+        ));
+    }
+}
+
+fn print_one(as_json: bool, v: &Value) {
+    if as_json {
+        output(&v.to_string());
+        return;
+    }
+    let s = |k: &str| match &v[k] {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for key in [
+        "id",
+        "state",
+        "provider",
+        "type",
+        "alert",
+        "object",
+        "reason",
+        "attempts",
+        "accepted",
+        "last_attempt",
+        "next_attempt",
+        "finished",
+        "last_error",
+    ] {
+        output(&format!("{:<13} {}", format!("{key}:"), s(key)));
+    }
+    output("event:");
+    output(&serde_json::to_string_pretty(&v["event"]).unwrap_or_default());
+}
+
+fn print_retried(as_json: bool, v: &Value, offline: bool) {
+    if as_json {
+        output(&v.to_string());
+        return;
+    }
+    let ids: Vec<String> = v["retried"]
+        .as_array()
+        .map(|a| a.iter().map(Value::to_string).collect())
+        .unwrap_or_default();
+    if ids.is_empty() {
+        report("nothing to retry (only dead or failed deliveries can be retried)");
+    } else if offline {
+        output(&format!(
+            "{} delivery(ies) set to pending; the daemon attempts them when it starts: {}",
+            ids.len(),
+            ids.join(", ")
+        ));
+    } else {
+        output(&format!(
+            "{} delivery(ies) queued again: {}",
+            ids.len(),
+            ids.join(", ")
+        ));
+    }
+}
+
+fn print_dropped(as_json: bool, id: u64) {
+    if as_json {
+        output(&json!({ "dropped": id }).to_string());
+    } else {
+        output(&format!("delivery {id} dropped"));
+    }
+}
