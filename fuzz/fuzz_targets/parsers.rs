@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let mut masker = Masker::new();
     masker.add_address(s);
     let masked = masker.mask(s);
-    if s.len() >= Masker::MIN_LEN {
+    // (A value made of the mask's own asterisks is "masked" into a longer run of them.)
+    if s.len() >= Masker::MIN_LEN && !herald_core::REDACTED.contains(s) {
         assert!(!masked.contains(s), "{s:?} was not masked: {masked:?}");
     }
     let _ = herald_git::commit_sha(s);

@@ -126,8 +126,8 @@ pub(crate) fn run(bin: &Path, work: &Path, minutes: f64, svg: &Path) -> Result<(
                 let status = match n % 10 {
                     // Good, distinct events.
                     0..=4 => post(events, event(n).as_bytes(), None),
-                    // Exact duplicates of the previous good event.
-                    5 | 6 => post(events, event(n - 1).as_bytes(), None),
+                    // Exact duplicates of the last good event (number 4 of these ten).
+                    5 | 6 => post(events, event(n - (n % 10 - 4)).as_bytes(), None),
                     7 => post(events, b"{\"involvedObject\": \"broken", None),
                     8 => match (n / 10) % 3 {
                         0 => post(events, b"{\"message\": \"\xff\xfe\"}", None),
