@@ -1,13 +1,11 @@
 //! `herald healthcheck`: an HTTP probe of a running daemon, for container images without curl.
 //!
-//! One plain HTTP/1.1 GET over std's `TcpStream` (health endpoints are plain HTTP; there is no
-//! TLS here): exit 0 when the answer's status is 2xx, 1 otherwise, with what went wrong. It is
-//! not an HTTP client for anything else: no redirects, no body, no proxy.
+//! One plain HTTP/1.1 GET through `http1` (health endpoints are plain HTTP; there is no TLS
+//! here): exit 0 when the answer's status is 2xx, 1 otherwise, with what went wrong. No
+//! redirects, no proxy.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald_core::duration;
 
@@ -80,64 +78,13 @@ fn parse_url(url: &str) -> Result<Target<'_>, String> {
 
 /// GETs `url` and returns the status code of the answer.
 fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
-    let deadline = Instant::now() + timeout;
     let target = parse_url(url)?;
-    let remaining = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("no answer within {timeout:?}"))
-    };
-    let addrs: Vec<_> = target
-        .authority
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", target.authority))?
-        .collect();
-    let mut last_error = format!("{} resolves to no address", target.authority);
-    let mut stream = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, remaining()?) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last_error = format!("cannot connect to {addr}: {e}"),
-        }
-    }
-    let mut stream = stream.ok_or(last_error)?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: herald-healthcheck\r\nConnection: close\r\n\r\n",
-        target.path, target.authority
-    );
-    stream
-        .set_write_timeout(Some(remaining()?))
-        .and_then(|()| stream.write_all(request.as_bytes()))
-        .map_err(|e| format!("sending the request: {e}"))?;
-    // The status line is all that is needed: read until its end (or 1 KiB).
-    let mut head = Vec::new();
-    let mut buf = [0u8; 256];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 1024 {
-        stream
-            .set_read_timeout(Some(remaining()?))
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("reading the answer: {e}")),
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let line = line.lines().next().unwrap_or_default();
-    let mut words = line.split_whitespace();
-    match (words.next(), words.next().map(str::parse::<u16>)) {
-        (Some(version), Some(Ok(status))) if version.starts_with("HTTP/") => Ok(status),
-        _ if line.is_empty() => Err("the connection closed without an answer".to_owned()),
-        _ => Err(format!("not an HTTP answer: {line:?}")),
-    }
+    crate::http1::request(&target.authority, "GET", target.path, timeout).map(|a| a.status)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read as _, Write as _};
     use std::net::TcpListener;
 
     use super::*;

@@ -8,6 +8,7 @@
 //! and providers live in the library crates.
 
 mod healthcheck;
+mod http1;
 mod outbox;
 mod receive;
 mod registry;

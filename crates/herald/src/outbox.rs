@@ -4,8 +4,7 @@
 //! the file is locked, so it goes through the daemon's API on the health address (`--api`, or
 //! the default health address), which makes the same changes in the running daemon.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -237,29 +236,12 @@ fn encode(s: &str) -> String {
 
 /// One request to the daemon's API; its JSON answer, or its error message.
 fn call(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Value> {
-    let timeout = Duration::from_secs(10);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .with_context(|| format!("cannot reach the daemon's API at {addr} (is it running, and is that its --health-addr?)"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .with_context(|| format!("reading the answer of {addr}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("{addr} did not answer HTTP"))?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("{addr} did not answer HTTP"))?;
-    let value: Value = serde_json::from_str(body).with_context(|| {
+    let answer = crate::http1::request(&addr.to_string(), method, path, Duration::from_secs(10))
+        .map_err(|e| {
+            anyhow!("cannot reach the daemon's API at {addr} (is it running, and is that its --health-addr?): {e}")
+        })?;
+    let status = answer.status;
+    let value: Value = serde_json::from_slice(&answer.body).with_context(|| {
         format!("{addr} answered {status} without JSON: is it herald's health address?")
     })?;
     if status >= 400 {
