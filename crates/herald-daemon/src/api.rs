@@ -113,7 +113,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>)
                 }
             };
             let provider = param("provider");
-            let in_flight = in_flight(shared);
+            let in_flight = d.in_flight();
             match d.store().list(limit, |r| {
                 state.is_none_or(|s| s == r.state) && provider.is_none_or(|p| p == r.provider)
             }) {
@@ -148,16 +148,14 @@ pub(crate) async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>)
                 );
             };
             match (method, more) {
-                (&Method::GET, []) => match (d.store().get(id), d.store().event(id)) {
-                    (Ok(Some(r)), Ok(event)) => {
-                        let mut v = delivery_json(&r, in_flight(shared).contains(&id));
+                (&Method::GET, []) => match d.store().get_with_event(id) {
+                    Ok(Some((r, event))) => {
+                        let mut v = delivery_json(&r, d.in_flight().contains(&id));
                         v["event"] = serde_json::to_value(event).unwrap_or(Value::Null);
                         json_reply(StatusCode::OK, &v)
                     }
-                    (Ok(None), _) => not_found(id),
-                    (Err(e), _) | (_, Err(e)) => {
-                        error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-                    }
+                    Ok(None) => not_found(id),
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 },
                 (&Method::POST, ["retry"]) => retry(shared, Ok(vec![id])).await,
                 (&Method::DELETE, []) => match d.remove(id).await {
@@ -177,15 +175,6 @@ fn not_found(id: u64) -> Reply {
         StatusCode::NOT_FOUND,
         &format!("delivery {id} is not in the outbox"),
     )
-}
-
-fn in_flight(shared: &Shared) -> Vec<u64> {
-    shared
-        .dispatcher
-        .report()
-        .into_iter()
-        .filter_map(|r| r.in_flight)
-        .collect()
 }
 
 async fn retry(shared: &Shared, ids: Result<Vec<u64>, crate::outbox::StoreError>) -> Reply {

@@ -60,6 +60,17 @@ struct Item {
     next_attempt_at: u64,
 }
 
+/// A copy of a lane's counts and status, for reports and metrics.
+#[derive(Debug, Default)]
+struct LaneView {
+    pending: usize,
+    in_flight: Option<u64>,
+    dead: u64,
+    provider_type: String,
+    status: ProviderStatus,
+    configured: bool,
+}
+
 /// One Provider's queue and status.
 #[derive(Debug, Default)]
 struct Lane {
@@ -329,98 +340,97 @@ impl Dispatcher {
         }
     }
 
-    /// Every Provider's delivery status, sorted by Provider.
-    pub(crate) fn report(&self) -> Vec<ProviderReport> {
+    /// A copy of every Provider's lane (those with deliveries and those of the manifests), by
+    /// Provider id.
+    fn lanes(&self) -> BTreeMap<String, LaneView> {
         let snapshot = self.core.current();
-        let queues: Vec<Arc<Queue>> = self
+        let mut views: BTreeMap<String, LaneView> = self
             .core
             .queues
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let mut ids: Vec<String> = queues.iter().map(|q| q.id.clone()).collect();
-        for p in snapshot.providers.values() {
-            if !ids.contains(&p.id) {
-                ids.push(p.id.clone());
-            }
-        }
-        ids.sort();
-        let now = now_ms();
-        ids.into_iter()
-            .map(|id| {
-                let configured = snapshot.provider(&id);
-                let queue = queues.iter().find(|q| q.id == id);
-                let (pending, in_flight, dead, ty, status) = match queue {
-                    Some(q) => {
-                        let lane = q.lane();
-                        (
-                            lane.items.len(),
-                            lane.in_flight,
-                            lane.dead,
-                            lane.provider_type.clone(),
-                            lane.status.clone(),
-                        )
-                    }
-                    None => (0, None, 0, String::new(), ProviderStatus::default()),
+            .iter()
+            .map(|(id, q)| {
+                let lane = q.lane();
+                let view = LaneView {
+                    pending: lane.items.len(),
+                    in_flight: lane.in_flight,
+                    dead: lane.dead,
+                    provider_type: lane.provider_type.clone(),
+                    status: lane.status.clone(),
+                    configured: false,
                 };
-                let provider_type = configured
-                    .map(|p| p.provider_type.as_str().to_owned())
-                    .unwrap_or(ty);
-                ProviderReport {
-                    degraded: self.core.degraded(&status, now),
-                    provider: id,
-                    provider_type,
-                    pending,
-                    in_flight,
-                    dead,
-                    last_success: status.last_success_at.map(rfc3339),
-                    last_error: status.last_error.clone(),
-                    last_error_time: status.last_error_at.map(rfc3339),
-                    consecutive_failures: status.consecutive_failures,
-                    failing_since: status.failing_since.map(rfc3339),
-                    configured: configured.is_some(),
-                }
+                (id.clone(), view)
             })
+            .collect();
+        for p in snapshot.providers.values() {
+            let view = views.entry(p.id.clone()).or_default();
+            view.provider_type = p.provider_type.as_str().to_owned();
+            view.configured = true;
+        }
+        views
+    }
+
+    /// Every Provider's delivery status, sorted by Provider.
+    pub(crate) fn report(&self) -> Vec<ProviderReport> {
+        let now = now_ms();
+        self.lanes()
+            .into_iter()
+            .map(|(provider, v)| ProviderReport {
+                degraded: self.core.degraded(&v.status, now),
+                provider,
+                provider_type: v.provider_type,
+                pending: v.pending,
+                in_flight: v.in_flight,
+                dead: v.dead,
+                last_success: v.status.last_success_at.map(rfc3339),
+                last_error: v.status.last_error,
+                last_error_time: v.status.last_error_at.map(rfc3339),
+                consecutive_failures: v.status.consecutive_failures,
+                failing_since: v.status.failing_since.map(rfc3339),
+                configured: v.configured,
+            })
+            .collect()
+    }
+
+    /// The deliveries being attempted right now.
+    pub(crate) fn in_flight(&self) -> Vec<u64> {
+        self.core
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|q| q.lane().in_flight)
             .collect()
     }
 
     /// Refreshes the per-Provider gauges (called before each scrape).
     pub(crate) fn refresh_metrics(&self) {
         let m = &self.core.metrics;
-        let statuses: HashMap<String, ProviderStatus> = self
-            .core
-            .queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, q)| (id.clone(), q.lane().status.clone()))
-            .collect();
-        for r in self.report() {
-            let (namespace, name) = r.provider.split_once('/').unwrap_or(("", &r.provider));
+        let now = now_ms();
+        let secs = |t: Option<u64>| t.map_or(0, |ms| (ms / 1000) as i64);
+        for (id, v) in self.lanes() {
+            let (namespace, name) = id.split_once('/').unwrap_or(("", &id));
             let labels = ProviderLabels {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
             };
-            let secs = |t: Option<u64>| t.map_or(0, |ms| (ms / 1000) as i64);
-            let status = statuses.get(&r.provider).cloned().unwrap_or_default();
             m.provider_pending
                 .get_or_create(&labels)
-                .set(r.pending as i64);
-            m.provider_dead.get_or_create(&labels).set(r.dead as i64);
+                .set(v.pending as i64);
+            m.provider_dead.get_or_create(&labels).set(v.dead as i64);
             m.provider_failures
                 .get_or_create(&labels)
-                .set(r.consecutive_failures as i64);
+                .set(v.status.consecutive_failures as i64);
             m.provider_last_success
                 .get_or_create(&labels)
-                .set(secs(status.last_success_at));
+                .set(secs(v.status.last_success_at));
             m.provider_last_failure
                 .get_or_create(&labels)
-                .set(secs(status.last_error_at));
+                .set(secs(v.status.last_error_at));
             m.provider_degraded
                 .get_or_create(&labels)
-                .set(i64::from(r.degraded));
+                .set(i64::from(self.core.degraded(&v.status, now)));
         }
         m.outbox_bytes.set(self.core.store.disk_bytes() as i64);
     }

@@ -488,23 +488,6 @@ impl Store {
         Ok(Some((record, event)))
     }
 
-    /// A record's event.
-    pub fn event(&self, id: u64) -> Result<Option<Event>, StoreError> {
-        let db = self.db()?;
-        let txn = try_store!("starting a read", db.begin_read());
-        let table = try_store!("opening payloads", txn.open_table(PAYLOADS));
-        let value = try_store!("reading an event", table.get(id));
-        value
-            .map(|v| {
-                serde_json::from_slice(v.value()).map_err(|e| {
-                    StoreError(format!(
-                        "delivery {id}: its stored event is unreadable: {e}"
-                    ))
-                })
-            })
-            .transpose()
-    }
-
     /// Records, newest first, that pass `keep`, at most `limit`.
     pub fn list(
         &self,
@@ -603,10 +586,12 @@ impl Store {
                     Ok(op) => Some(op),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                        if carried.is_empty() {
-                            return;
-                        }
-                        None
+                        // Closed while the last commits failed: nothing more can be written.
+                        tracing::error!(
+                            changes = carried.len(),
+                            "the outbox closed with delivery states it could not write; those deliveries may be sent again at the next start"
+                        );
+                        return;
                     }
                 }
             };
@@ -645,35 +630,37 @@ impl Store {
                             other => carried.push(other),
                         }
                     }
-                    self.reopen_if_needed(&e);
+                    self.reopen();
                 }
             }
         }
     }
 
-    /// After an I/O error redb refuses every later transaction until the file is reopened.
-    fn reopen_if_needed(&self, e: &StoreError) {
-        let _ = e;
+    /// After an I/O error redb refuses every later transaction until the file is reopened: take
+    /// the handle back (readers hold it only for a moment) and open the file again. If that
+    /// fails the slot stays empty, and the next commit tries again.
+    fn reopen(&self) {
         let mut slot = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
-        let Some(old) = slot.take() else { return };
-        // Readers hold the database only for a moment: wait for them to let go.
-        let mut old = Some(old);
-        for _ in 0..200 {
-            match Arc::try_unwrap(old.take().expect("set above")) {
-                Ok(db) => {
-                    drop(db);
-                    break;
-                }
-                Err(still) => {
-                    old = Some(still);
-                    std::thread::sleep(Duration::from_millis(5));
+        if let Some(mut old) = slot.take() {
+            let mut tries = 0;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still) if tries < 200 => {
+                        old = still;
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(still) => {
+                        // Still in use: keep it, and try again after the next failure.
+                        *slot = Some(still);
+                        return;
+                    }
                 }
             }
-        }
-        if let Some(still) = old {
-            // Could not get it back: keep using it and try again after the next failure.
-            *slot = Some(still);
-            return;
         }
         match open_db(&self.inner.path) {
             Ok(db) => {
@@ -681,15 +668,7 @@ impl Store {
                 *slot = Some(Arc::new(db));
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot reopen the outbox; trying again shortly");
-                drop(slot);
-                std::thread::sleep(Duration::from_millis(200));
-                let mut slot = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
-                if slot.is_none()
-                    && let Ok(db) = open_db(&self.inner.path)
-                {
-                    *slot = Some(Arc::new(db));
-                }
+                tracing::error!(error = %e, "cannot reopen the outbox; the next commit tries again")
             }
         }
     }
@@ -699,29 +678,24 @@ impl Store {
         batch: &[Op],
         next_id: &mut Option<u64>,
     ) -> Result<Vec<Vec<Record>>, StoreError> {
-        let db = match self.db() {
-            Ok(db) => db,
-            Err(e) => {
-                // Still closed after a failure: try to reopen now.
-                let mut slot = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
-                if slot.is_none() {
-                    match open_db(&self.inner.path) {
-                        Ok(db) => *slot = Some(Arc::new(db)),
-                        Err(open) => return Err(StoreError(format!("{e}: {open}"))),
-                    }
-                }
-                slot.clone().ok_or(e)?
-            }
-        };
+        if self.db().is_err() {
+            // Still closed after a failed reopen: try again now.
+            self.reopen();
+        }
+        let db = self.db()?;
         let txn = try_store!("starting a transaction", db.begin_write());
         let mut appended = Vec::new();
         {
             let mut deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
             let mut payloads = try_store!("opening payloads", txn.open_table(PAYLOADS));
-            let mut active = try_store!("opening the active index", txn.open_table(ACTIVE));
-            let mut delivered_at =
-                try_store!("opening the delivered index", txn.open_table(DELIVERED_AT));
-            let mut dead_at = try_store!("opening the dead index", txn.open_table(DEAD_AT));
+            let mut indexes = Indexes {
+                active: try_store!("opening the active index", txn.open_table(ACTIVE)),
+                delivered_at: try_store!(
+                    "opening the delivered index",
+                    txn.open_table(DELIVERED_AT)
+                ),
+                dead_at: try_store!("opening the dead index", txn.open_table(DEAD_AT)),
+            };
             let mut providers = try_store!("opening providers", txn.open_table(PROVIDERS));
             let mut id = match *next_id {
                 Some(id) => id,
@@ -763,7 +737,7 @@ impl Store {
                                 "writing a delivery",
                                 deliveries.insert(id, encode(&record).as_slice())
                             );
-                            try_store!("writing the active index", active.insert(id, ()));
+                            try_store!("writing the active index", indexes.active.insert(id, ()));
                             records.push(record);
                             id += 1;
                         }
@@ -775,19 +749,19 @@ impl Store {
                             .transpose()?;
                         // A record deleted meanwhile stays deleted.
                         let Some(old) = old else { continue };
-                        unindex(&old, &mut active, &mut delivered_at, &mut dead_at)?;
+                        indexes.update(&old, false)?;
                         try_store!(
                             "writing a delivery",
                             deliveries.insert(record.id, encode(record).as_slice())
                         );
-                        index(record, &mut active, &mut delivered_at, &mut dead_at)?;
+                        indexes.update(record, true)?;
                     }
                     Op::Delete(id) => {
                         let old = try_store!("reading a delivery", deliveries.remove(*id))
                             .map(|v| decode(*id, v.value()))
                             .transpose()?;
                         if let Some(old) = old {
-                            unindex(&old, &mut active, &mut delivered_at, &mut dead_at)?;
+                            indexes.update(&old, false)?;
                         }
                         try_store!("removing an event", payloads.remove(*id));
                     }
@@ -801,8 +775,8 @@ impl Store {
                     }
                     Op::Prune(delivered_before, dead_before) => {
                         for (index_table, before) in [
-                            (&mut delivered_at, *delivered_before),
-                            (&mut dead_at, *dead_before),
+                            (&mut indexes.delivered_at, *delivered_before),
+                            (&mut indexes.dead_at, *dead_before),
                         ] {
                             let old: Vec<(u64, u64)> = try_store!(
                                 "listing old deliveries",
@@ -827,59 +801,37 @@ impl Store {
     }
 }
 
-type IdTable<'t> = redb::Table<'t, u64, ()>;
-type TimeTable<'t> = redb::Table<'t, (u64, u64), ()>;
-
-fn unindex(
-    r: &Record,
-    active: &mut IdTable<'_>,
-    delivered_at: &mut TimeTable<'_>,
-    dead_at: &mut TimeTable<'_>,
-) -> Result<(), StoreError> {
-    match r.state {
-        State::Pending | State::Failed => {
-            try_store!("updating the active index", active.remove(r.id));
-        }
-        State::Delivered => {
-            try_store!(
-                "updating the delivered index",
-                delivered_at.remove((r.finished_at.unwrap_or(0), r.id))
-            );
-        }
-        State::Dead => {
-            try_store!(
-                "updating the dead index",
-                dead_at.remove((r.finished_at.unwrap_or(0), r.id))
-            );
-        }
-    }
-    Ok(())
+/// The indexes a record is in, by its state: active (pending or failed), or by finish time
+/// (delivered, dead) for pruning.
+struct Indexes<'t> {
+    active: redb::Table<'t, u64, ()>,
+    delivered_at: redb::Table<'t, (u64, u64), ()>,
+    dead_at: redb::Table<'t, (u64, u64), ()>,
 }
 
-fn index(
-    r: &Record,
-    active: &mut IdTable<'_>,
-    delivered_at: &mut TimeTable<'_>,
-    dead_at: &mut TimeTable<'_>,
-) -> Result<(), StoreError> {
-    match r.state {
-        State::Pending | State::Failed => {
-            try_store!("updating the active index", active.insert(r.id, ()));
+impl Indexes<'_> {
+    /// Adds `r` to the index of its state (`present`), or removes it.
+    fn update(&mut self, r: &Record, present: bool) -> Result<(), StoreError> {
+        let finished = (r.finished_at.unwrap_or(0), r.id);
+        let by_time = match r.state {
+            State::Pending | State::Failed => {
+                if present {
+                    try_store!("updating the active index", self.active.insert(r.id, ()));
+                } else {
+                    try_store!("updating the active index", self.active.remove(r.id));
+                }
+                return Ok(());
+            }
+            State::Delivered => &mut self.delivered_at,
+            State::Dead => &mut self.dead_at,
+        };
+        if present {
+            try_store!("updating an index", by_time.insert(finished, ()));
+        } else {
+            try_store!("updating an index", by_time.remove(finished));
         }
-        State::Delivered => {
-            try_store!(
-                "updating the delivered index",
-                delivered_at.insert((r.finished_at.unwrap_or(0), r.id), ())
-            );
-        }
-        State::Dead => {
-            try_store!(
-                "updating the dead index",
-                dead_at.insert((r.finished_at.unwrap_or(0), r.id), ())
-            );
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn encode(record: &Record) -> Vec<u8> {
@@ -925,7 +877,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(recs.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(store.event(1).unwrap().unwrap().reason, "one");
+        assert_eq!(store.get_with_event(1).unwrap().unwrap().1.reason, "one");
 
         let mut done = recs[0].clone();
         done.state = State::Delivered;
@@ -967,7 +919,7 @@ mod tests {
         store.prune(now_ms() + 1, 0).unwrap();
         store.flush().await.unwrap();
         assert!(store.get(1).unwrap().is_none());
-        assert!(store.event(1).unwrap().is_none());
+        assert!(store.get_with_event(1).unwrap().is_none());
         assert!(store.get(2).unwrap().is_some(), "dead kept");
         store.delete(2).unwrap();
         store.flush().await.unwrap();

@@ -276,9 +276,8 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         return queue_full();
     }
 
-    let decision = shared
-        .limiter
-        .check(ratelimit::key(&event), Instant::now(), SystemTime::now());
+    let key = ratelimit::key(&event);
+    let decision = shared.limiter.check(key, Instant::now(), SystemTime::now());
     let reset = match decision {
         Decision::Duplicate { reset } => {
             shared.metrics.duplicates.inc();
@@ -297,25 +296,21 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
 
     let snapshot = shared.snapshot();
     let planned = shared.dispatcher.plan(&snapshot, &event);
-    let mut resp = match shared.dispatcher.accept(planned).await {
+    let accepted = shared.dispatcher.accept(planned).await;
+    if accepted.is_err() {
+        // Not recorded, so not accepted: the emitter must retry, and its retry must not be
+        // taken for a duplicate.
+        shared.limiter.forget(&key);
+    }
+    let mut resp = match accepted {
         Ok(_) => reply(StatusCode::ACCEPTED, None, Bytes::new()),
-        Err(Rejection::Full) => {
-            shared.limiter.forget(&ratelimit::key(&event));
-            queue_full()
-        }
+        Err(Rejection::Full) => queue_full(),
         Err(Rejection::Store(e)) => {
-            // Not recorded, so not accepted: the emitter must retry, and its retry must not be
-            // taken for a duplicate.
-            shared.limiter.forget(&ratelimit::key(&event));
             shared.metrics.outbox_errors.inc();
             tracing::error!(error = %e, "event refused: the outbox cannot record it");
-            let mut r = json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("herald cannot record the event durably ({e}); retry later"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-            r
+            retry_later(&format!(
+                "herald cannot record the event durably ({e}); retry later"
+            ))
         }
     };
     if let Some(reset) = reset {
@@ -359,10 +354,12 @@ fn unauthorized(refusal: Refusal) -> Reply {
 }
 
 fn queue_full() -> Reply {
-    let mut r = json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "too many deliveries pending; retry later",
-    );
+    retry_later("too many deliveries pending; retry later")
+}
+
+/// 503 with `Retry-After: 5`: the emitter should send the event again.
+fn retry_later(message: &str) -> Reply {
+    let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     r

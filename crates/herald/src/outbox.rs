@@ -134,11 +134,11 @@ fn run_offline(args: &OutboxArgs, store: &Store) -> anyhow::Result<ExitCode> {
             print_list(args.json, &items);
         }
         OutboxCommand::Show { id } => {
-            let Some(r) = store.get(*id)? else {
+            let Some((r, event)) = store.get_with_event(*id)? else {
                 bail!("delivery {id} is not in the outbox");
             };
             let mut v = delivery_json(&r, false);
-            v["event"] = serde_json::to_value(store.event(*id)?)?;
+            v["event"] = serde_json::to_value(event)?;
             print_one(args.json, &v);
         }
         OutboxCommand::Retry {

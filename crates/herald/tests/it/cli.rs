@@ -191,16 +191,9 @@ fn types_herald_cannot_build_are_named_clearly() {
 
     // The daemon refuses to start on such a set, with the same words.
     let out = herald()
-        .args([
-            "serve",
-            "--events-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--health-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(["serve"])
+        .args(crate::support::LOOPBACK_PORTS)
+        .arg("--data-dir")
         .arg(dir.path().join("data"))
         .arg("--manifests")
         .arg(dir.path())

@@ -313,18 +313,8 @@ async fn bad_tls_files_are_clear_errors_without_their_contents() {
     let out = crate::support::herald()
         .args(["serve", "--manifests"])
         .arg(dir.path())
-        .args([
-            "--events-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--health-addr",
-            "127.0.0.1:0",
-            "--events-tls-cert",
-            &cert,
-            "--events-tls-key",
-            &key,
-        ])
+        .args(crate::support::LOOPBACK_PORTS)
+        .args(["--events-tls-cert", &cert, "--events-tls-key", &key])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -472,15 +472,8 @@ fn serve_fails(data_dir: &Path) -> String {
     let out = herald()
         .args(["serve", "--manifests"])
         .arg(dir.path())
-        .args([
-            "--events-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--health-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(crate::support::LOOPBACK_PORTS)
+        .arg("--data-dir")
         .arg(data_dir)
         .output()
         .unwrap();

@@ -18,6 +18,16 @@ pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `herald serve`'s three listeners on free loopback ports.
+pub(crate) const LOOPBACK_PORTS: [&str; 6] = [
+    "--events-addr",
+    "127.0.0.1:0",
+    "--metrics-addr",
+    "127.0.0.1:0",
+    "--health-addr",
+    "127.0.0.1:0",
+];
+
 /// A running `herald serve`.
 pub(crate) struct Daemon {
     pub(crate) child: Child,
@@ -54,14 +64,7 @@ impl Daemon {
                 "--manifests",
             ])
             .arg(manifests)
-            .args([
-                "--events-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--health-addr",
-                "127.0.0.1:0",
-            ])
+            .args(LOOPBACK_PORTS)
             .args(["--reload-interval", "200ms", "--data-dir"])
             .arg(&data)
             .args(args)
