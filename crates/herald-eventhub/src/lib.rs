@@ -265,32 +265,27 @@ impl EventHub {
             max_total_elapsed: azure_core::time::Duration::try_from(self.timeout)
                 .unwrap_or(azure_core::time::Duration::seconds(15)),
         };
-        let builder = ProducerClient::builder()
+        let mut builder = ProducerClient::builder()
             .with_application_id("herald".to_owned())
             .with_retry_options(retry);
+        let (Auth::Sas { endpoint, .. } | Auth::Jwt { endpoint, .. }) = &self.auth;
+        if let Some(e) = endpoint {
+            builder = builder.with_custom_endpoint(e.clone());
+        }
         let opened = match &self.auth {
             Auth::Sas {
-                connection_string,
-                endpoint,
+                connection_string, ..
             } => {
-                let builder = match endpoint {
-                    Some(e) => builder.with_custom_endpoint(e.clone()),
-                    None => builder,
-                };
                 builder
                     .open_with_connection_string(connection_string.expose(), None)
                     .await
             }
             Auth::Jwt {
                 namespace,
-                endpoint,
                 hub,
                 token,
+                ..
             } => {
-                let builder = match endpoint {
-                    Some(e) => builder.with_custom_endpoint(e.clone()),
-                    None => builder,
-                };
                 builder
                     .open(namespace, hub, Arc::new(StaticToken(token.clone())))
                     .await
