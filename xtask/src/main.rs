@@ -3,7 +3,7 @@
 //! - `ci [--skip STEP,...]`: what CI runs: fmt, clippy, test, features, deny.
 //! - `features`: the feature-matrix check alone (no families, each family alone, all).
 //! - `deny`: `cargo deny check` with the RustSec database from `../shared`, offline.
-//! - `bench`: render/sign benchmarks, binary sizes, and the daemon load benchmark.
+//! - `bench [daemon]`: render/sign benchmarks and the daemon load benchmark (sizes: `sizes`).
 //! - `soak [--minutes N]`: a release daemon under steady mixed load; RSS and fds over time.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target in `fuzz/` (nightly).
 //! - `dist [--features LIST]`: a release build of the chosen families and its tarball.
@@ -400,12 +400,6 @@ fn deny(root: &Path) -> Result<()> {
     }
 }
 
-fn file_size(path: &Path) -> Result<u64> {
-    Ok(std::fs::metadata(path)
-        .with_context(|| format!("no {}", path.display()))?
-        .len())
-}
-
 /// `cargo xtask bench [daemon]`: everything, or only the daemon benchmark.
 fn bench(root: &Path, daemon_only: bool) -> Result<()> {
     let cargo = cargo();
@@ -444,24 +438,10 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
         );
     }
 
+    // Binary sizes are `cargo xtask sizes`' job (docs/benchmarks.md's table); the daemon
+    // benchmark needs the default (all families) release build.
+    run(&cargo, &["build", "--release", "-p", "herald", "--locked"])?;
     let bin = root.join("target/release/herald");
-    let mut sizes = Vec::new();
-    for (label, args) in [
-        (
-            "generic only (--no-default-features)",
-            vec!["--no-default-features"],
-        ),
-        ("all families (default)", vec![]),
-    ]
-    .into_iter()
-    .skip(usize::from(daemon_only))
-    {
-        let mut cmd = vec!["build", "--release", "-p", "herald", "--locked"];
-        cmd.extend(args);
-        run(&cargo, &cmd)?;
-        sizes.push((label, file_size(&bin)?));
-    }
-    // The daemon benchmark runs the default (all families) build that was built last.
     let daemon = bench_daemon::run(&bin, &root.join("target/bench-daemon"))?;
 
     println!("\n== herald benchmarks");
@@ -490,15 +470,6 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
             ns / 1000.0,
             aim(ns < 5000.0)
         );
-    }
-    for (label, bytes) in &sizes {
-        let mib = *bytes as f64 / 1024.0 / 1024.0;
-        let note = if label.starts_with("generic") {
-            format!(" ({} of 5 MiB)", aim(mib < 5.0))
-        } else {
-            String::new()
-        };
-        println!("stripped release binary, {label}: {bytes} bytes = {mib:.2} MiB{note}");
     }
     let d = &daemon;
     println!(
