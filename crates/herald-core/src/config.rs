@@ -14,6 +14,11 @@ pub struct ProviderConfig {
     pub namespace: String,
     /// The Provider's name.
     pub name: String,
+    /// The Provider's `metadata.uid`, when its manifest carries one (as `kubectl get -o yaml`
+    /// exports do). Flux derives ids from it that must not change when moving to herald: the
+    /// commit-status id ends with its first segment ([`ProviderConfig::uid_prefix`]). Without
+    /// it, providers fall back to an id derived from the namespace and name.
+    pub uid: Option<String>,
     /// `spec.type`.
     pub provider_type: ProviderType,
     /// `spec.address`, or the Secret's `address` (trimmed). Kept secret: webhook URLs carry
@@ -60,6 +65,7 @@ impl ProviderConfig {
         ProviderConfig {
             namespace: namespace.into(),
             name: name.into(),
+            uid: None,
             provider_type,
             address: SecretString::new(address),
             address_from_secret: false,
@@ -80,6 +86,14 @@ impl ProviderConfig {
     /// `namespace/name`, for messages.
     pub fn id(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The first dash-separated segment of the Provider's UID (`0c9c2e41` of
+    /// `0c9c2e41-d2f5-4e4b-9c1a-2a6b1f0e7d3c`), which ends Flux's default commit-status id
+    /// `<kind>/<name>/<segment>`; `None` when the manifest has no UID.
+    pub fn uid_prefix(&self) -> Option<&str> {
+        let uid = self.uid.as_deref()?;
+        uid.split('-').next()
     }
 
     /// A masker that knows every secret value of this provider.

@@ -9,98 +9,77 @@ use time::format_description::well_known::Rfc3339;
 
 /// One event as Flux controllers post it and as providers receive it.
 ///
-/// Decoding follows Go's `encoding/json` as Flux uses it: unknown fields are ignored, a missing
-/// or `null` field takes its zero value, and an unparsable timestamp rejects the whole body.
+/// Decoding follows Go's `encoding/json` as Flux uses it: the event and its `involvedObject`
+/// must be JSON objects (an array is refused, as Go refuses it), unknown fields are ignored,
+/// field names also match case-insensitively, a repeated field takes its last value, a missing
+/// or `null` field keeps its zero value (a `null` body is the zero event), and an unparsable
+/// timestamp rejects the whole body.
 /// Encoding emits the fields in Flux's order, omits `metadata` and `reportingInstance` when
 /// empty, and renders the timestamp in UTC to the second (see [`crate::json`] for the exact
 /// byte form).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// The object the event is about.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub involved_object: ObjectReference,
     /// `info`, `error` or `trace` (not validated, as in Flux).
-    #[serde(default, deserialize_with = "null_as_default")]
     pub severity: Severity,
     /// When the event happened; `None` is Go's zero time and encodes as `null`.
-    #[serde(default)]
     pub timestamp: Option<Timestamp>,
     /// Free text.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub message: String,
     /// CamelCase machine reason, for example `ReconciliationSucceeded`.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub reason: String,
     /// Metadata; keys sorted, omitted when empty.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub metadata: BTreeMap<String, String>,
     /// The controller that emitted the event; always emitted, even when empty.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub reporting_controller: String,
     /// The emitting instance (pod name); omitted when empty.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub reporting_instance: String,
 }
 
 /// A Kubernetes `ObjectReference`, as Flux puts it in `involvedObject`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
     /// Kind, for example `Kustomization`.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub kind: String,
     /// Namespace of the object.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub namespace: String,
     /// Name of the object.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub name: String,
     /// UID of the object.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub uid: String,
     /// `group/version` of the object, for example `kustomize.toolkit.fluxcd.io/v1`.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub api_version: String,
     /// Resource version of the object.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub resource_version: String,
     /// Field path within the object.
     #[serde(
-        default,
-        deserialize_with = "null_as_default",
         skip_serializing_if = "String::is_empty"
     )]
     pub field_path: String,
@@ -258,13 +237,160 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// Go decodes `null` into a field as "leave the zero value"; serde would reject it.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+/// The JSON names of [`Event`]'s fields, in wire order.
+const EVENT_FIELDS: &[&str] = &[
+    "involvedObject",
+    "severity",
+    "timestamp",
+    "message",
+    "reason",
+    "metadata",
+    "reportingController",
+    "reportingInstance",
+];
+
+/// The JSON names of [`ObjectReference`]'s fields, in wire order.
+const REFERENCE_FIELDS: &[&str] = &[
+    "kind",
+    "namespace",
+    "name",
+    "uid",
+    "apiVersion",
+    "resourceVersion",
+    "fieldPath",
+];
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // `null` is Go's "leave the zero value": the zero event.
+        Ok(Option::<EventObject>::deserialize(d)?
+            .map(|e| e.0)
+            .unwrap_or_default())
+    }
+}
+
+/// An [`Event`] that must be a JSON object (its `null` is handled by `Option`).
+struct EventObject(Event);
+
+impl<'de> Deserialize<'de> for EventObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(EventVisitor)
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> serde::de::Visitor<'de> for EventVisitor {
+    type Value = EventObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object (a Flux event)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut e = Event::default();
+        while let Some(field) = map.next_key_seed(FieldName(EVENT_FIELDS))? {
+            match field {
+                Some(0) => set(&mut e.involved_object, &mut map)?,
+                Some(1) => set(&mut e.severity, &mut map)?,
+                // `metav1.Time` decodes `null` as the zero time.
+                Some(2) => e.timestamp = map.next_value()?,
+                Some(3) => set(&mut e.message, &mut map)?,
+                Some(4) => set(&mut e.reason, &mut map)?,
+                Some(5) => set(&mut e.metadata, &mut map)?,
+                Some(6) => set(&mut e.reporting_controller, &mut map)?,
+                Some(7) => set(&mut e.reporting_instance, &mut map)?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(EventObject(e))
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectReference {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ReferenceVisitor)
+    }
+}
+
+struct ReferenceVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ReferenceVisitor {
+    type Value = ObjectReference;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object (an object reference)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut r = ObjectReference::default();
+        while let Some(field) = map.next_key_seed(FieldName(REFERENCE_FIELDS))? {
+            match field {
+                Some(0) => set(&mut r.kind, &mut map)?,
+                Some(1) => set(&mut r.namespace, &mut map)?,
+                Some(2) => set(&mut r.name, &mut map)?,
+                Some(3) => set(&mut r.uid, &mut map)?,
+                Some(4) => set(&mut r.api_version, &mut map)?,
+                Some(5) => set(&mut r.resource_version, &mut map)?,
+                Some(6) => set(&mut r.field_path, &mut map)?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Reads the next value into `field`; `null` leaves it as it is, as Go does.
+fn set<'de, T: Deserialize<'de>, A: serde::de::MapAccess<'de>>(
+    field: &mut T,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    if let Some(value) = map.next_value::<Option<T>>()? {
+        *field = value;
+    }
+    Ok(())
+}
+
+/// A key of a JSON object, as the index of the field it names in a table: an exact match, or
+/// else one that differs only in ASCII case (Go's decoder matches names case-insensitively).
+/// `None` for a key that names no field.
+struct FieldName(&'static [&'static str]);
+
+impl FieldName {
+    fn find(&self, key: &str) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|f| *f == key)
+            .or_else(|| self.0.iter().position(|f| f.eq_ignore_ascii_case(key)))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldName {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldName {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.find(key))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, key: &[u8]) -> Result<Self::Value, E> {
+        Ok(std::str::from_utf8(key).ok().and_then(|k| self.find(k)))
+    }
 }
 
 #[cfg(test)]

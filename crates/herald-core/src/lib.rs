@@ -7,8 +7,9 @@
 //! built from ([`ProviderConfig`]), the [`Notifier`] trait with its [`Registry`] of factories,
 //! and the typed errors ([`BuildError`], [`DeliveryError`]).
 //!
-//! It is *not* a client: it does no network I/O, spawns nothing and knows no HTTP library.
-//! Reading manifest files from disk is the only I/O it performs. Provider families
+//! It is *not* a client: it does no I/O at all, spawns nothing and knows no HTTP library.
+//! Manifests are parsed from text that the caller reads ([`manifest::ManifestSet::add_file`]),
+//! and checked object by object ([`manifest::Catalog`]). Provider families
 //! (`herald-webhook`, `herald-chat`, ...) depend on it; it depends on none of them.
 //!
 //! ```

@@ -85,3 +85,44 @@ fn unknown_severity_is_kept() {
             .contains(r#""severity":"warning""#)
     );
 }
+
+#[test]
+fn only_objects_are_events_as_in_go() {
+    // Go's decoder refuses an array where it expects a struct; serde would read one as a
+    // sequence of fields.
+    let array = r#"[{"involvedObject":{"kind":"Bucket","namespace":"ns","name":"b"},"message":"m"}]"#;
+    let err = serde_json::from_str::<Event>(array).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid type: sequence, expected a JSON object (a Flux event) at line 1 column 0"
+    );
+    for body in [r#""text""#, "5", "true", r#"[["Bucket","ns","b"],"info"]"#] {
+        assert!(serde_json::from_str::<Event>(body).is_err(), "{body}");
+    }
+    let err = serde_json::from_str::<Event>(r#"{"involvedObject":["Bucket","ns","b"]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid type: sequence, expected a JSON object (an object reference)"),
+        "{err}"
+    );
+    // `null` decodes into a Go struct as "no change": the zero event.
+    assert_eq!(
+        serde_json::from_str::<Event>("null").unwrap(),
+        Event::default()
+    );
+}
+
+#[test]
+fn field_names_and_repeats_follow_go() {
+    let e: Event = serde_json::from_str(
+        r#"{"Message":"first","message":"second","INVOLVEDOBJECT":{"KIND":"Bucket","name":"b"},
+           "reason":"r","reason":null,"severity":"info"}"#,
+    )
+    .unwrap();
+    assert_eq!(e.message, "second", "the last value wins");
+    assert_eq!(e.involved_object.kind, "Bucket", "names match case-insensitively");
+    assert_eq!(e.involved_object.name, "b");
+    assert_eq!(e.reason, "r", "null leaves the value");
+    assert_eq!(e.severity, Severity::Info);
+}

@@ -1,7 +1,7 @@
-//! Reading manifest files: folders, multi-document YAML, strict per-version fields.
+//! Parsing manifest text: multi-document YAML, strict per-version fields.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use regex::Regex;
@@ -9,115 +9,22 @@ use serde::de::DeserializeOwned;
 
 use super::raw;
 use super::{
-    Alert, AlertSpec, DEFAULT_NAMESPACE, EventSource, ManifestError, ManifestErrors, ManifestSet,
-    NOTIFICATION_GROUP, NOTIFICATION_VERSIONS, Origin, Provider, ProviderSpec, Secret,
+    Alert, AlertSpec, DEFAULT_NAMESPACE, EventSource, Kind, ManifestError, ManifestSet,
+    NOTIFICATION_GROUP, NOTIFICATION_VERSIONS, ObjectKey, Origin, Provider, ProviderSpec, Secret,
 };
 use crate::{ProviderType, SecretBytes, duration};
 
 /// The longest `address`, `channel`, `username` and `proxy` the CRD accepts.
 pub(super) const MAX_FIELD_LEN: usize = 2048;
 
-/// Loads every manifest under `paths` (files, or folders read recursively for `.yaml` and
-/// `.yml` files), then checks cross-references. Returns every problem, not just the first.
-pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<ManifestSet, ManifestErrors> {
-    let mut set = ManifestSet::default();
-    let mut errors = Vec::new();
-    let mut files = Vec::new();
-    for path in paths {
-        collect_files(path.as_ref(), true, &mut files, &mut errors);
-    }
-    for file in files {
-        match std::fs::read(&file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => parse_into(&file, &text, &mut set, &mut errors),
-                Err(e) => errors.push(ManifestError::file(
-                    &file,
-                    format!(
-                        "not UTF-8 text (invalid byte at offset {})",
-                        e.utf8_error().valid_up_to()
-                    ),
-                )),
-            },
-            Err(e) => errors.push(ManifestError::file(&file, format!("cannot read: {e}"))),
-        }
-        set.files.push(file);
-    }
-    check_duplicates(&set, &mut errors);
-    errors.extend(set.check_references());
-    if errors.is_empty() {
-        Ok(set)
-    } else {
-        Err(ManifestErrors(errors))
-    }
-}
-
-/// The manifest files `paths` name, as [`load_paths`] would read them (unreadable paths are
-/// left out). Used to notice changes.
-pub fn manifest_files<P: AsRef<Path>>(paths: &[P]) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut ignored = Vec::new();
-    for path in paths {
-        collect_files(path.as_ref(), true, &mut files, &mut ignored);
-    }
-    files
-}
-
 /// Parses the text of one file (named `file` in messages). Returns what was read and the
-/// problems found; cross-references are not checked.
+/// problems found, duplicates within the text included; references are not checked.
 pub fn parse_str(file: &Path, text: &str) -> (ManifestSet, Vec<ManifestError>) {
     let mut set = ManifestSet::default();
-    let mut errors = Vec::new();
-    parse_into(file, text, &mut set, &mut errors);
-    check_duplicates(&set, &mut errors);
+    parse_into(file, text, &mut set);
+    let mut errors = std::mem::take(&mut set.problems);
+    errors.extend(duplicates(&set));
     (set, errors)
-}
-
-fn collect_files(
-    path: &Path,
-    explicit: bool,
-    out: &mut Vec<PathBuf>,
-    errors: &mut Vec<ManifestError>,
-) {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(ManifestError::file(path, format!("cannot read: {e}")));
-            return;
-        }
-    };
-    if meta.is_dir() {
-        let entries = match std::fs::read_dir(path) {
-            Ok(entries) => entries,
-            Err(e) => {
-                errors.push(ManifestError::file(
-                    path,
-                    format!("cannot list folder: {e}"),
-                ));
-                return;
-            }
-        };
-        let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        children.sort();
-        for child in children {
-            // Hidden entries are skipped: Kubernetes mounts ConfigMaps through `..data` links.
-            let hidden = child
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'));
-            if !hidden {
-                collect_files(&child, false, out, errors);
-            }
-        }
-    } else if explicit || is_yaml(path) {
-        out.push(path.to_owned());
-    }
-}
-
-fn is_yaml(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
 }
 
 /// Splits a YAML stream into documents: `(first line, text)`, lines 1-based.
@@ -203,19 +110,24 @@ fn yaml_error(origin: &Origin, err: &serde_yaml_ng::Error) -> ManifestError {
     }
 }
 
-fn parse_into(file: &Path, text: &str, set: &mut ManifestSet, errors: &mut Vec<ManifestError>) {
+pub(super) fn parse_into(file: &Path, text: &str, set: &mut ManifestSet) {
     for (index, (line, doc)) in split_documents(text).into_iter().enumerate() {
         let origin = Origin::new(file, index + 1, line, &doc);
-        parse_document(&origin, Source::Text(&doc), set, errors);
+        parse_document(&origin, Source::Text(&doc), set);
     }
 }
 
-fn parse_document(
-    origin: &Origin,
-    source: Source<'_>,
-    set: &mut ManifestSet,
-    errors: &mut Vec<ManifestError>,
-) {
+/// The kinds herald reads, by their `kind`.
+fn kind_of(kind: &str) -> Option<Kind> {
+    match kind {
+        "Provider" => Some(Kind::Provider),
+        "Alert" => Some(Kind::Alert),
+        "Secret" => Some(Kind::Secret),
+        _ => None,
+    }
+}
+
+fn parse_document(origin: &Origin, source: Source<'_>, set: &mut ManifestSet) {
     let header: raw::Header = match source.read() {
         Ok(h) => h,
         Err(e) => {
@@ -224,11 +136,11 @@ fn parse_document(
                 err.message =
                     "not a Kubernetes object: expected a mapping with apiVersion and kind".into();
             }
-            errors.push(err);
+            set.problems.push(err);
             return;
         }
     };
-    let (Some(api_version), Some(kind)) = (header.api_version, header.kind) else {
+    let (Some(api_version), Some(kind)) = (header.api_version.clone(), header.kind.clone()) else {
         set.skipped
             .push((origin.clone(), "(no apiVersion or kind)".into()));
         return;
@@ -236,65 +148,105 @@ fn parse_document(
     let (group, version) = api_version
         .split_once('/')
         .unwrap_or(("", api_version.as_str()));
+    // The object a problem of this document belongs to, read leniently so that even a
+    // document herald cannot read names its object.
+    let owner = |kind: Kind, err: ManifestError| -> ManifestError {
+        let meta = header.meta();
+        match meta.name.filter(|n| !n.is_empty()) {
+            Some(name) => err.object(kind, &namespace_of(&meta.namespace), &name),
+            None => err,
+        }
+    };
     match (group, kind.as_str()) {
         (NOTIFICATION_GROUP, "Provider" | "Alert") if !NOTIFICATION_VERSIONS.contains(&version) => {
-            errors.push(ManifestError::at(origin, &["apiVersion"]).field("apiVersion").message(format!(
+            let err = ManifestError::at(origin, &["apiVersion"]).field("apiVersion").message(format!(
                 "{kind} version {version:?} is not one herald reads (use {NOTIFICATION_GROUP}/v1beta1, \
                  v1beta2 or v1beta3)"
-            )));
+            ));
+            set.problems.push(owner(kind_of(&kind).unwrap_or(Kind::File), err));
         }
         (NOTIFICATION_GROUP, "Provider") => match source.read::<raw::Object<raw::ProviderSpec>>() {
             Ok(raw) => match provider(origin, &api_version, version, raw) {
                 Ok(p) => set.providers.push(p),
-                Err(e) => errors.extend(e),
+                Err(e) => set.problems.extend(e),
             },
-            Err(e) => errors.push(with_version_hint(
-                yaml_error(origin, &e),
-                "Provider",
-                version,
-            )),
+            Err(e) => {
+                let err = with_version_hint(yaml_error(origin, &e), "Provider", version);
+                set.problems.push(owner(Kind::Provider, err));
+            }
         },
         (NOTIFICATION_GROUP, "Alert") => match source.read::<raw::Object<raw::AlertSpec>>() {
             Ok(raw) => match alert(origin, &api_version, version, raw) {
-                Ok(a) => {
-                    for (i, source) in a.spec.event_sources.iter().enumerate() {
-                        if source.match_labels.is_some() {
-                            set.warnings.push(
-                                ManifestError::at(origin, &["spec", "eventSources"])
-                                    .object("Alert", &a.namespace, &a.name)
-                                    .field(format!("spec.eventSources[{i}].matchLabels"))
-                                    .message(
-                                        "herald runs outside the cluster and cannot read the \
-                                         object's labels, so this source never matches; list the \
-                                         objects by name (or \"*\") instead",
-                                    ),
-                            );
-                        }
-                    }
-                    set.alerts.push(a)
+                Ok((a, problems)) => {
+                    warn_match_labels(&a, set);
+                    set.problems.extend(problems);
+                    set.alerts.push(a);
                 }
-                Err(e) => errors.extend(e),
+                Err(e) => set.problems.extend(e),
             },
-            Err(e) => errors.push(with_version_hint(yaml_error(origin, &e), "Alert", version)),
+            Err(e) => {
+                let err = with_version_hint(yaml_error(origin, &e), "Alert", version);
+                set.problems.push(owner(Kind::Alert, err));
+            }
         },
         ("", "Secret") if version == "v1" => match source.read::<raw::Secret>() {
             Ok(raw) => match secret(origin, raw) {
                 Ok(s) => set.secrets.push(s),
-                Err(e) => errors.extend(e),
+                Err(e) => set.problems.extend(e),
             },
-            Err(e) => errors.push(yaml_error(origin, &e)),
+            Err(e) => {
+                let mut err = yaml_error(origin, &e);
+                err.message = without_values(&err.message);
+                set.problems.push(owner(Kind::Secret, err));
+            }
         },
         ("", "List") if version == "v1" => match source.read::<raw::List>() {
             Ok(list) => {
                 for item in &list.items {
-                    parse_document(origin, Source::Value(item), set, errors);
+                    parse_document(origin, Source::Value(item), set);
                 }
             }
-            Err(e) => errors.push(yaml_error(origin, &e)),
+            Err(e) => set.problems.push(yaml_error(origin, &e)),
         },
         _ => set
             .skipped
             .push((origin.clone(), format!("{api_version} {kind}"))),
+    }
+}
+
+/// An event source with `matchLabels` never matches here: say so when loading.
+fn warn_match_labels(a: &Alert, set: &mut ManifestSet) {
+    for (i, source) in a.spec.event_sources.iter().enumerate() {
+        if source.match_labels.is_some() {
+            set.warnings.push(
+                ManifestError::at(&a.origin, &["spec", "eventSources"])
+                    .object(Kind::Alert, &a.namespace, &a.name)
+                    .field(format!("spec.eventSources[{i}].matchLabels"))
+                    .message(
+                        "herald runs outside the cluster and cannot read the object's labels, so \
+                         this source never matches; list the objects by name (or \"*\") instead",
+                    ),
+            );
+        }
+    }
+}
+
+/// A decoding message without the value it quotes (`invalid type: integer `123`, expected a
+/// string`): in a Secret that value is secret.
+fn without_values(message: &str) -> String {
+    let Some(at) = message
+        .find("invalid type: ")
+        .or_else(|| message.find("invalid value: "))
+    else {
+        return message.to_owned();
+    };
+    let (head, tail) = message.split_at(at);
+    match tail.split_once(" `").and_then(|(kind, rest)| {
+        let (_, after) = rest.split_once('`')?;
+        Some(format!("{kind}{after}"))
+    }) {
+        Some(cleaned) => format!("{head}{cleaned}"),
+        None => message.to_owned(),
     }
 }
 
@@ -317,16 +269,20 @@ fn with_version_hint(mut err: ManifestError, kind: &str, version: &str) -> Manif
     err
 }
 
+/// `metadata.namespace`, or `default` when absent or empty.
+fn namespace_of(namespace: &Option<String>) -> String {
+    namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
+}
+
 fn name_and_namespace(
     origin: &Origin,
     meta: &raw::Meta,
-    kind: &str,
+    kind: Kind,
 ) -> Result<(String, String), ManifestError> {
-    let namespace = meta
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+    let namespace = namespace_of(&meta.namespace);
     match meta.name.as_deref() {
         Some(name) if !name.is_empty() => Ok((namespace, name.to_owned())),
         _ => Err(ManifestError::at(origin, &["metadata"])
@@ -337,13 +293,13 @@ fn name_and_namespace(
 
 fn check_versioned_fields(
     origin: &Origin,
-    kind: &str,
+    key: &ObjectKey,
     version: &str,
     present: &[(&str, bool)],
     table: &[(&str, &str)],
     errors: &mut Vec<ManifestError>,
-    object: (&str, &str),
 ) {
+    let kind = key.kind;
     for (field, is_set) in present {
         if !is_set {
             continue;
@@ -353,7 +309,7 @@ fn check_versioned_fields(
         {
             errors.push(
                 ManifestError::at(origin, &["spec", field])
-                    .object(kind, object.0, object.1)
+                    .object(kind, &key.namespace, &key.name)
                     .field(format!("spec.{field}"))
                     .message(format!(
                         "not a field of {NOTIFICATION_GROUP}/{version} {kind}; it exists from \
@@ -371,10 +327,11 @@ fn provider(
     raw: raw::Object<raw::ProviderSpec>,
 ) -> Result<Provider, Vec<ManifestError>> {
     let (namespace, name) =
-        name_and_namespace(origin, &raw.metadata, "Provider").map_err(|e| vec![e])?;
+        name_and_namespace(origin, &raw.metadata, Kind::Provider).map_err(|e| vec![e])?;
+    let key = ObjectKey::new(Kind::Provider, &namespace, &name);
     let err = |path: &[&str]| {
         ManifestError::at(origin, path)
-            .object("Provider", &namespace, &name)
+            .object(Kind::Provider, &namespace, &name)
             .field(path.join("."))
     };
     let Some(spec) = raw.spec else {
@@ -385,7 +342,7 @@ fn provider(
     let mut errors = Vec::new();
     check_versioned_fields(
         origin,
-        "Provider",
+        &key,
         version,
         &[
             ("interval", spec.interval.is_some()),
@@ -395,7 +352,6 @@ fn provider(
         ],
         raw::PROVIDER_FIELDS,
         &mut errors,
-        (&namespace, &name),
     );
     let provider_type = match spec.ty.as_deref() {
         None | Some("") => {
@@ -445,6 +401,7 @@ fn provider(
     Ok(Provider {
         namespace,
         name,
+        uid: raw.metadata.uid.filter(|u| !u.is_empty()),
         api_version: api_version.to_owned(),
         spec: ProviderSpec {
             provider_type,
@@ -496,17 +453,21 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
+/// The Alert, with the problems in its fields (an Alert with problems is never used to match
+/// events, but its Provider reference is still checked). `Err` when there is no Alert to speak
+/// of: no name, or no spec.
 fn alert(
     origin: &Origin,
     api_version: &str,
     version: &str,
     raw: raw::Object<raw::AlertSpec>,
-) -> Result<Alert, Vec<ManifestError>> {
+) -> Result<(Alert, Vec<ManifestError>), Vec<ManifestError>> {
     let (namespace, name) =
-        name_and_namespace(origin, &raw.metadata, "Alert").map_err(|e| vec![e])?;
+        name_and_namespace(origin, &raw.metadata, Kind::Alert).map_err(|e| vec![e])?;
+    let key = ObjectKey::new(Kind::Alert, &namespace, &name);
     let err = |path: &[&str]| {
         ManifestError::at(origin, path)
-            .object("Alert", &namespace, &name)
+            .object(Kind::Alert, &namespace, &name)
             .field(path.join("."))
     };
     let Some(spec) = raw.spec else {
@@ -517,7 +478,7 @@ fn alert(
     let mut errors = Vec::new();
     check_versioned_fields(
         origin,
-        "Alert",
+        &key,
         version,
         &[
             ("inclusionList", spec.inclusion_list.is_some()),
@@ -525,7 +486,6 @@ fn alert(
         ],
         raw::ALERT_FIELDS,
         &mut errors,
-        (&namespace, &name),
     );
     let provider_ref = match spec.provider_ref {
         Some(r) if !r.name.is_empty() => r.name,
@@ -580,10 +540,7 @@ fn alert(
     }
     let inclusion_list = compile_list(spec.inclusion_list, "inclusionList", &err, &mut errors);
     let exclusion_list = compile_list(spec.exclusion_list, "exclusionList", &err, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Alert {
+    let alert = Alert {
         namespace,
         name,
         api_version: api_version.to_owned(),
@@ -598,12 +555,13 @@ fn alert(
             suspend: spec.suspend.unwrap_or(false),
         },
         origin: origin.clone(),
-    })
+    };
+    Ok((alert, errors))
 }
 
 fn secret(origin: &Origin, raw: raw::Secret) -> Result<Secret, Vec<ManifestError>> {
     let (namespace, name) =
-        name_and_namespace(origin, &raw.metadata, "Secret").map_err(|e| vec![e])?;
+        name_and_namespace(origin, &raw.metadata, Kind::Secret).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     let mut data = BTreeMap::new();
     for (key, value) in raw.data.unwrap_or_default() {
@@ -615,10 +573,11 @@ fn secret(origin: &Origin, raw: raw::Secret) -> Result<Secret, Vec<ManifestError
             }
             Err(e) => errors.push(
                 ManifestError::at(origin, &["data", &key])
-                    .object("Secret", &namespace, &name)
+                    .object(Kind::Secret, &namespace, &name)
                     .field(format!("data.{key}"))
                     .message(format!(
-                        "not valid base64 ({e}); put clear text under stringData instead"
+                        "not valid base64 ({}); put clear text under stringData instead",
+                        base64_problem(&e)
                     )),
             ),
         }
@@ -640,50 +599,46 @@ fn secret(origin: &Origin, raw: raw::Secret) -> Result<Secret, Vec<ManifestError
     })
 }
 
-fn check_duplicates(set: &ManifestSet, errors: &mut Vec<ManifestError>) {
-    fn check<'a>(
-        kind: &str,
-        items: impl Iterator<Item = (&'a str, &'a str, &'a Origin)>,
-        errors: &mut Vec<ManifestError>,
-    ) {
-        let mut seen: HashMap<(&str, &str), &Origin> = HashMap::new();
-        for (ns, name, origin) in items {
-            if let Some(first) = seen.get(&(ns, name)) {
-                errors.push(
-                    ManifestError::at(origin, &["metadata", "name"])
-                        .object(kind, ns, name)
-                        .message(format!(
-                            "defined twice; first at {}:{}",
-                            first.file.display(),
-                            first.line
-                        )),
-                );
-            } else {
-                seen.insert((ns, name), origin);
-            }
+/// What is wrong with a base64 value, without quoting any of it (the value is secret; the
+/// decoder's own message names the offending byte).
+fn base64_problem(e: &base64::DecodeError) -> String {
+    use base64::DecodeError as E;
+    match e {
+        E::InvalidByte(offset, _) => format!("a character that is not base64 at offset {offset}"),
+        E::InvalidLength(len) => format!("{len} characters, a length base64 cannot have"),
+        E::InvalidLastSymbol(offset, _) => format!("an invalid last character at offset {offset}"),
+        E::InvalidPadding => "invalid padding".to_owned(),
+    }
+}
+
+/// Objects defined more than once: one problem per extra definition, naming the first. A
+/// [`super::Catalog`] makes such an object not ready, since which definition is meant is
+/// anyone's guess.
+pub(super) fn duplicates(set: &ManifestSet) -> Vec<ManifestError> {
+    let mut errors = Vec::new();
+    let mut seen: HashMap<ObjectKey, &Origin> = HashMap::new();
+    let all = set
+        .providers
+        .iter()
+        .map(|p| (p.key(), &p.origin))
+        .chain(set.alerts.iter().map(|a| (a.key(), &a.origin)))
+        .chain(set.secrets.iter().map(|s| (s.key(), &s.origin)));
+    for (key, origin) in all {
+        if let Some(first) = seen.get(&key) {
+            errors.push(
+                ManifestError::at(origin, &["metadata", "name"])
+                    .object(key.kind, &key.namespace, &key.name)
+                    .message(format!(
+                        "defined twice; first at {}:{}",
+                        first.file.display(),
+                        first.line
+                    )),
+            );
+        } else {
+            seen.insert(key, origin);
         }
     }
-    check(
-        "Provider",
-        set.providers
-            .iter()
-            .map(|p| (p.namespace.as_str(), p.name.as_str(), &p.origin)),
-        errors,
-    );
-    check(
-        "Alert",
-        set.alerts
-            .iter()
-            .map(|a| (a.namespace.as_str(), a.name.as_str(), &a.origin)),
-        errors,
-    );
-    check(
-        "Secret",
-        set.secrets
-            .iter()
-            .map(|s| (s.namespace.as_str(), s.name.as_str(), &s.origin)),
-        errors,
-    );
+    errors
 }
 
 #[cfg(test)]

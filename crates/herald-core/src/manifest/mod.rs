@@ -1,12 +1,19 @@
-//! `Provider`, `Alert` and `Secret` manifests: their types, loading them from files, and
-//! resolving a Provider and its Secrets into a [`ProviderConfig`](crate::ProviderConfig).
+//! `Provider`, `Alert` and `Secret` manifests: their types, parsing them from text, resolving
+//! a Provider and its Secrets into a [`ProviderConfig`](crate::ProviderConfig), and checking a
+//! whole set object by object ([`Catalog`]).
 //!
 //! herald reads the manifests Flux users already have: `notification.toolkit.fluxcd.io`
 //! `v1beta1`, `v1beta2` and `v1beta3` Providers and Alerts, and `v1` Secrets (`data` in
 //! base64, `stringData` in clear). Files hold any number of YAML documents; documents of other
-//! kinds are skipped. Every error names the file, the line, the document, the object and the
+//! kinds are skipped. Every problem names the file, the line, the document, the object and the
 //! field, and says what is wrong.
+//!
+//! As in Flux, a problem makes only its own object unusable: a [`Catalog`] gives every object a
+//! status (ready, or its problems), a notifier for every ready Provider, and makes an Alert whose
+//! Provider is missing or not ready itself not ready. This module parses text only; reading
+//! files and folders is the caller's job.
 
+mod catalog;
 mod load;
 mod locate;
 mod raw;
@@ -22,7 +29,8 @@ use regex::Regex;
 
 use crate::{ProviderType, SecretBytes};
 
-pub use load::{load_paths, manifest_files, parse_str};
+pub use catalog::{Catalog, ObjectStatus, ReadyProvider};
+pub use load::parse_str;
 
 /// The notification API group.
 pub const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io";
@@ -74,6 +82,77 @@ impl fmt::Debug for Origin {
     }
 }
 
+/// The kinds of object a status is about: the three herald reads, and `File` for problems
+/// that belong to no object (a file that cannot be read, a YAML syntax error, a document
+/// without a name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A `Provider`.
+    Provider,
+    /// An `Alert`.
+    Alert,
+    /// A `Secret`.
+    Secret,
+    /// A manifest file (or a path given to read).
+    File,
+}
+
+impl Kind {
+    /// `Provider`, `Alert`, `Secret` or `File`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Provider => "Provider",
+            Kind::Alert => "Alert",
+            Kind::Secret => "Secret",
+            Kind::File => "File",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which object: kind, namespace and name. A `File`'s name is its path and its namespace is
+/// empty.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// The kind.
+    pub kind: Kind,
+    /// The namespace (empty for a `File`).
+    pub namespace: String,
+    /// The name (the path for a `File`).
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// The object `kind namespace/name`.
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectKey {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The manifest file (or path) `path`.
+    pub fn file(path: &Path) -> Self {
+        ObjectKey::new(Kind::File, "", path.display().to_string())
+    }
+}
+
+/// `Provider flux-system/slack`, or `File /etc/herald/a.yaml`.
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            Kind::File => write!(f, "File {}", self.name),
+            kind => write!(f, "{kind} {}/{}", self.namespace, self.name),
+        }
+    }
+}
+
 /// A `Provider`.
 #[derive(Clone, Debug)]
 pub struct Provider {
@@ -81,6 +160,8 @@ pub struct Provider {
     pub namespace: String,
     /// `metadata.name`.
     pub name: String,
+    /// `metadata.uid`, when the manifest carries one (as `kubectl get -o yaml` exports do).
+    pub uid: Option<String>,
     /// `apiVersion`, as written.
     pub api_version: String,
     /// The spec, normalized across versions.
@@ -148,7 +229,7 @@ pub struct AlertSpec {
     pub inclusion_list: Vec<Regex>,
     /// `exclusionList`, compiled.
     pub exclusion_list: Vec<Regex>,
-    /// `eventMetadata` (v1beta3).
+    /// `eventMetadata` (v1beta2+).
     pub event_metadata: BTreeMap<String, String>,
     /// `summary` (deprecated).
     pub summary: Option<String>,
@@ -184,7 +265,13 @@ pub struct Secret {
     pub origin: Origin,
 }
 
-/// Everything read from a set of manifest files.
+/// Everything read from a set of manifest files: the objects, and the problems found while
+/// reading them.
+///
+/// Providers and Secrets with a problem are left out (their problems say why); an Alert is kept
+/// when its problems are in its fields, so that its reference to a Provider can still be
+/// checked (a [`Catalog`] never matches events with it). Objects defined twice are kept twice;
+/// a [`Catalog`] makes them not ready.
 #[derive(Clone, Debug, Default)]
 pub struct ManifestSet {
     /// The Providers, in reading order.
@@ -193,6 +280,10 @@ pub struct ManifestSet {
     pub alerts: Vec<Alert>,
     /// The Secrets, in reading order.
     pub secrets: Vec<Secret>,
+    /// Every problem found while reading, each naming its object when it belongs to one. A
+    /// caller that reads files adds its own (a file that cannot be read) with
+    /// [`ManifestError::file`].
+    pub problems: Vec<ManifestError>,
     /// Things that load but will not behave as a Flux user may expect (for example an event
     /// source with `matchLabels`, which never matches here).
     pub warnings: Vec<ManifestError>,
@@ -203,6 +294,14 @@ pub struct ManifestSet {
 }
 
 impl ManifestSet {
+    /// Parses the text of one manifest file (named `file` in messages) into this set: its
+    /// objects, its skipped documents and its problems. Duplicates and references across files
+    /// are checked by a [`Catalog`].
+    pub fn add_file(&mut self, file: &Path, text: &str) {
+        load::parse_into(file, text, self);
+        self.files.push(file.to_owned());
+    }
+
     /// The Provider `namespace/name`.
     pub fn provider(&self, namespace: &str, name: &str) -> Option<&Provider> {
         self.providers
@@ -217,22 +316,49 @@ impl ManifestSet {
             .find(|s| s.namespace == namespace && s.name == name)
     }
 
-    /// Checks what loading alone cannot: that every Alert's Provider exists.
+    /// Checks what reading one file cannot: that every Alert's Provider is in the set.
     pub fn check_references(&self) -> Vec<ManifestError> {
         self.alerts
             .iter()
+            .filter(|a| !a.spec.provider_ref.is_empty())
             .filter(|a| self.provider(&a.namespace, &a.spec.provider_ref).is_none())
             .map(|a| {
-                ManifestError::at(&a.origin, &["spec", "providerRef", "name"])
-                    .object("Alert", &a.namespace, &a.name)
-                    .field("spec.providerRef.name")
-                    .message(format!(
-                        "Provider {}/{} not found in the manifests (an Alert's Provider must be \
-                         in the Alert's namespace)",
-                        a.namespace, a.spec.provider_ref
-                    ))
+                a.provider_ref_error(format!(
+                    "Provider {}/{} not found in the manifests (an Alert's Provider must be \
+                     in the Alert's namespace)",
+                    a.namespace, a.spec.provider_ref
+                ))
             })
             .collect()
+    }
+}
+
+impl Alert {
+    /// Which object this is.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(Kind::Alert, &self.namespace, &self.name)
+    }
+
+    /// A problem with `spec.providerRef.name`.
+    fn provider_ref_error(&self, message: String) -> ManifestError {
+        ManifestError::at(&self.origin, &["spec", "providerRef", "name"])
+            .object(Kind::Alert, &self.namespace, &self.name)
+            .field("spec.providerRef.name")
+            .message(message)
+    }
+}
+
+impl Provider {
+    /// Which object this is.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(Kind::Provider, &self.namespace, &self.name)
+    }
+}
+
+impl Secret {
+    /// Which object this is.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(Kind::Secret, &self.namespace, &self.name)
     }
 }
 
@@ -245,8 +371,8 @@ pub struct ManifestError {
     pub line: Option<usize>,
     /// The 1-based document index within the file.
     pub document: Option<usize>,
-    /// `Kind namespace/name`.
-    pub object: Option<String>,
+    /// The object it belongs to, when it belongs to one.
+    pub object: Option<ObjectKey>,
     /// The field path, for example `spec.timeout`.
     pub field: Option<String>,
     /// What is wrong.
@@ -279,9 +405,45 @@ impl ManifestError {
     }
 
     /// Names the object.
-    pub fn object(mut self, kind: &str, namespace: &str, name: &str) -> Self {
-        self.object = Some(format!("{kind} {namespace}/{name}"));
+    pub fn object(mut self, kind: Kind, namespace: &str, name: &str) -> Self {
+        self.object = Some(ObjectKey::new(kind, namespace, name));
         self
+    }
+
+    /// The object this problem makes not ready: the one it names, or else the file it is in.
+    pub fn owner(&self) -> ObjectKey {
+        match (&self.object, &self.file) {
+            (Some(object), _) => object.clone(),
+            (None, Some(file)) => ObjectKey::file(file),
+            (None, None) => ObjectKey::new(Kind::File, "", "(manifests)"),
+        }
+    }
+
+    /// The problem without its object: where (file, line, document), the field and what is
+    /// wrong. This is how an object's status lists its reasons.
+    pub fn reason(&self) -> String {
+        let mut out = String::new();
+        self.write_location(&mut out);
+        if let Some(field) = &self.field {
+            out.push_str(field);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
+    }
+
+    fn write_location(&self, out: &mut String) {
+        use fmt::Write as _;
+        if let Some(file) = &self.file {
+            let _ = write!(out, "{}", file.display());
+            if let Some(line) = self.line {
+                let _ = write!(out, ":{line}");
+            }
+            if let Some(doc) = self.document {
+                let _ = write!(out, " (document {doc})");
+            }
+            out.push_str(": ");
+        }
     }
 
     /// Names the field.
@@ -299,16 +461,9 @@ impl ManifestError {
 
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{}", file.display())?;
-            if let Some(line) = self.line {
-                write!(f, ":{line}")?;
-            }
-            if let Some(doc) = self.document {
-                write!(f, " (document {doc})")?;
-            }
-            f.write_str(": ")?;
-        }
+        let mut location = String::new();
+        self.write_location(&mut location);
+        f.write_str(&location)?;
         if let Some(object) = &self.object {
             write!(f, "{object}: ")?;
         }
@@ -344,3 +499,5 @@ impl std::error::Error for ManifestErrors {}
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstream_fields;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-/// Only `apiVersion` and `kind`, to decide how to read the rest.
+/// Only `apiVersion` and `kind`, to decide how to read the rest, and `metadata` as whatever
+/// it is, to name the object in a problem even when the rest cannot be read.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Header {
@@ -13,6 +14,26 @@ pub(super) struct Header {
     pub(super) api_version: Option<String>,
     #[serde(default)]
     pub(super) kind: Option<String>,
+    #[serde(default)]
+    pub(super) metadata: Option<serde_yaml_ng::Value>,
+}
+
+impl Header {
+    /// `metadata.name` and `metadata.namespace`, when they are strings.
+    pub(super) fn meta(&self) -> Meta {
+        let text = |key: &str| {
+            self.metadata
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .and_then(serde_yaml_ng::Value::as_str)
+                .map(str::to_owned)
+        };
+        Meta {
+            name: text("name"),
+            namespace: text("namespace"),
+            uid: None,
+        }
+    }
 }
 
 /// A `kind: List` (as `kubectl get -o yaml` prints).
@@ -22,12 +43,16 @@ pub(super) struct List {
     pub(super) items: Vec<serde_yaml_ng::Value>,
 }
 
+/// The `metadata` fields herald uses; the others (labels, annotations, timestamps) are
+/// accepted and ignored.
 #[derive(Deserialize, Default)]
 pub(super) struct Meta {
     #[serde(default)]
     pub(super) name: Option<String>,
     #[serde(default)]
     pub(super) namespace: Option<String>,
+    #[serde(default)]
+    pub(super) uid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -127,7 +152,7 @@ pub(super) const ALERT_FIELDS: &[(&str, &str)] = &[
     ("summary", "v1beta1"),
     ("suspend", "v1beta1"),
     ("inclusionList", "v1beta2"),
-    ("eventMetadata", "v1beta3"),
+    ("eventMetadata", "v1beta2"),
 ];
 
 #[derive(Deserialize)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::load::MAX_FIELD_LEN;
-use super::{ManifestError, ManifestSet, Provider, Secret};
+use super::{Kind, ManifestError, ManifestSet, Provider, Secret};
 use crate::{ProviderConfig, ProxyConfig, SecretBytes, SecretString, TlsMaterial};
 
 impl ManifestSet {
@@ -16,7 +16,7 @@ impl ManifestSet {
         let spec = &provider.spec;
         let err = |path: &[&str]| {
             ManifestError::at(&provider.origin, path)
-                .object("Provider", &provider.namespace, &provider.name)
+                .object(Kind::Provider, &provider.namespace, &provider.name)
                 .field(path.join("."))
         };
         let find = |path: &[&str], name: &str| -> Result<&Secret, ManifestError> {
@@ -48,6 +48,7 @@ impl ManifestSet {
             provider.name.clone(),
             spec.address.clone(),
         );
+        config.uid = provider.uid.clone();
         config.channel = spec.channel.clone();
         config.username = spec.username.clone();
         config.timeout = spec.timeout.unwrap_or(ProviderConfig::DEFAULT_TIMEOUT);
@@ -219,29 +220,21 @@ pub(crate) fn parse_proxy(url: &str) -> Result<ProxyConfig, String> {
     })
 }
 
+/// Decodes the percent-encoding of URL userinfo. A `%` not followed by two hex digits is an
+/// error, as in Go's URL parser (the decoder alone would keep it as it is).
 fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let value = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-            match value {
-                Some(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                None => return Err("invalid percent-encoding in the proxy credentials".to_owned()),
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+    let escapes_valid = s.split('%').skip(1).all(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_valid {
+        return Err("invalid percent-encoding in the proxy credentials".to_owned());
     }
-    String::from_utf8(out).map_err(|_| "proxy credentials are not UTF-8".to_owned())
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| "proxy credentials are not UTF-8".to_owned())
 }
 
 #[cfg(test)]
@@ -263,5 +256,10 @@ mod tests {
         );
         assert!(parse_proxy("127.0.0.1:8080").is_err());
         assert!(parse_proxy("http://u:%zz@h").is_err());
+        assert!(parse_proxy("http://u:50%@h").is_err());
+        assert!(parse_proxy("http://u:%ff@h").is_err(), "not UTF-8");
+        let p = parse_proxy("http://us%65r:p%2fw%3A@h:1").unwrap();
+        assert_eq!(p.username.as_deref(), Some("user"));
+        assert_eq!(p.password.unwrap().expose(), "p/w:");
     }
 }

@@ -156,18 +156,18 @@ fn typos_and_version_mismatches_are_caught() {
     assert_eq!(errors.len(), 1);
     assert!(
         errors[0]
-            .starts_with("m.yaml:8 (document 1): spec: unknown field `adress`, expected one of"),
+            .starts_with("m.yaml:8 (document 1): Provider default/p: spec: unknown field `adress`, expected one of"),
         "{}",
         errors[0]
     );
 
     let (_, errors) = parse(
-        "apiVersion: notification.toolkit.fluxcd.io/v1beta2\nkind: Alert\nmetadata:\n  name: a\nspec:\n  providerRef: {name: p}\n  eventSources: [{kind: Bucket, name: b}]\n  eventMetadata: {env: prod}\n",
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta1\nkind: Alert\nmetadata:\n  name: a\nspec:\n  providerRef: {name: p}\n  eventSources: [{kind: Bucket, name: b}]\n  eventMetadata: {env: prod}\n",
     );
     assert_eq!(
         errors,
         [
-            "m.yaml:8 (document 1): Alert default/a: spec.eventMetadata: not a field of notification.toolkit.fluxcd.io/v1beta2 Alert; it exists from v1beta3 on: change apiVersion to notification.toolkit.fluxcd.io/v1beta3 or later"
+            "m.yaml:8 (document 1): Alert default/a: spec.eventMetadata: not a field of notification.toolkit.fluxcd.io/v1beta1 Alert; it exists from v1beta2 on: change apiVersion to notification.toolkit.fluxcd.io/v1beta2 or later"
         ]
     );
 
@@ -292,28 +292,19 @@ fn duplicates_are_reported() {
 }
 
 #[test]
-fn loads_folders_recursively() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("sub/..data")).unwrap();
-    std::fs::write(
-        dir.path().join("a.yaml"),
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("sub/b.yml"),
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: b}\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("sub/notes.txt"), "not yaml").unwrap();
-    std::fs::write(
-        dir.path().join("sub/..data/c.yaml"),
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: c}\n",
-    )
-    .unwrap();
-    let set = load_paths(&[dir.path()]).unwrap();
-    let names: Vec<_> = set.secrets.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["a", "b"]);
-    let err = load_paths(&[dir.path().join("nope.yaml")]).unwrap_err();
-    assert!(err.to_string().contains("nope.yaml: cannot read:"), "{err}");
+fn secret_problems_never_quote_values() {
+    for body in [
+        "data:\n  token: 123456789\n",
+        "stringData:\n  token: [917264, 2]\n",
+        "data:\n  token: '!9172645'\n",
+    ] {
+        let (_, errors) = parse(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\n{body}"
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("Secret default/s"), "{errors:?}");
+        for secret in ["123456789", "917264", "9172645", "!"] {
+            assert!(!errors[0].contains(secret), "{secret} in {errors:?}");
+        }
+    }
 }
