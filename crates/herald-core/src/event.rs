@@ -31,16 +31,12 @@ pub struct Event {
     /// CamelCase machine reason, for example `ReconciliationSucceeded`.
     pub reason: String,
     /// Metadata; keys sorted, omitted when empty.
-    #[serde(
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
     /// The controller that emitted the event; always emitted, even when empty.
     pub reporting_controller: String,
     /// The emitting instance (pod name); omitted when empty.
-    #[serde(
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reporting_instance: String,
 }
 
@@ -49,39 +45,25 @@ pub struct Event {
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
     /// Kind, for example `Kustomization`.
-    #[serde(
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub kind: String,
     /// Namespace of the object.
-    #[serde(
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     /// Name of the object.
-    #[serde(
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// UID of the object.
-    #[serde(
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub uid: String,
     /// `group/version` of the object, for example `kustomize.toolkit.fluxcd.io/v1`.
-    #[serde(
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub api_version: String,
     /// Resource version of the object.
-    #[serde(
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub resource_version: String,
     /// Field path within the object.
-    #[serde(
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub field_path: String,
 }
 

@@ -1,5 +1,9 @@
-//! The delivery-status API on the health address, under `/api/v1/`.
+//! The status API on its own address (`--api-addr`), under `/api/v1/`, optionally behind a
+//! bearer token (`--api-token-file`): it shows event contents and changes the outbox, so it is
+//! not on the health address, which is open to the kubelet's probes.
 //!
+//! - `GET /api/v1/objects`: every object of the manifests (Providers, Alerts, Secrets, and the
+//!   files for problems that belong to no object), ready or not, with the reasons.
 //! - `GET /api/v1/providers`: each Provider's waiting and dead counts, last success, last error
 //!   and consecutive failures.
 //! - `GET /api/v1/deliveries?state=&provider=&limit=`: deliveries, newest first.
@@ -66,8 +70,52 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Answers a request on the API address: 401 without the token when one is required, the API
+/// under `/api/v1/`, 404 elsewhere.
+pub(crate) async fn serve(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
+    if let Some(token) = &shared.api_token
+        && !token.admits(req.headers())
+    {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let path = req.uri().path();
+    if path == "/api/v1" || path.starts_with("/api/v1/") {
+        handle(shared, req).await
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            "not found (the API is under /api/v1/)",
+        )
+    }
+}
+
+/// Every object's status, as `GET /api/v1/objects` gives it.
+fn objects_json(shared: &Shared) -> Value {
+    let snapshot = shared.snapshot();
+    let objects: Vec<Value> = snapshot
+        .catalog
+        .statuses()
+        .map(|s| {
+            json!({
+                "kind": s.key.kind.as_str(),
+                "namespace": s.key.namespace,
+                "name": s.key.name,
+                "ready": s.is_ready(),
+                "reasons": s.reasons(),
+                "warnings": s.warnings.iter().map(|w| w.reason()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Value::Array(objects)
+}
+
 /// Answers a request under `/api/v1/`.
-pub(crate) async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
+async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let query = query_pairs(req.uri().query());
     let param = |name: &str| {
@@ -87,6 +135,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>)
         return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
     }
     match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["objects"]) => json_reply(StatusCode::OK, &objects_json(shared)),
         (&Method::GET, ["providers"]) => {
             json_reply(StatusCode::OK, &json!({ "providers": d.report() }))
         }

@@ -20,9 +20,9 @@ use herald_core::manifest::Alert;
 use herald_core::metadata::{self, ANNOTATION_PREFIX};
 use herald_core::{Event, text};
 
-use crate::metrics::{DeliveryLabels, Metrics, ProviderLabels, TypeLabel};
+use crate::metrics::{AlertLabels, DeliveryLabels, Metrics, ProviderLabels, TypeLabel};
 use crate::outbox::{NewDelivery, ProviderStatus, Record, State, Store, StoreError, now_ms};
-use crate::state::Snapshot;
+use crate::state::{Snapshot, UnreadyAlert};
 
 /// Why an event was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +245,10 @@ impl Dispatcher {
                 );
                 continue;
             }
+            if let Some(unready) = snapshot.unready(&alert) {
+                self.count_unready(&alert, &alert_id, unready);
+                continue;
+            }
             let key = (alert.namespace.clone(), alert.spec.provider_ref.clone());
             let Some(provider) = snapshot.providers.get(&key) else {
                 tracing::error!(
@@ -302,6 +306,26 @@ impl Dispatcher {
             );
         }
         planned
+    }
+
+    /// An event matched `alert`, which is not ready: counted, and logged the first time after
+    /// each load.
+    fn count_unready(&self, alert: &Alert, alert_id: &str, unready: &UnreadyAlert) {
+        self.core
+            .metrics
+            .alert_events_dropped
+            .get_or_create(&AlertLabels {
+                namespace: alert.namespace.clone(),
+                name: alert.name.clone(),
+            })
+            .inc();
+        if unready.first_match() {
+            tracing::error!(
+                alert = alert_id,
+                reason = unready.reason,
+                "event not delivered: the Alert is not ready (further events it matches are counted in herald_alert_events_dropped_total, and logged again after the next reload)"
+            );
+        }
     }
 
     /// Records `planned` in the outbox and, once that is durable, queues them.
@@ -638,10 +662,7 @@ async fn attempt(core: &Arc<Core>, queue: &Arc<Queue>, id: u64, item: Item) {
     let snapshot = core.current();
     let provider = snapshot.provider(&queue.id).cloned();
     let outcome = match &provider {
-        None => Outcome::Failed(
-            format!("the Provider {} is no longer configured", queue.id),
-            true,
-        ),
+        None => Outcome::Failed(snapshot.why_not_ready(&queue.id), true),
         Some(p) if p.suspended => {
             Outcome::Failed(format!("the Provider {} is suspended", queue.id), true)
         }
@@ -888,7 +909,13 @@ mod tests {
         ] {
             registry.register(ty, capture);
         }
-        Snapshot::load(&[dir], &registry).unwrap()
+        let snapshot = Snapshot::load(&[dir], &registry);
+        assert!(
+            snapshot.catalog.all_ready(),
+            "{:?}",
+            snapshot.catalog.problems()
+        );
+        snapshot
     }
 
     fn event(severity: Severity, meta: &[(&str, &str)]) -> Event {

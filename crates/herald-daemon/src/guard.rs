@@ -107,10 +107,7 @@ impl Guard {
             None => None,
         };
         let token = match &self.token_file {
-            Some(path) => {
-                let token = read_secret_file(path, "bearer token")?;
-                Some(digest(&token))
-            }
+            Some(path) => Some(token_digest(path, "bearer token")?),
             None => None,
         };
         let hmac_key = match &self.hmac_key_file {
@@ -138,15 +135,7 @@ impl Guard {
         let Some(expected) = *self.token_digest.read().unwrap_or_else(|e| e.into_inner()) else {
             return Ok(());
         };
-        let presented = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or(Refusal::Token)?;
-        if constant_time_eq(&digest(presented.as_bytes()), &expected) {
+        if bearer_matches(headers, &expected) {
             Ok(())
         } else {
             Err(Refusal::Token)
@@ -169,6 +158,62 @@ impl Guard {
             Signature::Missing | Signature::Invalid => Err(Refusal::Signature),
         }
     }
+}
+
+/// A bearer token read from a file and re-read on reload, kept only as its digest: the status
+/// API's `--api-token-file`.
+pub(crate) struct BearerToken {
+    file: PathBuf,
+    digest: RwLock<[u8; 32]>,
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerToken")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BearerToken {
+    /// Reads the token in `file`; an error names the file, never its content.
+    pub(crate) fn load(file: &Path) -> Result<BearerToken, String> {
+        Ok(BearerToken {
+            digest: RwLock::new(token_digest(file, "API token")?),
+            file: file.to_owned(),
+        })
+    }
+
+    /// Re-reads the file; on an error the previous token stays in force.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let digest = token_digest(&self.file, "API token")?;
+        *self.digest.write().unwrap_or_else(|e| e.into_inner()) = digest;
+        Ok(())
+    }
+
+    /// Whether `headers` carry `Authorization: Bearer <the token>`.
+    pub(crate) fn admits(&self, headers: &HeaderMap) -> bool {
+        let expected = *self.digest.read().unwrap_or_else(|e| e.into_inner());
+        bearer_matches(headers, &expected)
+    }
+}
+
+/// The digest of the token in `path`.
+fn token_digest(path: &Path, what: &str) -> Result<[u8; 32], String> {
+    Ok(digest(&read_secret_file(path, what)?))
+}
+
+/// Whether `Authorization: Bearer <token>` is present with the token whose digest is
+/// `expected` (compared in constant time).
+fn bearer_matches(headers: &HeaderMap, expected: &[u8; 32]) -> bool {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .is_some_and(|presented| constant_time_eq(&digest(presented.as_bytes()), expected))
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {

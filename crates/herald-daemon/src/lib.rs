@@ -4,8 +4,10 @@
 //! Flux answers), suppresses duplicates with Flux's key and window, matches the event against
 //! the Alerts, applies Flux's per-alert gating and metadata rules, and queues one delivery per
 //! (event, Alert, Provider), delivered in arrival order per Provider with bounded concurrency
-//! overall. It serves `/healthz`, `/readyz` and Prometheus `/metrics`, reloads the manifests
-//! when they change or on SIGHUP (keeping the last good set when a new one is bad), and on
+//! overall. It serves `/healthz`, `/readyz`, Prometheus `/metrics` and the status API
+//! ([`api`]), each on its own address. It takes the manifests object by object, as Flux does:
+//! a broken object is reported (log, `/readyz`, `/api/v1/objects`, `herald_object_ready`) and
+//! every other one works. It reloads the manifests when they change or on SIGHUP, and on
 //! SIGTERM stops accepting and finishes what it accepted, up to a deadline.
 //!
 //! It is not a provider: it knows providers only through [`herald_core::Notifier`], built by
@@ -15,6 +17,7 @@
 pub mod api;
 mod dispatch;
 mod guard;
+pub mod manifests;
 mod metrics;
 pub mod outbox;
 pub mod ratelimit;
@@ -32,13 +35,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use herald_core::Registry;
-use herald_core::manifest;
+use herald_core::manifest::{self, ObjectKey};
 
-pub use server::{HEADER_TIMEOUT, MAX_BODY, MAX_HEADER_BYTES, READ_TIMEOUT};
+pub use server::{HEADER_TIMEOUT, MAX_BODY, MAX_DRAIN, MAX_HEADER_BYTES, READ_TIMEOUT};
 pub use state::Snapshot;
 
 use crate::dispatch::Dispatcher;
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::{Metrics, ObjectLabels, ResultLabels};
 use crate::ratelimit::RateLimiter;
 
 /// How the daemon runs (the flags of `herald serve`).
@@ -52,6 +55,12 @@ pub struct Options {
     pub metrics_addr: SocketAddr,
     /// Where `/healthz` and `/readyz` are served.
     pub health_addr: SocketAddr,
+    /// Where the status API (`/api/v1/`) is served.
+    pub api_addr: SocketAddr,
+    /// A file holding the bearer token every API request must present.
+    pub api_token_file: Option<PathBuf>,
+    /// Refuse to start, and reject a reload, unless every object of the manifests is ready.
+    pub require_all_objects: bool,
     /// Duplicate-suppression window; zero turns it off.
     pub rate_limit_interval: Duration,
     /// Reject events from namespaces other than the Alert's.
@@ -116,6 +125,7 @@ struct Shared {
     ready: AtomicBool,
     stopping: AtomicBool,
     guard: Arc<guard::Guard>,
+    api_token: Option<guard::BearerToken>,
 }
 
 impl Shared {
@@ -136,6 +146,8 @@ pub struct Bound {
     pub metrics: SocketAddr,
     /// The health server.
     pub health: SocketAddr,
+    /// The status API.
+    pub api: SocketAddr,
 }
 
 /// Loads the manifests, binds the listeners, and serves until `stop` resolves (the binary
@@ -149,16 +161,26 @@ pub async fn run(
     let started = Instant::now();
     let guard = Arc::new(guard::Guard::load(&options)?);
     tracing::info!(guard = ?guard, "event endpoint limits and defences");
-    let snapshot = Snapshot::load(&options.manifests, &registry)
-        .map_err(|errors| manifest::ManifestErrors(errors).to_string())?;
-    for warning in &snapshot.set.warnings {
-        tracing::warn!("{warning}");
+    let api_token = options
+        .api_token_file
+        .as_deref()
+        .map(guard::BearerToken::load)
+        .transpose()?;
+    let snapshot = Snapshot::load(&options.manifests, &registry);
+    if options.require_all_objects && !snapshot.catalog.all_ready() {
+        let problems = snapshot.catalog.problems().into_iter().cloned().collect();
+        return Err(format!(
+            "--require-all-objects: not starting, {}",
+            manifest::ManifestErrors(problems)
+        ));
     }
+    log_objects(&snapshot, None);
     tracing::info!(
-        providers = snapshot.set.providers.len(),
-        alerts = snapshot.set.alerts.len(),
-        secrets = snapshot.set.secrets.len(),
-        files = snapshot.set.files.len(),
+        providers = snapshot.set().providers.len(),
+        alerts = snapshot.set().alerts.len(),
+        secrets = snapshot.set().secrets.len(),
+        files = snapshot.set().files.len(),
+        not_ready = snapshot.catalog.not_ready().count(),
         "manifests loaded"
     );
 
@@ -166,6 +188,7 @@ pub async fn run(
     tracing::info!(file = %store.path().display(), bytes = store.disk_bytes(), "outbox opened");
     let mut prometheus = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::new(&mut prometheus));
+    set_object_metrics(&metrics, &snapshot);
     let (stop_tx, stop_rx) = watch::channel(false);
     let snapshot = Arc::new(RwLock::new(Arc::new(snapshot)));
     let dispatcher = Dispatcher::new(
@@ -192,6 +215,7 @@ pub async fn run(
         ready: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
         guard: guard.clone(),
+        api_token,
     });
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
@@ -202,11 +226,13 @@ pub async fn run(
     let events = bind(options.events_addr, "events").await?;
     let metrics_l = bind(options.metrics_addr, "metrics").await?;
     let health = bind(options.health_addr, "health").await?;
+    let api = bind(options.api_addr, "status API").await?;
     let local = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
     let bound = Bound {
         events: local(&events)?,
         metrics: local(&metrics_l)?,
         health: local(&health)?,
+        api: local(&api)?,
     };
 
     let s = shared.clone();
@@ -223,6 +249,11 @@ pub async fn run(
     let s = shared.clone();
     let health_task = tokio::spawn(server::serve(health, stop_rx.clone(), move |req, _| {
         server::handle_health(s.clone(), req)
+    }));
+    let s = shared.clone();
+    let api_task = tokio::spawn(server::serve(api, stop_rx.clone(), move |req, _| {
+        let s = s.clone();
+        async move { api::serve(&s, req).await }
     }));
     let registry = Arc::new(registry);
     let reload_task = tokio::spawn(watch_manifests(
@@ -244,6 +275,8 @@ pub async fn run(
         events = %bound.events,
         metrics = %bound.metrics,
         health = %bound.health,
+        api = %bound.api,
+        api_token = shared.api_token.is_some(),
         ms = started.elapsed().as_millis() as u64,
         "herald is ready"
     );
@@ -261,6 +294,7 @@ pub async fn run(
     for task in [
         metrics_task,
         health_task,
+        api_task,
         reload_task,
         sweep_task,
         prune_task,
@@ -329,7 +363,7 @@ async fn prune(
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
-    manifest::manifest_files(paths)
+    manifests::files(paths)
         .into_iter()
         .map(|f| {
             let meta = std::fs::metadata(&f).ok();
@@ -390,40 +424,82 @@ fn reload(shared: &Shared, registry: &Registry, options: &Options, reason: &str)
             ),
         }
     }
-    match Snapshot::load(&options.manifests, registry) {
-        Ok(snapshot) => {
-            for warning in &snapshot.set.warnings {
-                tracing::warn!("{warning}");
-            }
-            tracing::info!(
-                reason,
-                providers = snapshot.set.providers.len(),
-                alerts = snapshot.set.alerts.len(),
-                "manifests reloaded"
-            );
-            *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
-            shared
-                .metrics
-                .reloads
-                .get_or_create(&ResultLabels {
-                    result: "success".into(),
-                })
-                .inc();
+    if let Some(token) = &shared.api_token
+        && let Err(e) = token.reload()
+    {
+        tracing::error!(
+            reason,
+            "API token rejected, still using the previous one: {e}"
+        );
+    }
+    let snapshot = Snapshot::load(&options.manifests, registry);
+    let outcome = if options.require_all_objects && !snapshot.catalog.all_ready() {
+        let problems = snapshot.catalog.problems().into_iter().cloned().collect();
+        tracing::error!(
+            reason,
+            "--require-all-objects: new manifests rejected, still serving the previous ones: {}",
+            manifest::ManifestErrors(problems)
+        );
+        "failure"
+    } else {
+        let previous = shared.snapshot();
+        log_objects(&snapshot, Some(&previous));
+        tracing::info!(
+            reason,
+            providers = snapshot.set().providers.len(),
+            alerts = snapshot.set().alerts.len(),
+            not_ready = snapshot.catalog.not_ready().count(),
+            "manifests reloaded"
+        );
+        set_object_metrics(&shared.metrics, &snapshot);
+        *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        "success"
+    };
+    shared
+        .metrics
+        .reloads
+        .get_or_create(&ResultLabels {
+            result: outcome.into(),
+        })
+        .inc();
+}
+
+/// A warning per object that is not ready and per warning of the manifests; after a reload,
+/// also a line per object that is ready again.
+fn log_objects(snapshot: &Snapshot, previous: Option<&Snapshot>) {
+    for warning in snapshot.catalog.warnings() {
+        tracing::warn!("{warning}");
+    }
+    for status in snapshot.catalog.not_ready() {
+        tracing::warn!(
+            object = %status.key,
+            problems = status.problems.len(),
+            "{} is not ready (the other objects work): {}",
+            status.key,
+            status.reasons().join("; ")
+        );
+    }
+    let Some(previous) = previous else { return };
+    let was_broken = |key: &ObjectKey| previous.catalog.status(key).is_some_and(|s| !s.is_ready());
+    for status in snapshot.catalog.statuses() {
+        if status.is_ready() && was_broken(&status.key) {
+            tracing::info!(object = %status.key, "{} is ready", status.key);
         }
-        Err(errors) => {
-            tracing::error!(
-                reason,
-                "new manifests rejected, still serving the previous ones:\n{}",
-                manifest::ManifestErrors(errors)
-            );
-            shared
-                .metrics
-                .reloads
-                .get_or_create(&ResultLabels {
-                    result: "failure".into(),
-                })
-                .inc();
-        }
+    }
+}
+
+/// `herald_object_ready` for the objects of `snapshot`, and only those.
+fn set_object_metrics(metrics: &Metrics, snapshot: &Snapshot) {
+    metrics.object_ready.clear();
+    for status in snapshot.catalog.statuses() {
+        metrics
+            .object_ready
+            .get_or_create(&ObjectLabels {
+                kind: status.key.kind.as_str().to_owned(),
+                namespace: status.key.namespace.clone(),
+                name: status.key.name.clone(),
+            })
+            .set(i64::from(status.is_ready()));
     }
 }
 

@@ -107,17 +107,29 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("sub/..data")).unwrap();
         let write = |name: &str, text: &[u8]| std::fs::write(dir.join(name), text).unwrap();
-        write("a.yaml", b"apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n");
-        write("sub/b.yml", b"apiVersion: v1\nkind: Secret\nmetadata: {name: b}\n");
+        write(
+            "a.yaml",
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n",
+        );
+        write(
+            "sub/b.yml",
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: b}\n",
+        );
         write("sub/notes.txt", b"not yaml");
-        write("sub/..data/c.yaml", b"apiVersion: v1\nkind: Secret\nmetadata: {name: c}\n");
+        write(
+            "sub/..data/c.yaml",
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: c}\n",
+        );
         write("sub/latin1.yaml", b"a: \xe9\n");
         let set = read(&[dir.clone(), dir.join("nope.yaml")]);
         let names: Vec<_> = set.secrets.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         let problems: Vec<String> = set.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("nope.yaml: cannot read:"), "{problems:?}");
+        assert!(
+            problems[0].contains("nope.yaml: cannot read:"),
+            "{problems:?}"
+        );
         assert!(
             problems[1].contains("latin1.yaml: not UTF-8 text (invalid byte at offset 3)"),
             "{problems:?}"

@@ -55,6 +55,20 @@ pub(crate) struct ProviderLabels {
     pub(crate) name: String,
 }
 
+/// An Alert: its namespace and name, as a Provider's.
+pub(crate) type AlertLabels = ProviderLabels;
+
+/// An object of the manifests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ObjectLabels {
+    /// `Provider`, `Alert`, `Secret` or `File`.
+    pub(crate) kind: String,
+    /// Its namespace (empty for a `File`).
+    pub(crate) namespace: String,
+    /// Its name (the path of a `File`).
+    pub(crate) name: String,
+}
+
 /// Labels of reload metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabels {
@@ -99,6 +113,10 @@ pub(crate) struct Metrics {
     pub(crate) outbox_bytes: Gauge,
     /// Events refused because the outbox could not record them.
     pub(crate) outbox_errors: Counter,
+    /// 1 for each object of the manifests that is ready, 0 for one that is not.
+    pub(crate) object_ready: Family<ObjectLabels, Gauge>,
+    /// Events matched by an Alert that is not ready, so not delivered, per Alert.
+    pub(crate) alert_events_dropped: Family<AlertLabels, Counter>,
 }
 
 const HTTP_BUCKETS: [f64; 11] = [
@@ -133,6 +151,8 @@ impl Metrics {
             dead_lettered: Counter::default(),
             outbox_bytes: Gauge::default(),
             outbox_errors: Counter::default(),
+            object_ready: Family::default(),
+            alert_events_dropped: Family::default(),
         };
         registry.register(
             "herald_events_received",
@@ -218,6 +238,16 @@ impl Metrics {
             "herald_outbox_write_errors",
             "Events refused with 503 because the outbox could not record them",
             m.outbox_errors.clone(),
+        );
+        registry.register(
+            "herald_object_ready",
+            "1 if the object of the manifests is ready, 0 if not (see /api/v1/objects)",
+            m.object_ready.clone(),
+        );
+        registry.register(
+            "herald_alert_events_dropped",
+            "Events matched by an Alert that is not ready, so not delivered",
+            m.alert_events_dropped.clone(),
         );
         m
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -227,26 +227,31 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY as u64) {
-        return reply(StatusCode::PAYLOAD_TOO_LARGE, None, Bytes::new());
+    let deadline = tokio::time::Instant::now() + shared.guard.read_timeout;
+    if let Some(len) = declared.filter(|len| *len > MAX_BODY as u64) {
+        // A client waiting for `100 Continue` has sent nothing yet: answer at once. Others
+        // are writing the body: read it away first (up to a bound), so that one that reads
+        // only once it has written everything still gets the 413.
+        let waiting = req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let drained = !waiting
+            && len <= (MAX_BODY + MAX_DRAIN) as u64
+            && drain(req.into_body(), MAX_DRAIN + MAX_BODY, deadline).await;
+        return too_large(drained);
     }
     let (parts, body) = req.into_parts();
-    let body = match tokio::time::timeout(
-        shared.guard.read_timeout,
-        Limited::new(body, MAX_BODY).collect(),
-    )
-    .await
-    {
-        Err(_) => {
+    let body = match read_body(body, declared, deadline).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge { drained }) => return too_large(drained),
+        Err(BodyError::Timeout) => {
             return json_error(
                 StatusCode::REQUEST_TIMEOUT,
                 "the request body was not received in time",
             );
         }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, None, Bytes::new());
-        }
-        Ok(Err(e)) => {
+        Err(BodyError::Read(e)) => {
             return json_error(
                 StatusCode::BAD_REQUEST,
                 &format!(
@@ -255,7 +260,6 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
                 ),
             );
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
     };
     if let Err(refusal) = shared.guard.verify_body(&parts.headers, &body) {
         return unauthorized(refusal);
@@ -317,6 +321,79 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         rate_limit_headers(&mut resp, reset, false);
     }
     resp
+}
+
+/// How much of a body over [`MAX_BODY`] is read and dropped, beyond the limit, before the 413
+/// (within the body's read timeout). A client that writes its whole body before reading the
+/// answer (Python's `http.client`, for one) would otherwise meet a reset connection instead
+/// of the 413, as nginx's lingering close and Go's server avoid too. A larger body is answered
+/// at once and its connection closed.
+pub const MAX_DRAIN: usize = 32 * 1024 * 1024;
+
+/// Why a body was not read.
+enum BodyError {
+    /// Over [`MAX_BODY`]; `drained` when the rest was read away too.
+    TooLarge { drained: bool },
+    /// Not received within the read timeout.
+    Timeout,
+    /// The connection failed.
+    Read(hyper::Error),
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes before `deadline`.
+async fn read_body(
+    mut body: Incoming,
+    declared: Option<u64>,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, BodyError> {
+    let mut collected: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => return Ok(Bytes::from(collected)),
+            Ok(Some(Err(e))) => return Err(BodyError::Read(e)),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if collected.len() + data.len() > MAX_BODY {
+            let drained = drain(body, MAX_DRAIN, deadline).await;
+            return Err(BodyError::TooLarge { drained });
+        }
+        collected.extend_from_slice(&data);
+    }
+}
+
+/// Reads and drops the rest of `body`: true when it ended within `budget` bytes and before
+/// `deadline`.
+async fn drain(mut body: Incoming, budget: usize, deadline: tokio::time::Instant) -> bool {
+    let mut read = 0usize;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > budget {
+                    return false;
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+}
+
+/// 413 with an empty body, as Flux answers; the connection is closed unless the whole body was
+/// read.
+fn too_large(drained: bool) -> Reply {
+    let mut r = reply(StatusCode::PAYLOAD_TOO_LARGE, None, Bytes::new());
+    if !drained {
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    r
 }
 
 /// The longest error detail echoed back: serde's messages quote the offending value, which can
@@ -392,10 +469,31 @@ pub(crate) async fn handle_health(shared: Arc<Shared>, req: Request<Incoming>) -
                 // A failing Provider is reported, but readiness holds: failing it would take
                 // herald out of its Service and lose the events of every other Provider.
                 let degraded = shared.dispatcher.degraded();
-                if degraded.is_empty() {
+                let snapshot = shared.snapshot();
+                let not_ready: Vec<_> = snapshot.catalog.not_ready().collect();
+                if degraded.is_empty() && not_ready.is_empty() {
                     return reply(StatusCode::OK, Some("text/plain"), "ok\n");
                 }
-                let mut body = format!("degraded: {} provider(s) failing\n", degraded.len());
+                let mut body = String::new();
+                if !not_ready.is_empty() {
+                    body.push_str(&format!(
+                        "not ready: {} object(s) of the manifests (the others work; GET /api/v1/objects for all)\n",
+                        not_ready.len()
+                    ));
+                    for object in &not_ready {
+                        body.push_str(&format!(
+                            "- {}: {}\n",
+                            object.key,
+                            object.reasons().join("; ")
+                        ));
+                    }
+                }
+                if !degraded.is_empty() {
+                    body.push_str(&format!(
+                        "degraded: {} provider(s) failing\n",
+                        degraded.len()
+                    ));
+                }
                 for p in degraded {
                     body.push_str(&format!(
                         "- {} ({}): failing since {}, {} consecutive failures, {} waiting; last error: {}\n",
@@ -421,9 +519,10 @@ pub(crate) async fn handle_health(shared: Arc<Shared>, req: Request<Incoming>) -
                 )
             }
         }
-        (_, path) if path.starts_with("/api/v1/") || path == "/api/v1" => {
-            crate::api::handle(&shared, req).await
-        }
+        (_, path) if path.starts_with("/api/v1/") || path == "/api/v1" => json_error(
+            StatusCode::NOT_FOUND,
+            "the status API is served on the API address (--api-addr), not on the health address",
+        ),
         _ => reply(StatusCode::NOT_FOUND, Some("text/plain"), "not found\n"),
     }
 }

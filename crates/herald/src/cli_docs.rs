@@ -514,30 +514,36 @@ fn deploy_yaml_parses_and_names_only_real_flags() {
         carried > 0,
         "no Flux manifests in the ConfigMaps and Secrets under deploy/"
     );
-    match herald_core::manifest::load_paths(&[mounted.path()]) {
-        Ok(set) => {
-            assert!(!set.providers.is_empty() && !set.alerts.is_empty());
-            let registry = crate::registry::registry();
-            for provider in &set.providers {
-                let built = set
-                    .provider_config(provider)
-                    .map_err(|e| e.to_string())
-                    .and_then(|config| match registry.build(&config) {
-                        // A build without that family (a feature-matrix test run).
-                        Ok(_) | Err(herald_core::BuildError::NotCompiledIn { .. }) => Ok(()),
-                        Err(e) => Err(e.to_string()),
-                    });
-                if let Err(e) = built {
-                    problems.push(format!(
-                        "deploy/: Provider {}/{}: {e}",
-                        provider.namespace, provider.name
-                    ));
-                }
-            }
+    let set = herald_daemon::manifests::read(&[mounted.path().to_owned()]);
+    let errors: Vec<_> = set
+        .problems
+        .iter()
+        .chain(&set.check_references())
+        .cloned()
+        .collect();
+    if !errors.is_empty() {
+        problems.push(format!(
+            "the Flux manifests in deploy/'s ConfigMaps and Secrets do not load:\n{}",
+            herald_core::manifest::ManifestErrors(errors)
+        ));
+    }
+    assert!(!set.providers.is_empty() && !set.alerts.is_empty());
+    let registry = crate::registry::registry();
+    for provider in &set.providers {
+        let built = set
+            .provider_config(provider)
+            .map_err(|e| e.to_string())
+            .and_then(|config| match registry.build(&config) {
+                // A build without that family (a feature-matrix test run).
+                Ok(_) | Err(herald_core::BuildError::NotCompiledIn { .. }) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            });
+        if let Err(e) = built {
+            problems.push(format!(
+                "deploy/: Provider {}/{}: {e}",
+                provider.namespace, provider.name
+            ));
         }
-        Err(errors) => problems.push(format!(
-            "the Flux manifests in deploy/'s ConfigMaps and Secrets do not load:\n{errors}"
-        )),
     }
     assert!(
         herald_commands >= 2,

@@ -28,6 +28,17 @@ pub(crate) fn request(
     path: &str,
     timeout: Duration,
 ) -> Result<Answer, String> {
+    request_with(authority, method, path, &[], timeout)
+}
+
+/// [`request`] with extra request headers (`Authorization`, say).
+pub(crate) fn request_with(
+    authority: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Answer, String> {
     let deadline = Instant::now() + timeout;
     let remaining = || {
         deadline
@@ -51,8 +62,12 @@ pub(crate) fn request(
         }
     }
     let mut stream = stream.ok_or(last_error)?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: herald\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: herald\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n{extra}\r\n"
     );
     stream
         .set_write_timeout(Some(remaining()?))

@@ -1,8 +1,9 @@
 //! `herald outbox`: list, show, retry and drop deliveries.
 //!
 //! With the daemon stopped it opens the outbox in `--data-dir` itself. While the daemon runs
-//! the file is locked, so it goes through the daemon's API on the health address (`--api`, or
-//! the default health address), which makes the same changes in the running daemon.
+//! the file is locked, so it goes through the daemon's status API (`--api`, or
+//! `HERALD_API_ADDR`, or the default API address), which makes the same changes in the running
+//! daemon.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,11 +28,16 @@ pub(crate) struct OutboxArgs {
     )]
     data_dir: PathBuf,
 
-    /// A running daemon's health address, to go through its API. Without it, the outbox file
-    /// is opened directly, and the API at the default health address is used only if a running
-    /// daemon holds the file.
+    /// A running daemon's API address (its `--api-addr`), to go through its API. Without it,
+    /// the outbox file is opened directly, and the API at `HERALD_API_ADDR` (or the default
+    /// API address) is used only if a running daemon holds the file.
     #[arg(long, value_name = "HOST:PORT", value_parser = herald_daemon::parse_listen_addr, global = true)]
     api: Option<SocketAddr>,
+
+    /// File holding the daemon's API token (its `--api-token-file`), sent as
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, env = "HERALD_API_TOKEN_FILE", global = true)]
+    api_token_file: Option<PathBuf>,
 
     /// Print JSON (the API's shapes) instead of a table.
     #[arg(long, global = true)]
@@ -83,8 +89,8 @@ fn parse_state(s: &str) -> Result<State, String> {
     s.parse()
 }
 
-/// The health address `herald serve` uses by default.
-const DEFAULT_API: &str = "127.0.0.1:9440";
+/// The API address `herald serve` uses by default.
+const DEFAULT_API: &str = "127.0.0.1:9441";
 
 pub(crate) fn run(args: &OutboxArgs) -> anyhow::Result<ExitCode> {
     let via_api = |addr: SocketAddr| run_api(args, addr);
@@ -105,7 +111,7 @@ pub(crate) fn run(args: &OutboxArgs) -> anyhow::Result<ExitCode> {
             result
         }
         Err(OpenError::Locked(_)) => {
-            let addr: SocketAddr = std::env::var("HERALD_HEALTH_ADDR")
+            let addr: SocketAddr = std::env::var("HERALD_API_ADDR")
                 .ok()
                 .and_then(|a| herald_daemon::parse_listen_addr(&a).ok())
                 .unwrap_or_else(|| DEFAULT_API.parse().expect("a valid address"));
@@ -181,6 +187,11 @@ fn run_offline(args: &OutboxArgs, store: &Store) -> anyhow::Result<ExitCode> {
 }
 
 fn run_api(args: &OutboxArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
+    let token = match &args.api_token_file {
+        Some(file) => Some(read_token(file)?),
+        None => None,
+    };
+    let call = |method: &str, path: &str| call(addr, token.as_deref(), method, path);
     match &args.command {
         OutboxCommand::List {
             state,
@@ -194,12 +205,12 @@ fn run_api(args: &OutboxArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
             if let Some(p) = provider {
                 query.push_str(&format!("&provider={}", encode(p)));
             }
-            let v = call(addr, "GET", &format!("/api/v1/deliveries?{query}"))?;
+            let v = call("GET", &format!("/api/v1/deliveries?{query}"))?;
             let items = v["deliveries"].as_array().cloned().unwrap_or_default();
             print_list(args.json, &items);
         }
         OutboxCommand::Show { id } => {
-            let v = call(addr, "GET", &format!("/api/v1/deliveries/{id}"))?;
+            let v = call("GET", &format!("/api/v1/deliveries/{id}"))?;
             print_one(args.json, &v);
         }
         OutboxCommand::Retry {
@@ -212,11 +223,11 @@ fn run_api(args: &OutboxArgs, addr: SocketAddr) -> anyhow::Result<ExitCode> {
                 (None, Some(p), _) => format!("/api/v1/deliveries/retry?provider={}", encode(p)),
                 _ => "/api/v1/deliveries/retry?all-dead=true".to_owned(),
             };
-            let v = call(addr, "POST", &path)?;
+            let v = call("POST", &path)?;
             print_retried(args.json, &v, false);
         }
         OutboxCommand::Drop { id } => {
-            call(addr, "DELETE", &format!("/api/v1/deliveries/{id}"))?;
+            call("DELETE", &format!("/api/v1/deliveries/{id}"))?;
             print_dropped(args.json, *id);
         }
     }
@@ -228,15 +239,43 @@ fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// The token in `file`, without surrounding whitespace (as the daemon reads it).
+fn read_token(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the API token file {}", file.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the API token file {} is empty", file.display());
+    }
+    Ok(token.to_owned())
+}
+
 /// One request to the daemon's API; its JSON answer, or its error message.
-fn call(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<Value> {
-    let answer = crate::http1::request(&addr.to_string(), method, path, Duration::from_secs(10))
-        .map_err(|e| {
-            anyhow!("cannot reach the daemon's API at {addr} (is it running, and is that its --health-addr?): {e}")
-        })?;
+fn call(addr: SocketAddr, token: Option<&str>, method: &str, path: &str) -> anyhow::Result<Value> {
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .iter()
+        .map(|a| ("Authorization", a.as_str()))
+        .collect();
+    let answer = crate::http1::request_with(
+        &addr.to_string(),
+        method,
+        path,
+        &headers,
+        Duration::from_secs(10),
+    )
+    .map_err(|e| {
+        anyhow!("cannot reach the daemon's API at {addr} (is it running, and is that its --api-addr?): {e}")
+    })?;
     let status = answer.status;
+    if status == 401 {
+        bail!(
+            "the daemon's API at {addr} answered 401: it requires a token (--api-token-file or HERALD_API_TOKEN_FILE), and this one is {}",
+            if token.is_some() { "wrong" } else { "missing" }
+        );
+    }
     let value: Value = serde_json::from_slice(&answer.body).with_context(|| {
-        format!("{addr} answered {status} without JSON: is it herald's health address?")
+        format!("{addr} answered {status} without JSON: is it herald's API address (--api-addr)?")
     })?;
     if status >= 400 {
         let message = value["error"].as_str().unwrap_or("unknown error");

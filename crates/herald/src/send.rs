@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use herald_core::{Event, manifest, metadata};
+use herald_core::manifest::{self, Catalog, Kind, ManifestErrors, ObjectKey};
+use herald_core::{Event, metadata};
 
 use crate::{ManifestArgs, output, registry, report};
 
@@ -29,22 +30,20 @@ pub(crate) struct SendArgs {
 }
 
 pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
-    let set = match manifest::load_paths(&args.manifests.paths) {
-        Ok(set) => set,
-        Err(errors) => {
-            report(&errors.to_string());
-            return Ok(ExitCode::FAILURE);
-        }
-    };
     let (namespace, name) = args
         .provider
         .split_once('/')
         .unwrap_or((manifest::DEFAULT_NAMESPACE, &args.provider));
-    let Some(provider) = set.provider(namespace, name) else {
-        let known: Vec<String> = set
-            .providers
-            .iter()
-            .map(|p| format!("{}/{}", p.namespace, p.name))
+    let catalog = Catalog::new(
+        herald_daemon::manifests::read(&args.manifests.paths),
+        &registry::registry(),
+    );
+    let key = ObjectKey::new(Kind::Provider, namespace, name);
+    let Some(status) = catalog.status(&key) else {
+        let known: Vec<String> = catalog
+            .statuses()
+            .filter(|s| s.key.kind == Kind::Provider)
+            .map(|s| format!("{}/{}", s.key.namespace, s.key.name))
             .collect();
         bail!(
             "no Provider {namespace}/{name} in the manifests (providers found: {})",
@@ -55,20 +54,19 @@ pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             }
         );
     };
+    // Only this Provider matters here: problems of other objects do not stop it.
+    let Some(ready) = catalog.provider(namespace, name) else {
+        report(&ManifestErrors(status.problems.clone()).to_string());
+        report(&format!(
+            "error: Provider {namespace}/{name} is not ready; nothing sent"
+        ));
+        return Ok(ExitCode::FAILURE);
+    };
     let mut event = read_event(&args.event)?;
     if !args.raw {
         metadata::prepare_without_alert(&mut event);
     }
-    let config = set
-        .provider_config(provider)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let masker = config.masker();
-    let notifier = registry::registry().build(&config).map_err(|e| {
-        anyhow::anyhow!(
-            "Provider {namespace}/{name}: {}",
-            masker.mask(&e.to_string())
-        )
-    })?;
+    let (config, masker, notifier) = (&ready.config, &ready.masker, &ready.notifier);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -20,9 +20,27 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HERALD_METRICS_ADDR", default_value = "127.0.0.1:8080", value_parser = herald_daemon::parse_listen_addr)]
     metrics_addr: std::net::SocketAddr,
 
-    /// Where `/healthz` and `/readyz` are served.
+    /// Where `/healthz` and `/readyz` are served (nothing else: the kubelet's probes need it
+    /// open).
     #[arg(long, env = "HERALD_HEALTH_ADDR", default_value = "127.0.0.1:9440", value_parser = herald_daemon::parse_listen_addr)]
     health_addr: std::net::SocketAddr,
+
+    /// Where the status API (`/api/v1/`: objects, providers, deliveries with their events,
+    /// retry and drop) is served. Keep it private, or set `--api-token-file`.
+    #[arg(long, env = "HERALD_API_ADDR", default_value = "127.0.0.1:9441", value_parser = herald_daemon::parse_listen_addr)]
+    api_addr: std::net::SocketAddr,
+
+    /// File holding a token that every status API request must present as
+    /// `Authorization: Bearer <token>`; others get 401. Surrounding whitespace is ignored;
+    /// re-read on reload. Off by default.
+    #[arg(long, env = "HERALD_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
+
+    /// Start only if every object of the manifests is ready, and reject a reload that has a
+    /// broken object (keeping the previous set). By default a broken object is reported and
+    /// every other one works, as in Flux.
+    #[arg(long, env = "HERALD_REQUIRE_ALL_OBJECTS")]
+    require_all_objects: bool,
 
     /// Window in which a duplicate event is answered 429 (Go duration; `0s` turns it off).
     #[arg(long, env = "HERALD_RATE_LIMIT_INTERVAL", default_value = "5m", value_parser = duration::parse)]
@@ -132,6 +150,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         events_addr: args.events_addr,
         metrics_addr: args.metrics_addr,
         health_addr: args.health_addr,
+        api_addr: args.api_addr,
+        api_token_file: args.api_token_file,
+        require_all_objects: args.require_all_objects,
         rate_limit_interval: args.rate_limit_interval,
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         reload_interval: args.reload_interval,

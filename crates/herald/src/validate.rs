@@ -1,8 +1,9 @@
-//! `herald validate`: every problem in a set of manifests, or a summary of what is there.
+//! `herald validate`: every problem of every object in a set of manifests, in one run, or a
+//! summary of what is there.
 
 use std::process::ExitCode;
 
-use herald_core::manifest::{self, ManifestError};
+use herald_core::manifest::{Catalog, ManifestErrors};
 
 use crate::{ManifestArgs, output, registry, report};
 
@@ -13,29 +14,23 @@ pub(crate) struct ValidateArgs {
 }
 
 pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let set = match manifest::load_paths(&args.manifests.paths) {
-        Ok(set) => set,
-        Err(errors) => {
-            report(&errors.to_string());
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let registry = registry::registry();
-    let mut problems: Vec<ManifestError> = Vec::new();
-    for provider in &set.providers {
-        let built = set.provider_config(provider).and_then(|config| {
-            registry.build(&config).map(drop).map_err(|e| {
-                ManifestError::at(&provider.origin, &["spec", "type"])
-                    .object("Provider", &provider.namespace, &provider.name)
-                    .message(config.masker().mask(&e.to_string()))
-            })
-        });
-        if let Err(e) = built {
-            problems.push(e);
-        }
+    let catalog = Catalog::new(
+        herald_daemon::manifests::read(&args.manifests.paths),
+        &registry::registry(),
+    );
+    for warning in catalog.warnings() {
+        report(&format!("warning: {warning}"));
     }
+    let set = catalog.set();
+    let problems = catalog.problems();
     if !problems.is_empty() {
-        report(&manifest::ManifestErrors(problems).to_string());
+        let not_ready: Vec<String> = catalog.not_ready().map(|s| s.key.to_string()).collect();
+        report(&ManifestErrors(problems.into_iter().cloned().collect()).to_string());
+        report(&format!(
+            "{} object(s) not ready: {}; `herald serve` would run every other one",
+            not_ready.len(),
+            not_ready.join(", ")
+        ));
         return Ok(ExitCode::FAILURE);
     }
     output(&format!(

@@ -327,7 +327,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__outbox)
-            opts="-h --data-dir --api --json --log-level --log-format --help list show retry drop help"
+            opts="-h --data-dir --api --api-token-file --json --log-level --log-format --help list show retry drop help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -338,6 +338,10 @@ _herald() {
                     return 0
                     ;;
                 --api)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -357,7 +361,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__outbox__subcmd__drop)
-            opts="-h --data-dir --api --json --log-level --log-format --help"
+            opts="-h --data-dir --api --api-token-file --json --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -368,6 +372,10 @@ _herald() {
                     return 0
                     ;;
                 --api)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -471,7 +479,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__outbox__subcmd__list)
-            opts="-h --state --provider --limit --data-dir --api --json --log-level --log-format --help"
+            opts="-h --state --provider --limit --data-dir --api --api-token-file --json --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -497,6 +505,10 @@ _herald() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --api-token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -513,7 +525,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__outbox__subcmd__retry)
-            opts="-h --provider --all-dead --data-dir --api --json --log-level --log-format --help"
+            opts="-h --provider --all-dead --data-dir --api --api-token-file --json --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -528,6 +540,10 @@ _herald() {
                     return 0
                     ;;
                 --api)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -547,7 +563,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__outbox__subcmd__show)
-            opts="-h --data-dir --api --json --log-level --log-format --help"
+            opts="-h --data-dir --api --api-token-file --json --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -558,6 +574,10 @@ _herald() {
                     return 0
                     ;;
                 --api)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -645,7 +665,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__serve)
-            opts="-h --manifests --events-addr --metrics-addr --health-addr --rate-limit-interval --data-dir --delivery-max-age --retry-backoff-max --retention --dead-retention --degraded-after --no-cross-namespace-refs --reload-interval --shutdown-timeout --concurrency --max-pending --events-tls-cert --events-tls-key --events-token-file --events-hmac-key-file --events-max-connections --events-header-timeout --events-read-timeout --log-level --log-format --help"
+            opts="-h --manifests --events-addr --metrics-addr --health-addr --api-addr --api-token-file --require-all-objects --rate-limit-interval --data-dir --delivery-max-age --retry-backoff-max --retention --dead-retention --degraded-after --no-cross-namespace-refs --reload-interval --shutdown-timeout --concurrency --max-pending --events-tls-cert --events-tls-key --events-token-file --events-hmac-key-file --events-max-connections --events-header-timeout --events-read-timeout --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -664,6 +684,14 @@ _herald() {
                     return 0
                     ;;
                 --health-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -39,7 +39,9 @@ complete -c herald -n "__fish_herald_needs_command" -f -a "help" -d 'Print this 
 complete -c herald -n "__fish_herald_using_subcommand serve" -l manifests -d 'A manifest file or folder (read recursively for .yaml and .yml); repeatable' -r -F
 complete -c herald -n "__fish_herald_using_subcommand serve" -l events-addr -d 'Where Flux controllers post events (`:9090` means every interface)' -r
 complete -c herald -n "__fish_herald_using_subcommand serve" -l metrics-addr -d 'Where Prometheus metrics are served (`/metrics`)' -r
-complete -c herald -n "__fish_herald_using_subcommand serve" -l health-addr -d 'Where `/healthz` and `/readyz` are served' -r
+complete -c herald -n "__fish_herald_using_subcommand serve" -l health-addr -d 'Where `/healthz` and `/readyz` are served (nothing else: the kubelet\'s probes need it open)' -r
+complete -c herald -n "__fish_herald_using_subcommand serve" -l api-addr -d 'Where the status API (`/api/v1/`: objects, providers, deliveries with their events, retry and drop) is served. Keep it private, or set `--api-token-file`' -r
+complete -c herald -n "__fish_herald_using_subcommand serve" -l api-token-file -d 'File holding a token that every status API request must present as `Authorization: Bearer <token>`; others get 401. Surrounding whitespace is ignored; re-read on reload. Off by default' -r -F
 complete -c herald -n "__fish_herald_using_subcommand serve" -l rate-limit-interval -d 'Window in which a duplicate event is answered 429 (Go duration; `0s` turns it off)' -r
 complete -c herald -n "__fish_herald_using_subcommand serve" -l data-dir -d 'Where herald keeps its outbox of accepted deliveries (created if missing)' -r -F
 complete -c herald -n "__fish_herald_using_subcommand serve" -l delivery-max-age -d 'A delivery still failing this long after it was accepted is given up and kept as dead (see `herald outbox`)' -r
@@ -61,6 +63,7 @@ complete -c herald -n "__fish_herald_using_subcommand serve" -l events-read-time
 complete -c herald -n "__fish_herald_using_subcommand serve" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
+complete -c herald -n "__fish_herald_using_subcommand serve" -l require-all-objects -d 'Start only if every object of the manifests is ready, and reject a reload that has a broken object (keeping the previous set). By default a broken object is reported and every other one works, as in Flux'
 complete -c herald -n "__fish_herald_using_subcommand serve" -l no-cross-namespace-refs -d 'Reject events from namespaces other than the Alert\'s own'
 complete -c herald -n "__fish_herald_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herald -n "__fish_herald_using_subcommand send" -l manifests -d 'A manifest file or folder (read recursively for .yaml and .yml); repeatable' -r -F
@@ -77,7 +80,8 @@ complete -c herald -n "__fish_herald_using_subcommand validate" -l log-format -d
 json\t'One JSON object per line'"
 complete -c herald -n "__fish_herald_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herald -n "__fish_herald_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop help" -l data-dir -d 'The daemon\'s data directory (used when the daemon is stopped)' -r -F
-complete -c herald -n "__fish_herald_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop help" -l api -d 'A running daemon\'s health address, to go through its API. Without it, the outbox file is opened directly, and the API at the default health address is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop help" -l api -d 'A running daemon\'s API address (its `--api-addr`), to go through its API. Without it, the outbox file is opened directly, and the API at `HERALD_API_ADDR` (or the default API address) is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop help" -l api-token-file -d 'File holding the daemon\'s API token (its `--api-token-file`), sent as `Authorization: Bearer <token>`' -r -F
 complete -c herald -n "__fish_herald_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop help" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop help" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
@@ -92,14 +96,16 @@ complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_su
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l provider -d 'Only this provider (`namespace/name`)' -r
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l limit -d 'At most this many' -r
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l data-dir -d 'The daemon\'s data directory (used when the daemon is stopped)' -r -F
-complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l api -d 'A running daemon\'s health address, to go through its API. Without it, the outbox file is opened directly, and the API at the default health address is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l api -d 'A running daemon\'s API address (its `--api-addr`), to go through its API. Without it, the outbox file is opened directly, and the API at `HERALD_API_ADDR` (or the default API address) is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l api-token-file -d 'File holding the daemon\'s API token (its `--api-token-file`), sent as `Authorization: Bearer <token>`' -r -F
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -l json -d 'Print JSON (the API\'s shapes) instead of a table'
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from show" -l data-dir -d 'The daemon\'s data directory (used when the daemon is stopped)' -r -F
-complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from show" -l api -d 'A running daemon\'s health address, to go through its API. Without it, the outbox file is opened directly, and the API at the default health address is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from show" -l api -d 'A running daemon\'s API address (its `--api-addr`), to go through its API. Without it, the outbox file is opened directly, and the API at `HERALD_API_ADDR` (or the default API address) is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from show" -l api-token-file -d 'File holding the daemon\'s API token (its `--api-token-file`), sent as `Authorization: Bearer <token>`' -r -F
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from show" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from show" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
@@ -107,7 +113,8 @@ complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_su
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l provider -d 'Every dead delivery of this provider (`namespace/name`)' -r
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l data-dir -d 'The daemon\'s data directory (used when the daemon is stopped)' -r -F
-complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l api -d 'A running daemon\'s health address, to go through its API. Without it, the outbox file is opened directly, and the API at the default health address is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l api -d 'A running daemon\'s API address (its `--api-addr`), to go through its API. Without it, the outbox file is opened directly, and the API at `HERALD_API_ADDR` (or the default API address) is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l api-token-file -d 'File holding the daemon\'s API token (its `--api-token-file`), sent as `Authorization: Bearer <token>`' -r -F
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
@@ -115,7 +122,8 @@ complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_su
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l json -d 'Print JSON (the API\'s shapes) instead of a table'
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from retry" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l data-dir -d 'The daemon\'s data directory (used when the daemon is stopped)' -r -F
-complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l api -d 'A running daemon\'s health address, to go through its API. Without it, the outbox file is opened directly, and the API at the default health address is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l api -d 'A running daemon\'s API address (its `--api-addr`), to go through its API. Without it, the outbox file is opened directly, and the API at `HERALD_API_ADDR` (or the default API address) is used only if a running daemon holds the file' -r
+complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l api-token-file -d 'File holding the daemon\'s API token (its `--api-token-file`), sent as `Authorization: Bearer <token>`' -r -F
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"

@@ -90,8 +90,11 @@ fn unknown_severity_is_kept() {
 fn only_objects_are_events_as_in_go() {
     // Go's decoder refuses an array where it expects a struct; serde would read one as a
     // sequence of fields.
-    let array = r#"[{"involvedObject":{"kind":"Bucket","namespace":"ns","name":"b"},"message":"m"}]"#;
-    let err = serde_json::from_str::<Event>(array).unwrap_err().to_string();
+    let array =
+        r#"[{"involvedObject":{"kind":"Bucket","namespace":"ns","name":"b"},"message":"m"}]"#;
+    let err = serde_json::from_str::<Event>(array)
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         "invalid type: sequence, expected a JSON object (a Flux event) at line 1 column 0"
@@ -121,7 +124,10 @@ fn field_names_and_repeats_follow_go() {
     )
     .unwrap();
     assert_eq!(e.message, "second", "the last value wins");
-    assert_eq!(e.involved_object.kind, "Bucket", "names match case-insensitively");
+    assert_eq!(
+        e.involved_object.kind, "Bucket",
+        "names match case-insensitively"
+    );
     assert_eq!(e.involved_object.name, "b");
     assert_eq!(e.reason, "r", "null leaves the value");
     assert_eq!(e.severity, Severity::Info);

@@ -314,7 +314,8 @@ impl Catalog {
             if alert.spec.provider_ref.is_empty() || self.blocked.contains(&key) {
                 continue;
             }
-            let provider = ObjectKey::new(Kind::Provider, &alert.namespace, &alert.spec.provider_ref);
+            let provider =
+                ObjectKey::new(Kind::Provider, &alert.namespace, &alert.spec.provider_ref);
             let message = match self.statuses.get(&provider) {
                 None => format!(
                     "Provider {}/{} not found in the manifests (an Alert's Provider must be in \

@@ -163,7 +163,8 @@ fn parse_document(origin: &Origin, source: Source<'_>, set: &mut ManifestSet) {
                 "{kind} version {version:?} is not one herald reads (use {NOTIFICATION_GROUP}/v1beta1, \
                  v1beta2 or v1beta3)"
             ));
-            set.problems.push(owner(kind_of(&kind).unwrap_or(Kind::File), err));
+            set.problems
+                .push(owner(kind_of(&kind).unwrap_or(Kind::File), err));
         }
         (NOTIFICATION_GROUP, "Provider") => match source.read::<raw::Object<raw::ProviderSpec>>() {
             Ok(raw) => match provider(origin, &api_version, version, raw) {

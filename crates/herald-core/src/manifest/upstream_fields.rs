@@ -13,22 +13,47 @@ const PROVIDER_FIELDS: &[(&str, &[&str])] = &[
     (
         "v1beta1",
         &[
-            "type", "channel", "username", "address", "timeout", "proxy", "secretRef",
-            "certSecretRef", "suspend",
+            "type",
+            "channel",
+            "username",
+            "address",
+            "timeout",
+            "proxy",
+            "secretRef",
+            "certSecretRef",
+            "suspend",
         ],
     ),
     (
         "v1beta2",
         &[
-            "type", "interval", "channel", "username", "address", "timeout", "proxy",
-            "secretRef", "certSecretRef", "suspend",
+            "type",
+            "interval",
+            "channel",
+            "username",
+            "address",
+            "timeout",
+            "proxy",
+            "secretRef",
+            "certSecretRef",
+            "suspend",
         ],
     ),
     (
         "v1beta3",
         &[
-            "type", "interval", "channel", "username", "address", "timeout", "proxy",
-            "proxySecretRef", "secretRef", "serviceAccountName", "certSecretRef", "suspend",
+            "type",
+            "interval",
+            "channel",
+            "username",
+            "address",
+            "timeout",
+            "proxy",
+            "proxySecretRef",
+            "secretRef",
+            "serviceAccountName",
+            "certSecretRef",
+            "suspend",
             "commitStatusExpr",
         ],
     ),
@@ -38,20 +63,39 @@ const PROVIDER_FIELDS: &[(&str, &[&str])] = &[
 const ALERT_FIELDS: &[(&str, &[&str])] = &[
     (
         "v1beta1",
-        &["providerRef", "eventSeverity", "eventSources", "exclusionList", "summary", "suspend"],
+        &[
+            "providerRef",
+            "eventSeverity",
+            "eventSources",
+            "exclusionList",
+            "summary",
+            "suspend",
+        ],
     ),
     (
         "v1beta2",
         &[
-            "providerRef", "eventSeverity", "eventSources", "inclusionList", "eventMetadata",
-            "exclusionList", "summary", "suspend",
+            "providerRef",
+            "eventSeverity",
+            "eventSources",
+            "inclusionList",
+            "eventMetadata",
+            "exclusionList",
+            "summary",
+            "suspend",
         ],
     ),
     (
         "v1beta3",
         &[
-            "providerRef", "eventSeverity", "eventSources", "inclusionList", "eventMetadata",
-            "exclusionList", "summary", "suspend",
+            "providerRef",
+            "eventSeverity",
+            "eventSources",
+            "inclusionList",
+            "eventMetadata",
+            "exclusionList",
+            "summary",
+            "suspend",
         ],
     ),
 ];
@@ -119,7 +163,11 @@ fn problems(text: &str) -> Vec<String> {
 fn every_upstream_provider_field_loads() {
     for (version, fields) in PROVIDER_FIELDS {
         let text = manifest("Provider", version, &spec(fields, provider_value));
-        assert_eq!(problems(&text), Vec::<String>::new(), "Provider {version}:\n{text}");
+        assert_eq!(
+            problems(&text),
+            Vec::<String>::new(),
+            "Provider {version}:\n{text}"
+        );
     }
 }
 
@@ -127,7 +175,11 @@ fn every_upstream_provider_field_loads() {
 fn every_upstream_alert_field_loads() {
     for (version, fields) in ALERT_FIELDS {
         let text = manifest("Alert", version, &spec(fields, alert_value));
-        assert_eq!(problems(&text), Vec::<String>::new(), "Alert {version}:\n{text}");
+        assert_eq!(
+            problems(&text),
+            Vec::<String>::new(),
+            "Alert {version}:\n{text}"
+        );
     }
 }
 
@@ -135,7 +187,11 @@ fn every_upstream_alert_field_loads() {
 #[test]
 fn fields_a_version_lacks_are_refused() {
     let tables = [
-        ("Provider", PROVIDER_FIELDS, provider_value as fn(&str) -> &'static str),
+        (
+            "Provider",
+            PROVIDER_FIELDS,
+            provider_value as fn(&str) -> &'static str,
+        ),
         ("Alert", ALERT_FIELDS, alert_value),
     ];
     for (kind, table, value) in tables {
@@ -154,7 +210,8 @@ fn fields_a_version_lacks_are_refused() {
                 let text = manifest(kind, version, &spec(&with, value));
                 let errors = problems(&text);
                 assert!(
-                    errors.len() == 1 && errors[0].contains(&format!("spec.{field}: not a field of")),
+                    errors.len() == 1
+                        && errors[0].contains(&format!("spec.{field}: not a field of")),
                     "{kind} {version} with {field}: {errors:?}"
                 );
             }

@@ -179,19 +179,19 @@ fn types_herald_cannot_build_are_named_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("Provider ns/bus: provider type `nats` is not supported by herald"),
+        err.contains("Provider ns/bus: spec.type: provider type `nats` is not supported by herald"),
         "{err}"
     );
     let zulip = if cfg!(feature = "chat") {
-        "Provider ns/team: provider type `zulip` is not implemented by herald's `chat` family"
+        "Provider ns/team: spec.type: provider type `zulip` is not implemented by herald's `chat` family"
     } else {
-        "Provider ns/team: provider type `zulip` needs the `chat` feature"
+        "Provider ns/team: spec.type: provider type `zulip` needs the `chat` feature"
     };
     assert!(err.contains(zulip), "{err}");
 
-    // The daemon refuses to start on such a set, with the same words.
+    // With --require-all-objects the daemon refuses to start on such a set, with the same words.
     let out = herald()
-        .args(["serve"])
+        .args(["serve", "--require-all-objects"])
         .args(crate::support::LOOPBACK_PORTS)
         .arg("--data-dir")
         .arg(dir.path().join("data"))

@@ -272,7 +272,7 @@ async fn duplicates_are_keyed_like_flux() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn hot_reload_keeps_the_last_good_set() {
+async fn hot_reload_takes_each_object_on_its_own() {
     let first = Recorder::start().await;
     let second = Recorder::start().await;
     let dir = manifests(
@@ -311,7 +311,8 @@ async fn hot_reload_keeps_the_last_good_set() {
     );
     second.wait_for(1, WAIT).await;
 
-    // A bad change is rejected with its errors; the last good set keeps serving.
+    // A change that breaks the Provider makes it, and its Alert, not ready: events for them
+    // are counted and logged once, not delivered, and not silently dropped.
     std::fs::write(
         &file,
         [
@@ -321,21 +322,43 @@ async fn hot_reload_keeps_the_last_good_set() {
         .concat(),
     )
     .unwrap();
-    d.wait_log("new manifests rejected", WAIT).await;
+    d.wait_log("Provider apps/hook is not ready", WAIT).await;
     assert!(d.logs().contains("unknown provider type"));
+    for message in ["three", "four"] {
+        assert_eq!(
+            request(&d.events, "POST", "/", &[], flux_event(message).as_bytes())
+                .await
+                .status,
+            202
+        );
+    }
+    d.wait_log("event not delivered: the Alert is not ready", WAIT)
+        .await;
     assert_eq!(
-        request(&d.events, "POST", "/", &[], flux_event("three").as_bytes())
-            .await
-            .status,
-        202
-    );
-    second.wait_for(2, WAIT).await;
-    assert_eq!(first.requests().len(), 1);
-    assert_eq!(
-        d.metric("herald_config_reloads_total{result=\"failure\"}")
+        d.metric("herald_alert_events_dropped_total{namespace=\"apps\",name=\"all\"}")
             .await,
-        Some(1.0)
+        Some(2.0)
     );
+    assert_eq!(
+        d.logs()
+            .matches("event not delivered: the Alert is not ready")
+            .count(),
+        1,
+        "logged once per Alert and reload"
+    );
+    assert_eq!(
+        d.metric("herald_object_ready{kind=\"Provider\",namespace=\"apps\",name=\"hook\"}")
+            .await,
+        Some(0.0)
+    );
+    assert_eq!(
+        d.metric("herald_config_reloads_total{result=\"success\"}")
+            .await,
+        Some(2.0)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(first.requests().len(), 1);
+    assert_eq!(second.requests().len(), 1);
 
     // SIGHUP reloads too.
     std::fs::write(
@@ -349,6 +372,55 @@ async fn hot_reload_keeps_the_last_good_set() {
     .unwrap();
     d.signal("HUP");
     d.wait_log("SIGHUP", WAIT).await;
+    d.wait_log("Provider apps/hook is ready", WAIT).await;
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("five").as_bytes())
+            .await
+            .status,
+        202
+    );
+    let got = first.wait_for(2, WAIT).await;
+    assert!(got[1].body_str().contains("five"));
+    assert_eq!(
+        d.metric("herald_object_ready{kind=\"Provider\",namespace=\"apps\",name=\"hook\"}")
+            .await,
+        Some(1.0)
+    );
+}
+
+/// `--require-all-objects`: today's all-or-nothing for those who want it. A reload with a
+/// broken object is rejected whole and the previous set keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn require_all_objects_keeps_the_last_good_set() {
+    let rec = Recorder::start().await;
+    let dir = manifests(
+        &[
+            provider("hook", "apps", "generic", &rec.url()),
+            alert("all", "apps", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    );
+    let d = Daemon::start(dir.path(), &["--require-all-objects"]);
+    std::fs::write(
+        dir.path().join("more.yaml"),
+        provider("other", "apps", "slak", &rec.url()),
+    )
+    .unwrap();
+    d.wait_log("--require-all-objects: new manifests rejected", WAIT)
+        .await;
+    assert!(d.logs().contains("unknown provider type"));
+    assert_eq!(
+        request(&d.events, "POST", "/", &[], flux_event("still").as_bytes())
+            .await
+            .status,
+        202
+    );
+    rec.wait_for(1, WAIT).await;
+    assert_eq!(
+        d.metric("herald_config_reloads_total{result=\"failure\"}")
+            .await,
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -500,4 +572,46 @@ async fn malformed_floods_do_not_stop_good_events() {
     );
     let got = rec.wait_for(1, WAIT).await;
     assert!(got[0].body_str().contains("good"));
+}
+
+/// Event bodies are decoded as Go's `encoding/json` decodes them into Flux's Event: only a JSON
+/// object is an event (an array is refused with the reason), a repeated field takes its last
+/// value, field names match case-insensitively, and `null` is the zero event.
+#[tokio::test(flavor = "multi_thread")]
+async fn event_bodies_decode_as_in_go() {
+    let rec = Recorder::start().await;
+    let dir = manifests(
+        &[
+            provider("hook", "flux-system", "generic", &rec.url()),
+            alert("all", "flux-system", "hook", &all_kustomizations("")),
+        ]
+        .concat(),
+    );
+    let d = Daemon::start(dir.path(), &["--rate-limit-interval", "0s"]);
+
+    let array = format!("[{}]", flux_event("in an array"));
+    let r = request(&d.events, "POST", "/", &[], array.as_bytes()).await;
+    assert_eq!(r.status, 400, "{}", r.body_str());
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        body["error"],
+        "invalid event JSON: invalid type: sequence, expected a JSON object (a Flux event) at line 1 column 0"
+    );
+
+    let r = request(&d.events, "POST", "/", &[], b"null").await;
+    assert_eq!((r.status, r.body.len()), (202, 0), "{}", r.body_str());
+
+    let twice = flux_event("first").replacen(
+        "\"message\"",
+        "\"Message\":\"second\",\"message\":\"third\",\"message\"",
+        1,
+    );
+    let twice = twice.replace("\"message\":\"first\"", "\"MESSAGE\":\"last\"");
+    let r = request(&d.events, "POST", "/", &[], twice.as_bytes()).await;
+    assert_eq!(r.status, 202, "{}", r.body_str());
+    let got = rec.wait_for(1, WAIT).await;
+    let delivered: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(delivered["message"], "last", "{delivered}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rec.requests().len(), 1, "the array was not dispatched");
 }

@@ -177,7 +177,7 @@ async fn a_broker_that_is_down_gets_every_event_once_it_is_up() {
     // The failure is clear, masked, and the deliveries wait.
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        let r = request(&d.health, "GET", "/api/v1/providers", &[], b"").await;
+        let r = request(&d.api, "GET", "/api/v1/providers", &[], b"").await;
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         let hub = v["providers"][0].clone();
         if hub["consecutive_failures"].as_u64().unwrap_or(0) >= 1 {

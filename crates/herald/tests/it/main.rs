@@ -12,6 +12,7 @@ mod eventhub;
 #[cfg(feature = "git")]
 mod git;
 mod hardening;
+mod objects;
 mod outbox;
 mod secrets;
 mod support;

@@ -51,7 +51,7 @@ async fn post(addr: &str, body: &str) -> Option<u16> {
 }
 
 async fn api(d: &Daemon, path: &str) -> Value {
-    let r = request(&d.health, "GET", path, &[], b"").await;
+    let r = request(&d.api, "GET", path, &[], b"").await;
     assert_eq!(r.status, 200, "{path}: {}", r.body_str());
     serde_json::from_slice(&r.body).unwrap()
 }
@@ -365,7 +365,7 @@ async fn dead_letters_are_kept_and_herald_outbox_retries_them() {
     );
 
     // Through the running daemon's API.
-    let (ok, out, err) = outbox_cmd(&["--api", &d.health, "list", "--state", "dead"]);
+    let (ok, out, err) = outbox_cmd(&["--api", &d.api, "list", "--state", "dead"]);
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
@@ -381,7 +381,7 @@ async fn dead_letters_are_kept_and_herald_outbox_retries_them() {
     );
     // Without --api: the file is locked, so the command finds the daemon by its address.
     let out = herald()
-        .env("HERALD_HEALTH_ADDR", &d.health)
+        .env("HERALD_API_ADDR", &d.api)
         .args(["outbox", "--json", "--data-dir"])
         .arg(&d.data)
         .args(["list", "--provider", "flux-system/hook"])
@@ -411,7 +411,7 @@ async fn dead_letters_are_kept_and_herald_outbox_retries_them() {
         );
     }
 
-    let (ok, out, err) = outbox_cmd(&["--api", &d.health, "--json", "show", &id.to_string()]);
+    let (ok, out, err) = outbox_cmd(&["--api", &d.api, "--json", "show", &id.to_string()]);
     assert!(ok, "{err}");
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["event"]["message"], "letter 2");
@@ -419,7 +419,7 @@ async fn dead_letters_are_kept_and_herald_outbox_retries_them() {
 
     // The receiver is back: retry them all.
     rec.set_default_reply(Reply::status(200));
-    let (ok, out, err) = outbox_cmd(&["--api", &d.health, "retry", "--all-dead"]);
+    let (ok, out, err) = outbox_cmd(&["--api", &d.api, "retry", "--all-dead"]);
     assert!(ok, "{err}");
     assert!(out.starts_with("3 delivery(ies) queued again"), "{out}");
     let seen = wait_delivered(&rec, 3, Duration::from_secs(20)).await;
@@ -433,7 +433,7 @@ async fn dead_letters_are_kept_and_herald_outbox_retries_them() {
         }
     })
     .await;
-    let (ok, _, err) = outbox_cmd(&["--api", &d.health, "drop", "999999"]);
+    let (ok, _, err) = outbox_cmd(&["--api", &d.api, "drop", "999999"]);
     assert!(!ok);
     assert!(
         err.contains("delivery 999999 is not in the outbox"),

@@ -391,7 +391,7 @@ async fn failing_deliveries_print_no_secret() {
     let metrics = request(&d.metrics, "GET", "/metrics", &[], b"").await;
     assert_clean("/metrics", &metrics.body_str(), &cases);
     // The status API and the outbox hold every last error.
-    let providers = request(&d.health, "GET", "/api/v1/providers", &[], b"").await;
+    let providers = request(&d.api, "GET", "/api/v1/providers", &[], b"").await;
     assert_eq!(providers.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&providers.body).unwrap();
     let with_errors = v["providers"]
@@ -402,12 +402,12 @@ async fn failing_deliveries_print_no_secret() {
         .count();
     assert!(with_errors >= cases.len() / 2, "{v}");
     assert_clean("/api/v1/providers", &providers.body_str(), &cases);
-    let deliveries = request(&d.health, "GET", "/api/v1/deliveries?limit=10000", &[], b"").await;
+    let deliveries = request(&d.api, "GET", "/api/v1/deliveries?limit=10000", &[], b"").await;
     assert_eq!(deliveries.status, 200);
     assert_clean("/api/v1/deliveries", &deliveries.body_str(), &cases);
     let out = herald()
         .args([
-            "outbox", "--json", "--api", &d.health, "list", "--state", "dead",
+            "outbox", "--json", "--api", &d.api, "list", "--state", "dead",
         ])
         .output()
         .unwrap();

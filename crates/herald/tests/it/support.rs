@@ -18,13 +18,15 @@ pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `herald serve`'s three listeners on free loopback ports.
-pub(crate) const LOOPBACK_PORTS: [&str; 6] = [
+/// `herald serve`'s four listeners on free loopback ports.
+pub(crate) const LOOPBACK_PORTS: [&str; 8] = [
     "--events-addr",
     "127.0.0.1:0",
     "--metrics-addr",
     "127.0.0.1:0",
     "--health-addr",
+    "127.0.0.1:0",
+    "--api-addr",
     "127.0.0.1:0",
 ];
 
@@ -34,6 +36,7 @@ pub(crate) struct Daemon {
     pub(crate) events: String,
     pub(crate) health: String,
     pub(crate) metrics: String,
+    pub(crate) api: String,
     pub(crate) logs: Arc<Mutex<Vec<String>>>,
     pub(crate) data: PathBuf,
 }
@@ -98,6 +101,7 @@ impl Daemon {
             events: addr("events"),
             health: addr("health"),
             metrics: addr("metrics"),
+            api: addr("api"),
             logs,
             data,
         }

@@ -61,7 +61,9 @@ fn alert(name: &str, provider: &str, extra: &str) -> String {
 }
 
 fn secret(name: &str, body: &str) -> String {
-    format!("---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: ns}}\n{body}\n")
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: ns}}\n{body}\n"
+    )
 }
 
 fn key(kind: Kind, name: &str) -> ObjectKey {
@@ -86,7 +88,10 @@ fn each_object_stands_or_falls_alone() {
         provider("bad-secret", "  type: generic\n  secretRef: {name: broken}"),
         secret("broken", "data:\n  token: '!!notbase64'"),
         provider("empty-key", "  type: generic-hmac\n  address: http://x"),
-        provider("identity", "  type: generic\n  address: http://x\n  serviceAccountName: sa"),
+        provider(
+            "identity",
+            "  type: generic\n  address: http://x\n  serviceAccountName: sa",
+        ),
         provider("typo", "  type: generic\n  adress: http://x"),
         alert("severity", "missing", "  eventSeverity: warning"),
         alert("to-broken", "not-compiled", ""),
@@ -110,7 +115,8 @@ fn each_object_stands_or_falls_alone() {
         r.into_iter().next().unwrap_or_default()
     };
     assert!(
-        one(Kind::Provider, "unknown-type").starts_with("m.yaml:21 (document 3): spec.type: unknown provider type \"slak\""),
+        one(Kind::Provider, "unknown-type")
+            .starts_with("m.yaml:21 (document 3): spec.type: unknown provider type \"slak\""),
         "{:?}",
         reasons(&c, Kind::Provider, "unknown-type")
     );
@@ -140,7 +146,8 @@ fn each_object_stands_or_falls_alone() {
         reasons(&c, Kind::Provider, "identity")
     );
     assert!(
-        one(Kind::Provider, "typo").starts_with("m.yaml:70 (document 10): spec: unknown field `adress`"),
+        one(Kind::Provider, "typo")
+            .starts_with("m.yaml:70 (document 10): spec: unknown field `adress`"),
         "{:?}",
         reasons(&c, Kind::Provider, "typo")
     );
@@ -174,7 +181,10 @@ fn each_object_stands_or_falls_alone() {
     assert_eq!(matchable, ["good", "to-broken"]);
     // Statuses come by kind, namespace and name.
     let order: Vec<String> = c.statuses().map(|s| s.key.to_string()).collect();
-    assert_eq!(order.first().map(String::as_str), Some("Provider ns/bad-secret"));
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("Provider ns/bad-secret")
+    );
     assert_eq!(order.last().map(String::as_str), Some("File m.yaml"));
     // `problems` lists them all, by file and line.
     let all = c.problems();
@@ -218,7 +228,9 @@ fn a_later_check_fails_an_object_and_its_alerts() {
     assert!(c.provider("ns", "p").is_none());
     assert_eq!(
         reasons(&c, Kind::Alert, "a"),
-        ["m.yaml:13 (document 2): spec.providerRef.name: Provider ns/p is not ready: metadata.annotations: bad template"],
+        [
+            "m.yaml:13 (document 2): spec.providerRef.name: Provider ns/p is not ready: metadata.annotations: bad template"
+        ],
         "the Alert is told once"
     );
     assert_eq!(
