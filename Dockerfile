@@ -8,7 +8,11 @@
 # Ports (herald's defaults, here on every interface):
 #   9090  events: Flux controllers post here (the Service Flux's --events-addr names)
 #   8080  Prometheus /metrics
-#   9440  /healthz and /readyz (the HEALTHCHECK below)
+#   9440  /healthz and /readyz only (the HEALTHCHECK below)
+# The status API (/api/v1/: deliveries with their events, retry, drop) stays on 127.0.0.1:9441
+# inside the container: reach it with `docker exec <c> herald outbox list` or
+# `kubectl port-forward`. To serve it on every interface, set HERALD_API_ADDR=:9441 together
+# with HERALD_API_TOKEN_FILE (a mounted file holding the token).
 # Volume: /var/lib/herald, the data dir (--data-dir / HERALD_DATA_DIR).
 # Manifests: mount Providers, Alerts and Secrets under /etc/herald (HERALD_MANIFESTS).
 
