@@ -166,6 +166,8 @@ pub async fn run(
         .as_deref()
         .map(guard::BearerToken::load)
         .transpose()?;
+    // Taken before reading, so that a change made while loading is seen by the first poll.
+    let loaded_files = fingerprint(&options.manifests);
     let snapshot = Snapshot::load(&options.manifests, &registry);
     if options.require_all_objects && !snapshot.catalog.all_ready() {
         let problems = snapshot.catalog.problems().into_iter().cloned().collect();
@@ -260,6 +262,7 @@ pub async fn run(
         shared.clone(),
         registry,
         options.clone(),
+        loaded_files,
         stop_rx.clone(),
     ));
     let sweep_task = tokio::spawn(sweep(shared.clone(), stop_rx.clone()));
@@ -380,6 +383,7 @@ async fn watch_manifests(
     shared: Arc<Shared>,
     registry: Arc<Registry>,
     options: Options,
+    mut last: Fingerprint,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -394,7 +398,6 @@ async fn watch_manifests(
     } else {
         options.reload_interval
     };
-    let mut last = fingerprint(&options.manifests);
     loop {
         let reason = tokio::select! {
             _ = tokio::time::sleep(poll) => {

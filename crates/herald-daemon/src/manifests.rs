@@ -135,7 +135,7 @@ mod tests {
             "{problems:?}"
         );
         assert_eq!(set.files.len(), 3, "{:?}", set.files);
-        assert_eq!(files(&[dir.clone()]).len(), 3);
+        assert_eq!(files(std::slice::from_ref(&dir)).len(), 3);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
