@@ -446,3 +446,43 @@ async fn the_status_api_has_its_own_address_and_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `herald send` needs only its own Provider to be ready: other broken objects do not stop it,
+/// and a broken Provider is refused with its problems.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_needs_only_its_own_provider() {
+    let good = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    broken_set(dir.path(), &good);
+    let event = crate::support::repo_root().join("examples/events/kustomization-ready.json");
+    let send = |provider: &str| {
+        let (dir, event, provider) = (dir.path().to_owned(), event.clone(), provider.to_owned());
+        tokio::task::spawn_blocking(move || {
+            herald()
+                .args(["send", "--provider", &provider, "--event"])
+                .arg(&event)
+                .arg("--manifests")
+                .arg(&dir)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = send("apps/good").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    good.wait_for(1, WAIT).await;
+    let out = send("apps/identity").await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Provider apps/identity: spec.serviceAccountName: workload identity"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: Provider apps/identity is not ready; nothing sent"),
+        "{err}"
+    );
+}
