@@ -486,3 +486,96 @@ async fn send_needs_only_its_own_provider() {
         "{err}"
     );
 }
+
+/// Every field upstream's API types give each version (but the two that herald cannot honour
+/// outside a cluster, `serviceAccountName` and `commitStatusExpr`, which core's tests cover)
+/// loads, and a v1beta2 Alert's `eventMetadata` reaches the provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_version_loads_with_every_field() {
+    let rec = Recorder::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let status = "status:\n  observedGeneration: 2\n  conditions: [{type: Ready, status: 'True', reason: Succeeded, message: ok, lastTransitionTime: '2024-01-01T00:00:00Z'}]\n";
+    let meta = |name: &str| {
+        format!(
+            "metadata:\n  name: {name}\n  namespace: apps\n  uid: 0c9c2e41-d2f5-4e4b-9c1a-2a6b1f0e7d3c\n  labels: {{app: web}}\n  annotations: {{kustomize.toolkit.fluxcd.io/prune: disabled}}\n"
+        )
+    };
+    let mut text = String::new();
+    for version in ["v1beta1", "v1beta2", "v1beta3"] {
+        let interval = if version == "v1beta1" {
+            ""
+        } else {
+            "  interval: 10m\n"
+        };
+        let proxy_ref = if version == "v1beta3" {
+            "  proxySecretRef: {name: proxy}\n"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/{version}\nkind: Provider\n{}spec:\n  type: generic\n{interval}  channel: general\n  username: flux\n  address: {}\n  timeout: 5s\n  proxy: http://127.0.0.1:1/\n{proxy_ref}  secretRef: {{name: headers}}\n  certSecretRef: {{name: ca}}\n  suspend: false\n{}",
+            meta(&format!("p-{version}")),
+            rec.url(),
+            if version == "v1beta3" { "" } else { status }
+        ));
+        let later = if version == "v1beta1" {
+            ""
+        } else {
+            "  inclusionList: ['.*']\n  eventMetadata: {cluster: eu-1}\n"
+        };
+        text.push_str(&format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/{version}\nkind: Alert\n{}spec:\n  providerRef: {{name: p-{version}}}\n  eventSeverity: info\n  eventSources: [{{apiVersion: kustomize.toolkit.fluxcd.io/v1, kind: Kustomization, name: '*', namespace: apps}}]\n{later}  exclusionList: ['^never$']\n  summary: from {version}\n  suspend: false\n{}",
+            meta(&format!("a-{version}")),
+            if version == "v1beta3" { "" } else { status }
+        ));
+    }
+    text.push_str(&format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: headers, namespace: apps}}\nstringData:\n  headers: 'X-From: herald'\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: proxy, namespace: apps}}\nstringData:\n  address: http://127.0.0.1:1/\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: ca, namespace: apps}}\nstringData:\n  ca.crt: |\n{}",
+        herald_testkit::TestCa::new()
+            .ca_pem()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    ));
+    write(dir.path(), "all.yaml", &text);
+    let out = herald()
+        .args(["validate", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("ok: 3 provider(s), 3 alert(s), 3 secret(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A v1beta2 Alert's eventMetadata, delivered (it was refused as "not a field of v1beta2").
+    let served = tempfile::tempdir().unwrap();
+    write(
+        served.path(),
+        "m.yaml",
+        &format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta2\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\nspec: {{type: generic, address: '{}'}}\n---\napiVersion: notification.toolkit.fluxcd.io/v1beta2\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\nspec:\n  providerRef: {{name: hook}}\n  eventSources: [{{kind: Kustomization, name: '*'}}]\n  eventMetadata: {{cluster: eu-1}}\n",
+            rec.url()
+        ),
+    );
+    let d = Daemon::start(served.path(), &[]);
+    let r = request(
+        &d.events,
+        "POST",
+        "/",
+        &[],
+        flux_event("v1beta2").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let got = rec.wait_for(1, WAIT).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["metadata"]["cluster"], "eu-1", "{body}");
+}
