@@ -234,7 +234,7 @@ fn warn_match_labels(a: &Alert, set: &mut ManifestSet) {
 
 /// A decoding message without the value it quotes (`invalid type: integer `123`, expected a
 /// string`): in a Secret that value is secret.
-fn without_values(message: &str) -> String {
+pub(super) fn without_values(message: &str) -> String {
     let Some(at) = message
         .find("invalid type: ")
         .or_else(|| message.find("invalid value: "))

@@ -171,8 +171,12 @@ fn tls_material(secret: &Secret) -> Result<TlsMaterial, String> {
 
 /// The Secret's `headers` key: a YAML map of header name to value.
 fn parse_headers(text: &str) -> Result<BTreeMap<String, SecretString>, String> {
-    let map: Option<BTreeMap<String, String>> = serde_yaml_ng::from_str(text)
-        .map_err(|e| format!("not a YAML map of header names to string values: {e}"))?;
+    let map: Option<BTreeMap<String, String>> = serde_yaml_ng::from_str(text).map_err(|e| {
+        format!(
+            "not a YAML map of header names to string values: {}",
+            super::load::without_values(&e.to_string())
+        )
+    })?;
     Ok(map
         .unwrap_or_default()
         .into_iter()

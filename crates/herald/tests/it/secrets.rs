@@ -353,6 +353,24 @@ async fn failing_deliveries_print_no_secret() {
     let text = printed(&out);
     assert!(!out.status.success(), "{text}");
     assert_clean("herald validate of a broken Secret", &text, &cases);
+    // The daemon reports that Secret's Provider as not ready, without the values either.
+    let d = Daemon::start(broken.path(), &[]);
+    let objects = request(&d.api, "GET", "/api/v1/objects", &[], b"").await;
+    assert!(
+        objects.body_str().contains("\"ready\":false"),
+        "{}",
+        objects.body_str()
+    );
+    assert_clean("/api/v1/objects", &objects.body_str(), &cases);
+    let ready = request(&d.health, "GET", "/readyz", &[], b"").await;
+    assert!(
+        ready.body_str().contains("not ready"),
+        "{}",
+        ready.body_str()
+    );
+    assert_clean("/readyz", &ready.body_str(), &cases);
+    assert_clean("herald serve logs of a broken Secret", &d.logs(), &cases);
+    drop(d);
 
     // Failing deliveries are given up quickly, so that every one ends in the outbox as dead.
     let d = Daemon::start(
