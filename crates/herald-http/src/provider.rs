@@ -275,6 +275,11 @@ pub fn encode_error(err: &dyn fmt::Display) -> DeliveryError {
     DeliveryError::permanent(format!("cannot encode the request body: {err}"))
 }
 
+/// A render function's result as [`HttpProvider::render`] returns it.
+pub fn rendered<E: fmt::Display>(body: Result<Vec<u8>, E>) -> Result<Option<Vec<u8>>, DeliveryError> {
+    body.map(Some).map_err(|e| encode_error(&e))
+}
+
 /// Decodes a service's JSON answer; the error says the answer is not what the API documents.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, DeliveryError> {
     serde_json::from_slice(body).map_err(|e| {
