@@ -8,11 +8,14 @@
 //! [`notifier`] does the rest (HTTP client, masking, error context), and a family lists its
 //! providers in a [`Table`], one [`entry`] per type.
 //!
-//! Credentials follow one rule. A `token` loses its surrounding whitespace (a trailing newline
-//! from `echo` is the usual mistake): Flux sends it in a header, and Go trims header values on
-//! the wire, so the trimmed token is what Flux's requests carry. A `username` and `password`
-//! are used exactly as stored, as Flux does (they travel base64-encoded, untouched by Go).
-//! Key material is not a credential here: `generic-hmac` signs with the raw `token`, as Flux.
+//! Credentials follow one rule. A `token` loses its surrounding whitespace. Flux sends tokens in
+//! headers, and Go trims the spaces and tabs around a header value when it writes it, so for
+//! every token Flux can deliver with, the trimmed token is exactly what its requests carry; a
+//! trailing line break (the usual `echo` mistake) makes Go refuse the header ("invalid header
+//! field value"), so Flux fails every delivery where herald delivers. A `username` and
+//! `password` are used exactly as stored, as Flux does (they travel base64-encoded, untouched
+//! by Go). Key material is not a credential here: `generic-hmac` signs with the raw `token`,
+//! as Flux does.
 
 use std::fmt;
 use std::sync::Arc;
