@@ -32,6 +32,10 @@ use crate::{HttpClient, Request, Response, RetryPolicy};
 
 /// One HTTP provider type: its typed configuration and the four steps of a delivery.
 pub trait HttpProvider: fmt::Debug + Send + Sync + Sized + 'static {
+    /// Words put before a failed send, where Flux has them (`could not send github repository
+    /// dispatch webhook`).
+    const SEND_FAILED: Option<&'static str> = None;
+
     /// Validates the configuration once, when the notifier is built.
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError>;
 
@@ -341,7 +345,10 @@ impl<P: HttpProvider> HttpNotifier<P> {
             request.method,
             crate::redact_url(&request.url)
         );
-        let response = self.client.send(request).await?;
+        let response = self.client.send(request).await.map_err(|e| match P::SEND_FAILED {
+            Some(context) => e.context(context),
+            None => e,
+        })?;
         self.provider.check(&response).map_err(|e| e.context(what))
     }
 }
