@@ -30,14 +30,11 @@ pub(crate) struct Alertmanager {
 
 impl HttpProvider for Alertmanager {
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let endpoint = setup.endpoint("Alertmanager URL")?;
         // Flux's order: the Secret's username+password replace a bearer token; Go's HTTP
         // client uses the URL's userinfo only when no Authorization header is set.
         let order = [Credential::Basic, Credential::Bearer, Credential::Userinfo];
-        let authorization = setup.authorization(&endpoint, &order)?;
-        Ok(Alertmanager {
-            post: JsonPost::new(endpoint.url(), authorization),
-        })
+        let post = JsonPost::from_setup(setup, "Alertmanager URL", &order)?;
+        Ok(Alertmanager { post })
     }
 
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {

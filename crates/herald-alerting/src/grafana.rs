@@ -14,14 +14,11 @@ pub(crate) struct Grafana {
 
 impl HttpProvider for Grafana {
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let endpoint = setup.endpoint("Grafana URL")?;
         // Flux's order: a token wins; otherwise Basic auth when both username and password
         // are set; otherwise the address's `user:password@`, as Go's HTTP client would use it.
         let order = [Credential::Bearer, Credential::Basic, Credential::Userinfo];
-        let authorization = setup.authorization(&endpoint, &order)?;
-        Ok(Grafana {
-            post: JsonPost::new(endpoint.url(), authorization),
-        })
+        let post = JsonPost::from_setup(setup, "Grafana URL", &order)?;
+        Ok(Grafana { post })
     }
 
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {

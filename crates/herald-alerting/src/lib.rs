@@ -45,10 +45,7 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
-
-use herald_core::{BuildError, Family, Notifier, ProviderConfig, ProviderType, Registry};
-use herald_http::RetryPolicy;
+use herald_core::{Family, ProviderType};
 use herald_http::provider::{Table, entry};
 
 pub mod alertmanager;
@@ -67,24 +64,4 @@ const PROVIDERS: Table<4> = Table::new(
     ],
 );
 
-/// The provider types this crate implements.
-pub const TYPES: [ProviderType; 4] = PROVIDERS.types();
-
-/// Registers the alerting family and its four types.
-pub fn register(registry: &mut Registry) {
-    PROVIDERS.register(registry, build);
-}
-
-/// Builds the notifier of an `alertmanager`, `opsgenie`, `grafana` or `sentry` Provider,
-/// validating its configuration once.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    PROVIDERS.build(config, None)
-}
-
-/// [`build`] with a retry policy other than herald's default (tests, impatient callers).
-pub fn build_with_retry_policy(
-    config: &ProviderConfig,
-    retry: RetryPolicy,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    PROVIDERS.build(config, Some(retry))
-}
+herald_http::family_api!(PROVIDERS);

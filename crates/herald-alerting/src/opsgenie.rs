@@ -19,12 +19,9 @@ pub(crate) struct Opsgenie {
 impl HttpProvider for Opsgenie {
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
         let endpoint = setup.endpoint("Opsgenie URL")?;
-        let Some(token) = setup.token() else {
-            return Err(BuildError::invalid(
-                TOKEN_FIELD,
-                "the Opsgenie API key is empty (set `token` in the Secret named by spec.secretRef)",
-            ));
-        };
+        let token = setup.require_token(
+            "the Opsgenie API key is empty (set `token` in the Secret named by spec.secretRef)",
+        )?;
         let authorization = setup.header(&format!("GenieKey {}", token.expose()), TOKEN_FIELD)?;
         Ok(Opsgenie {
             post: JsonPost::new(endpoint.url(), Some(authorization)),

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use herald_core::{BuildError, DeliveryError, Event, json, text};
 use herald_http::Request;
-use herald_http::provider::{self, HttpProvider, JsonPost, Setup};
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
 
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -119,10 +119,9 @@ pub(crate) struct GoogleChat {
 
 impl HttpProvider for GoogleChat {
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let endpoint = setup.endpoint("Google Chat webhook URL")?;
-        Ok(GoogleChat {
-            post: JsonPost::new(endpoint.url(), endpoint.basic().cloned()),
-        })
+        let what = "Google Chat webhook URL";
+        let post = JsonPost::from_setup(setup, what, &[Credential::Userinfo])?;
+        Ok(GoogleChat { post })
     }
 
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use herald_core::{BuildError, DeliveryError, Event, json, text};
 use herald_http::Request;
-use herald_http::provider::{self, HttpProvider, JsonPost, Setup};
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
 
 use crate::common;
 
@@ -94,10 +94,8 @@ pub(crate) struct Lark {
 
 impl HttpProvider for Lark {
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let endpoint = setup.endpoint("Lark webhook URL")?;
-        Ok(Lark {
-            post: JsonPost::new(endpoint.url(), endpoint.basic().cloned()),
-        })
+        let post = JsonPost::from_setup(setup, "Lark webhook URL", &[Credential::Userinfo])?;
+        Ok(Lark { post })
     }
 
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {

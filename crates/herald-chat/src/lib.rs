@@ -46,10 +46,7 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
-
-use herald_core::{BuildError, Family, Notifier, ProviderConfig, ProviderType, Registry};
-use herald_http::RetryPolicy;
+use herald_core::{Family, ProviderType};
 use herald_http::provider::{Table, entry};
 
 mod common;
@@ -79,23 +76,4 @@ const PROVIDERS: Table<9> = Table::new(
     ],
 );
 
-/// The provider types this crate implements.
-pub const TYPES: [ProviderType; 9] = PROVIDERS.types();
-
-/// Registers the chat family and its nine types.
-pub fn register(registry: &mut Registry) {
-    PROVIDERS.register(registry, build);
-}
-
-/// Builds the notifier of a chat Provider, validating its configuration once.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    PROVIDERS.build(config, None)
-}
-
-/// [`build`] with a retry policy other than herald's default (tests, impatient callers).
-pub fn build_with_retry_policy(
-    config: &ProviderConfig,
-    retry: RetryPolicy,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    PROVIDERS.build(config, Some(retry))
-}
+herald_http::family_api!(PROVIDERS);

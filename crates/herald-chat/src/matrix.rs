@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha1::{Digest as _, Sha1};
 
 use herald_core::{BuildError, DeliveryError, Event, SecretString, json, text};
-use herald_http::provider::{self, HttpProvider, Setup, TOKEN_FIELD, path_segment};
+use herald_http::provider::{self, HttpProvider, Setup, path_segment};
 use herald_http::{HeaderValue, Method, Request};
 
 use crate::common;
@@ -78,13 +78,10 @@ impl HttpProvider for Matrix {
                 "empty Matrix room id: set the id of the room to post to (!opaque:example.org)",
             ));
         }
-        let Some(token) = setup.token() else {
-            return Err(BuildError::invalid(
-                TOKEN_FIELD,
-                "empty Matrix access token: put the access token of the posting user in the \
-                 Secret's `token` key",
-            ));
-        };
+        let token = setup.require_token(
+            "empty Matrix access token: put the access token of the posting user in the \
+             Secret's `token` key",
+        )?;
         Ok(Matrix {
             prefix: SecretString::new(format!(
                 "{base}/_matrix/client/r0/rooms/{}/send/m.room.message/",

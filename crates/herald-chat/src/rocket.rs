@@ -7,7 +7,7 @@
 use crate::slack::{Colors, render_attachment};
 use herald_core::{BuildError, DeliveryError, Event};
 use herald_http::Request;
-use herald_http::provider::{self, HttpProvider, JsonPost, Setup};
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
 
 const ROCKET_COLORS: Colors = Colors {
     ok: "#0076D7",
@@ -29,9 +29,8 @@ pub(crate) struct Rocket {
 
 impl HttpProvider for Rocket {
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let endpoint = setup.endpoint("Rocket.Chat webhook URL")?;
         Ok(Rocket {
-            post: JsonPost::new(endpoint.url(), endpoint.basic().cloned()),
+            post: JsonPost::from_setup(setup, "Rocket.Chat webhook URL", &[Credential::Userinfo])?,
             channel: setup.config().channel.clone(),
             username: setup.config().username.clone(),
         })

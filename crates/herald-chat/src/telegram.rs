@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use herald_core::{BuildError, DeliveryError, Event, json, text};
 use herald_http::Request;
-use herald_http::provider::{self, HttpProvider, JsonPost, Setup, TOKEN_FIELD, path_segment};
+use herald_http::provider::{self, HttpProvider, JsonPost, Setup, path_segment};
 
 use crate::common;
 
@@ -101,13 +101,9 @@ impl HttpProvider for Telegram {
                  id (-1001234567890:1) or a channel username (@name)",
             ));
         }
-        let Some(token) = setup.token() else {
-            return Err(BuildError::invalid(
-                TOKEN_FIELD,
-                "empty Telegram token: put the bot token from @BotFather in the Secret's `token` \
-                 key",
-            ));
-        };
+        let token = setup.require_token(
+            "empty Telegram token: put the bot token from @BotFather in the Secret's `token` key",
+        )?;
         setup.secret(token.expose());
         let (base, authorization) = if config.address.expose().trim().is_empty() {
             (DEFAULT_API_BASE.to_owned(), None)

@@ -122,13 +122,10 @@ impl StatusForge for AzureDevOps {
         let address = common::git_address(setup.config())?;
         let repo =
             repository(&address).map_err(|e| BuildError::invalid(setup.address_field(), e))?;
-        let pat = setup.token().ok_or_else(|| {
-            BuildError::invalid(
-                TOKEN_FIELD,
-                "an Azure DevOps personal access token is required (workload identity is not \
-                 supported by herald)",
-            )
-        })?;
+        let pat = setup.require_token(
+            "an Azure DevOps personal access token is required (workload identity is not \
+             supported by herald)",
+        )?;
         Ok(AzureDevOps {
             commits_url: format!(
                 "{}/{}/_apis/git/repositories/{}/commits",
@@ -169,8 +166,7 @@ impl StatusForge for AzureDevOps {
     }
 
     fn lookup(&self, status: &Status<'_>) -> Request {
-        let url = format!("{}/{}/statuses", self.commits_url, status.sha);
-        Request::new(Method::GET, url).headers(&self.headers)
+        Request::new(Method::GET, self.statuses_url(status)).headers(&self.headers)
     }
 
     fn shows(&self, status: &Status<'_>, answer: &[u8]) -> Result<bool, DeliveryError> {
@@ -191,8 +187,14 @@ impl StatusForge for AzureDevOps {
     }
 
     fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request {
-        let url = format!("{}/{}/statuses", self.commits_url, status.sha);
-        Request::post_json(url, body).headers(&self.headers)
+        Request::post_json(self.statuses_url(status), body).headers(&self.headers)
+    }
+}
+
+impl AzureDevOps {
+    /// `…/commits/{commitId}/statuses`: read and posted alike.
+    fn statuses_url(&self, status: &Status<'_>) -> String {
+        format!("{}/{}/statuses", self.commits_url, status.sha)
     }
 }
 

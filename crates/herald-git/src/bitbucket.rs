@@ -59,16 +59,10 @@ impl StatusForge for Bitbucket {
     const NOT_FOUND_IS_NONE: bool = true;
 
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let address = common::git_address(setup.config())?;
-        let (owner, repo) = address
-            .owner_repo()
-            .map_err(|e| BuildError::invalid(setup.address_field(), e))?;
-        let token = setup.token().ok_or_else(|| {
-            BuildError::invalid(
-                TOKEN_FIELD,
-                "bitbucket token cannot be empty (expected <username>:<app-password>)",
-            )
-        })?;
+        let (address, owner, repo) = common::owner_repo(setup.config())?;
+        let token = setup.require_token(
+            "bitbucket token cannot be empty (expected <username>:<app-password>)",
+        )?;
         let auth = match token.expose().split(':').collect::<Vec<_>>().as_slice() {
             [user, password] => {
                 // The whole token is masked already; a forge may echo the password alone.

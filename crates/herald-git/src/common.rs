@@ -199,6 +199,17 @@ pub(crate) fn parse_git_address(address: &str) -> Result<GitAddress, String> {
     })
 }
 
+/// The address of a forge that names repositories `<owner>/<repo>`, with both parts.
+pub(crate) fn owner_repo(
+    config: &ProviderConfig,
+) -> Result<(GitAddress, String, String), BuildError> {
+    let address = git_address(config)?;
+    let (owner, repo) = address
+        .owner_repo()
+        .map_err(|e| BuildError::invalid(address_field(config), e))?;
+    Ok((address, owner, repo))
+}
+
 /// Parses the address of `config`, naming the field in the error.
 pub(crate) fn git_address(config: &ProviderConfig) -> Result<GitAddress, BuildError> {
     parse_git_address(config.address.expose()).map_err(|why| {

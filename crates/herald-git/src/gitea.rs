@@ -7,7 +7,7 @@ use herald_http::{HeaderName, HeaderValue, Method, Request};
 use serde::{Deserialize, Serialize};
 
 use crate::common;
-use crate::status::{Outcome, Status, StatusForge, to_json};
+use crate::status::{Status, StatusForge, to_json};
 
 /// A validated `gitea` Provider.
 #[derive(Debug)]
@@ -53,16 +53,10 @@ impl StatusForge for Gitea {
     const PENDING_ON_PROGRESSING: bool = true;
 
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let address = common::git_address(setup.config())?;
-        let (owner, repo) = address
-            .owner_repo()
-            .map_err(|e| BuildError::invalid(setup.address_field(), e))?;
-        let token = setup.token_or_password().ok_or_else(|| {
-            BuildError::invalid(
-                TOKEN_FIELD,
-                "gitea token cannot be empty (set the Secret's `token`, or `password`)",
-            )
-        })?;
+        let (address, owner, repo) = common::owner_repo(setup.config())?;
+        let token = setup.require_token_or_password(
+            "gitea token cannot be empty (set the Secret's `token`, or `password`)",
+        )?;
         let auth = setup.header(&format!("token {}", token.expose()), TOKEN_FIELD)?;
         Ok(Gitea {
             repo_url: format!(
@@ -79,14 +73,6 @@ impl StatusForge for Gitea {
                 (herald_http::provider::AUTHORIZATION, auth),
             ],
         })
-    }
-
-    fn state(outcome: Outcome) -> &'static str {
-        match outcome {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Pending => "pending",
-        }
     }
 
     fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {

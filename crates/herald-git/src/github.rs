@@ -2,13 +2,13 @@
 //! (<https://docs.github.com/en/rest/commits/statuses>). [`Api`] is shared with
 //! `githubdispatch`.
 
-use herald_core::{BuildError, DeliveryError, ProviderConfig};
+use herald_core::{BuildError, DeliveryError};
 use herald_http::provider::{Setup, TOKEN_FIELD, decode_json};
 use herald_http::{HeaderName, HeaderValue, Method, Request};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{self, GitAddress};
-use crate::status::{Outcome, Status, StatusForge, to_json};
+use crate::status::{Status, StatusForge, to_json};
 
 /// The API endpoint and credentials shared by `github` and `githubdispatch`.
 #[derive(Debug)]
@@ -36,11 +36,8 @@ pub(crate) fn api_base(address: &GitAddress) -> String {
 
 impl Api {
     pub(crate) fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let config: &ProviderConfig = setup.config();
-        let address = common::git_address(config)?;
-        let (owner, repo) = address
-            .owner_repo()
-            .map_err(|e| BuildError::invalid(setup.address_field(), e))?;
+        let config = setup.config();
+        let (address, owner, repo) = common::owner_repo(config)?;
         // As Flux: custom TLS material is for GitHub Enterprise; github.com uses the system
         // roots, even when the Secret carries a `ca.crt` for another purpose.
         if matches!(address.hostname().as_str(), "github.com" | "www.github.com") {
@@ -139,14 +136,6 @@ impl StatusForge for GitHub {
         Ok(GitHub {
             api: Api::from_config(setup)?,
         })
-    }
-
-    fn state(outcome: Outcome) -> &'static str {
-        match outcome {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Pending => "pending",
-        }
     }
 
     fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {

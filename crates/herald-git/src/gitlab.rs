@@ -61,12 +61,9 @@ impl StatusForge for GitLab {
             }
             _ => common::escape(&id),
         };
-        let token = setup.token_or_password().ok_or_else(|| {
-            BuildError::invalid(
-                TOKEN_FIELD,
-                "gitlab token cannot be empty (set the Secret's `token`, or `password`)",
-            )
-        })?;
+        let token = setup.require_token_or_password(
+            "gitlab token cannot be empty (set the Secret's `token`, or `password`)",
+        )?;
         let token = setup.header(token.expose(), TOKEN_FIELD)?;
         Ok(GitLab {
             base: format!("{}/api/v4", address.base()),

@@ -78,12 +78,7 @@ mod githubdispatch;
 mod gitlab;
 mod status;
 
-use std::sync::Arc;
-
-use herald_core::{
-    BuildError, DeliveryError, Event, Family, Notifier, ProviderConfig, ProviderType, Registry,
-};
-use herald_http::RetryPolicy;
+use herald_core::{BuildError, DeliveryError, Event, Family, ProviderConfig, ProviderType};
 use herald_http::provider::{self, Render, Table};
 
 pub use common::{commit_sha, provider_id, revision, status_id};
@@ -102,27 +97,7 @@ const PROVIDERS: Table<7> = Table::new(
     ],
 );
 
-/// The provider types this crate implements.
-pub const TYPES: [ProviderType; 7] = PROVIDERS.types();
-
-/// Registers the `git` family and its types (not the pull-request comment types, which herald
-/// does not implement yet).
-pub fn register(registry: &mut Registry) {
-    PROVIDERS.register(registry, build);
-}
-
-/// Builds a notifier of one of [`TYPES`] from its configuration.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    PROVIDERS.build(config, None)
-}
-
-/// [`build`] with another retry policy than Flux's (2 s doubling, 4 retries).
-pub fn build_with_retry_policy(
-    config: &ProviderConfig,
-    policy: RetryPolicy,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    PROVIDERS.build(config, Some(policy))
-}
+herald_http::family_api!(PROVIDERS);
 
 /// The request body a provider would post for an event, without any network I/O: for
 /// benchmarks, tests and `herald` dry runs.

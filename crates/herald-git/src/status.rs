@@ -60,8 +60,14 @@ pub(crate) trait StatusForge: fmt::Debug + Send + Sync + Sized + 'static {
     /// Validates the configuration once, when the notifier is built.
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError>;
 
-    /// The forge's spelling of an outcome.
-    fn state(outcome: Outcome) -> &'static str;
+    /// The forge's spelling of an outcome; GitHub's and Gitea's by default.
+    fn state(outcome: Outcome) -> &'static str {
+        match outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Pending => "pending",
+        }
+    }
 
     /// The body of the status post.
     fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError>;

@@ -118,6 +118,18 @@ impl<'a> Setup<'a> {
             .or_else(|| trimmed(self.config.password.as_ref()))
     }
 
+    /// [`Setup::token`], or else the error `secret key "token": <why>`.
+    pub fn require_token(&self, why: &str) -> Result<SecretString, BuildError> {
+        self.token()
+            .ok_or_else(|| BuildError::invalid(TOKEN_FIELD, why))
+    }
+
+    /// [`Setup::token_or_password`], or else the error `secret key "token": <why>`.
+    pub fn require_token_or_password(&self, why: &str) -> Result<SecretString, BuildError> {
+        self.token_or_password()
+            .ok_or_else(|| BuildError::invalid(TOKEN_FIELD, why))
+    }
+
     /// The `username` and `password`, as stored, when both are set.
     pub fn user_password(&self) -> Option<(&'a str, &'a SecretString)> {
         match &self.config.password {
@@ -258,6 +270,18 @@ pub struct JsonPost {
 }
 
 impl JsonPost {
+    /// A post to the Provider's address (`what` names it in messages), authorized with the
+    /// first of `order` the configuration has.
+    pub fn from_setup(
+        setup: &mut Setup<'_>,
+        what: &str,
+        order: &[Credential],
+    ) -> Result<Self, BuildError> {
+        let endpoint = setup.endpoint(what)?;
+        let authorization = setup.authorization(&endpoint, order)?;
+        Ok(JsonPost::new(endpoint.url(), authorization))
+    }
+
     /// A post to `url` (kept secret: webhook URLs carry tokens).
     pub fn new(url: impl Into<String>, authorization: Option<HeaderValue>) -> Self {
         JsonPost {
@@ -283,7 +307,9 @@ pub fn encode_error(err: &dyn fmt::Display) -> DeliveryError {
 }
 
 /// A render function's result as [`HttpProvider::render`] returns it.
-pub fn rendered<E: fmt::Display>(body: Result<Vec<u8>, E>) -> Result<Option<Vec<u8>>, DeliveryError> {
+pub fn rendered<E: fmt::Display>(
+    body: Result<Vec<u8>, E>,
+) -> Result<Option<Vec<u8>>, DeliveryError> {
     body.map(Some).map_err(|e| encode_error(&e))
 }
 
@@ -345,10 +371,14 @@ impl<P: HttpProvider> HttpNotifier<P> {
             request.method,
             crate::redact_url(&request.url)
         );
-        let response = self.client.send(request).await.map_err(|e| match P::SEND_FAILED {
-            Some(context) => e.context(context),
-            None => e,
-        })?;
+        let response = self
+            .client
+            .send(request)
+            .await
+            .map_err(|e| match P::SEND_FAILED {
+                Some(context) => e.context(context),
+                None => e,
+            })?;
         self.provider.check(&response).map_err(|e| e.context(what))
     }
 }
@@ -444,6 +474,16 @@ impl<const N: usize> Table<N> {
         Table { family, entries }
     }
 
+    /// How many types the table has.
+    pub const fn len(&self) -> usize {
+        N
+    }
+
+    /// Whether the table has no type.
+    pub const fn is_empty(&self) -> bool {
+        N == 0
+    }
+
     /// The types, in table order.
     pub const fn types(&self) -> [ProviderType; N] {
         let mut out = [ProviderType::Generic; N];
@@ -496,6 +536,49 @@ impl<const N: usize> Table<N> {
             )
         })
     }
+}
+
+/// The public API of a family crate over its `const` [`Table`]: `TYPES`, `register`, `build`
+/// and `build_with_retry_policy`. The crate names `herald_core` among its dependencies.
+///
+/// ```text
+/// const PROVIDERS: Table<1> = Table::new(Family::Chat, [entry::<Slack>(ProviderType::Slack)]);
+/// herald_http::family_api!(PROVIDERS);
+/// ```
+#[macro_export]
+macro_rules! family_api {
+    ($table:ident) => {
+        /// The provider types this crate implements, in table order.
+        pub const TYPES: [::herald_core::ProviderType; $table.len()] = $table.types();
+
+        /// Registers this family and every type of [`TYPES`].
+        pub fn register(registry: &mut ::herald_core::Registry) {
+            $table.register(registry, build);
+        }
+
+        /// Builds the notifier of a Provider of one of [`TYPES`], validating its
+        /// configuration once.
+        pub fn build(
+            config: &::herald_core::ProviderConfig,
+        ) -> ::std::result::Result<
+            ::std::sync::Arc<dyn ::herald_core::Notifier>,
+            ::herald_core::BuildError,
+        > {
+            $table.build(config, None)
+        }
+
+        /// [`build`] with a retry policy other than Flux's (2 s doubling, 4 retries): tests,
+        /// impatient callers.
+        pub fn build_with_retry_policy(
+            config: &::herald_core::ProviderConfig,
+            retry: $crate::RetryPolicy,
+        ) -> ::std::result::Result<
+            ::std::sync::Arc<dyn ::herald_core::Notifier>,
+            ::herald_core::BuildError,
+        > {
+            $table.build(config, Some(retry))
+        }
+    };
 }
 
 #[cfg(test)]

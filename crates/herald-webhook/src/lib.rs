@@ -53,14 +53,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
-
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use herald_core::{
-    BuildError, Event, Family, Notifier, ProviderConfig, ProviderType, Registry, json,
-};
+use herald_core::{Event, Family, ProviderType, json};
 use herald_http::provider::{Table, entry};
 
 mod generic;
@@ -75,18 +71,7 @@ const PROVIDERS: Table<2> = Table::new(
     ],
 );
 
-/// The provider types this crate implements.
-pub const TYPES: [ProviderType; 2] = PROVIDERS.types();
-
-/// Registers `generic` and `generic-hmac`.
-pub fn register(registry: &mut Registry) {
-    PROVIDERS.register(registry, build);
-}
-
-/// Builds a `generic` or `generic-hmac` notifier from its configuration.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    PROVIDERS.build(config, None)
-}
+herald_http::family_api!(PROVIDERS);
 
 /// The request body: the event as Flux encodes it (see [`herald_core::json`]).
 pub fn render_body(event: &Event) -> Vec<u8> {
