@@ -13,5 +13,6 @@ mod eventhub;
 mod git;
 mod hardening;
 mod outbox;
+mod proxy;
 mod secrets;
 mod support;
