@@ -18,7 +18,6 @@ use hyper_util::client::legacy::connect::proxy::SocksV5;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioIo;
-use percent_encoding::percent_decode_str;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -238,9 +237,7 @@ async fn proxy_tls(
 /// The percent-decoded `user[:password]` of a URL, if it has one.
 fn userinfo(uri: &Uri) -> Option<(String, String)> {
     let (info, _) = authority(uri).rsplit_once('@')?;
-    let (user, pass) = info.split_once(':').unwrap_or((info, ""));
-    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-    Some((decode(user), decode(pass)))
+    Some(crate::endpoint::userinfo_parts(info))
 }
 
 fn authority(uri: &Uri) -> &str {

@@ -132,9 +132,7 @@ impl Endpoint {
         };
         endpoint.set_path(path);
         if let Some(info) = userinfo {
-            let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-            let (user, password) = info.split_once(':').unwrap_or((info, ""));
-            let (user, password) = (decode(user), decode(password));
+            let (user, password) = userinfo_parts(info);
             endpoint.basic = Some(crate::provider::sensitive(
                 &basic_value(&user, &password),
                 field,
@@ -263,6 +261,14 @@ fn host(host_port: &str) -> Result<String, &'static str> {
         return Err("invalid port number");
     }
     Ok(host.to_ascii_lowercase())
+}
+
+/// The percent-decoded user and password of a URL's `user[:password]` (malformed escapes are
+/// kept as written).
+pub(crate) fn userinfo_parts(info: &str) -> (String, String) {
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let (user, password) = info.split_once(':').unwrap_or((info, ""));
+    (decode(user), decode(password))
 }
 
 /// `Basic base64(user:password)`.
