@@ -26,10 +26,7 @@ pub struct Proxied {
 impl Proxied {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::recorder::header(&self.headers, name)
     }
 }
 

@@ -90,10 +90,7 @@ pub struct Recorded {
 impl Recorded {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     /// The body as UTF-8. Panics if it is not UTF-8.
@@ -115,6 +112,14 @@ struct Shared {
 /// Locks a mutex, ignoring poisoning: a panicking test must not hide the recorded requests.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The first value of header `name` (case-insensitive) in `headers`.
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A recording HTTP/1.1 server on `127.0.0.1` and a random port.
