@@ -15,69 +15,34 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use herald_core::{BuildError, Event, Notifier, NotifyFuture, ProviderConfig, SecretString, json};
-use herald_http::{HeaderValue, Request, RetryPolicy};
+use herald_core::{BuildError, DeliveryError, Event, json};
+use herald_http::Request;
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
 
-use crate::common::{self, Sender};
-
-/// Builds an `alertmanager` notifier.
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Alertmanager URL")?;
-    let mut secrets: Vec<String> = Vec::new();
-    // Flux's order: the Secret's username+password replace a bearer token; Go's HTTP client
-    // uses the URL's userinfo only when no Authorization header is set.
-    let auth = if let Some((user, password)) = common::user_password(config) {
-        Some(common::basic(user, password.expose()))
-    } else if let Some(token) = common::token(config) {
-        Some(format!("Bearer {}", token.expose()))
-    } else {
-        endpoint
-            .userinfo
-            .as_ref()
-            .map(|(user, password)| common::basic(user, password.expose()))
-    };
-    if let Some((_, password)) = &endpoint.userinfo {
-        secrets.push(password.expose().to_owned());
-    }
-    let authorization = match &auth {
-        Some(value) => {
-            secrets.push(value.clone());
-            Some(common::authorization(value, "secret key \"token\"")?)
-        }
-        None => None,
-    };
-    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    Ok(Arc::new(Alertmanager {
-        sender: Sender::new(config, retry, &secret_refs)?,
-        url: endpoint.url,
-        authorization,
-    }))
-}
-
+/// A validated `alertmanager` Provider.
 #[derive(Debug)]
-struct Alertmanager {
-    sender: Sender,
-    url: SecretString,
-    authorization: Option<HeaderValue>,
+pub(crate) struct Alertmanager {
+    post: JsonPost,
 }
 
-impl Notifier for Alertmanager {
-    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
-        Box::pin(async move {
-            let body = render(event).map_err(|e| common::render_error("alertmanager", &e))?;
-            let mut request = Request::post_json(self.url.expose(), body);
-            if let Some(value) = &self.authorization {
-                request = request.header(common::authorization_name(), value.clone());
-            }
-            self.sender.send(request).await
-        })
+impl HttpProvider for Alertmanager {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        // Flux's order: the Secret's username+password replace a bearer token; Go's HTTP
+        // client uses the URL's userinfo only when no Authorization header is set.
+        let order = [Credential::Basic, Credential::Bearer, Credential::Userinfo];
+        let post = JsonPost::from_setup(setup, "Alertmanager URL", &order)?;
+        Ok(Alertmanager { post })
+    }
+
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }
 

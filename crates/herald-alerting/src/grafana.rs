@@ -1,69 +1,32 @@
 //! `grafana`: one annotation per event, POSTed to Grafana's `/api/annotations`.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
-use herald_core::{
-    BuildError, Event, Notifier, NotifyFuture, ProviderConfig, SecretString, json, text,
-};
-use herald_http::{HeaderValue, Request, RetryPolicy};
+use herald_core::{BuildError, DeliveryError, Event, json, text};
+use herald_http::Request;
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
 
-use crate::common::{self, Sender};
-
-/// Builds a `grafana` notifier.
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Grafana URL")?;
-    // Flux's order: a token wins; otherwise Basic auth when both username and password are
-    // set; otherwise the address's `user:password@`, as Go's HTTP client would use it.
-    let auth = if let Some(token) = common::token(config) {
-        Some(format!("Bearer {}", token.expose()))
-    } else if let Some((user, password)) = common::user_password(config) {
-        Some(common::basic(user, password.expose()))
-    } else {
-        endpoint
-            .userinfo
-            .as_ref()
-            .map(|(user, password)| common::basic(user, password.expose()))
-    };
-    let mut secrets: Vec<&str> = Vec::new();
-    if let Some((_, password)) = &endpoint.userinfo {
-        secrets.push(password.expose());
-    }
-    if let Some(value) = &auth {
-        secrets.push(value);
-    }
-    let authorization = match &auth {
-        Some(value) => Some(common::authorization(value, "secret key \"token\"")?),
-        None => None,
-    };
-    Ok(Arc::new(Grafana {
-        sender: Sender::new(config, retry, &secrets)?,
-        url: endpoint.url,
-        authorization,
-    }))
-}
-
+/// A validated `grafana` Provider.
 #[derive(Debug)]
-struct Grafana {
-    sender: Sender,
-    url: SecretString,
-    authorization: Option<HeaderValue>,
+pub(crate) struct Grafana {
+    post: JsonPost,
 }
 
-impl Notifier for Grafana {
-    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
-        Box::pin(async move {
-            let body = render(event).map_err(|e| common::render_error("grafana", &e))?;
-            let mut request = Request::post_json(self.url.expose(), body);
-            if let Some(value) = &self.authorization {
-                request = request.header(common::authorization_name(), value.clone());
-            }
-            self.sender.send(request).await
-        })
+impl HttpProvider for Grafana {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        // Flux's order: a token wins; otherwise Basic auth when both username and password
+        // are set; otherwise the address's `user:password@`, as Go's HTTP client would use it.
+        let order = [Credential::Bearer, Credential::Basic, Credential::Userinfo];
+        let post = JsonPost::from_setup(setup, "Grafana URL", &order)?;
+        Ok(Grafana { post })
+    }
+
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }
 

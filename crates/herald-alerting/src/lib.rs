@@ -45,62 +45,23 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
-
-use herald_core::{BuildError, Family, Notifier, ProviderConfig, ProviderType, Registry};
-use herald_http::RetryPolicy;
+use herald_core::{Family, ProviderType};
+use herald_http::provider::{Table, entry};
 
 pub mod alertmanager;
-mod common;
 pub mod grafana;
 pub mod opsgenie;
 pub mod sentry;
 
-/// The provider types this crate implements.
-pub const TYPES: [ProviderType; 4] = [
-    ProviderType::Alertmanager,
-    ProviderType::Opsgenie,
-    ProviderType::Grafana,
-    ProviderType::Sentry,
-];
+/// The providers of this crate: one line per type.
+const PROVIDERS: Table<4> = Table::new(
+    Family::Alerting,
+    [
+        entry::<alertmanager::Alertmanager>(ProviderType::Alertmanager),
+        entry::<opsgenie::Opsgenie>(ProviderType::Opsgenie),
+        entry::<grafana::Grafana>(ProviderType::Grafana),
+        entry::<sentry::Sentry>(ProviderType::Sentry),
+    ],
+);
 
-/// Registers the alerting family and its four types.
-pub fn register(registry: &mut Registry) {
-    registry.add_family(Family::Alerting);
-    for ty in TYPES {
-        registry.register(ty, build);
-    }
-}
-
-/// Builds the notifier of an `alertmanager`, `opsgenie`, `grafana` or `sentry` Provider,
-/// validating its configuration once.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    build_inner(config, None)
-}
-
-/// [`build`] with a retry policy other than herald's default (tests, impatient callers).
-pub fn build_with_retry_policy(
-    config: &ProviderConfig,
-    retry: RetryPolicy,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    build_inner(config, Some(retry))
-}
-
-fn build_inner(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    match config.provider_type {
-        ProviderType::Alertmanager => alertmanager::build(config, retry),
-        ProviderType::Opsgenie => opsgenie::build(config, retry),
-        ProviderType::Grafana => grafana::build(config, retry),
-        ProviderType::Sentry => sentry::build(config, retry),
-        ty => Err(match ty.family() {
-            Some(family) if family == Family::Alerting => BuildError::NotImplemented { ty, family },
-            _ => BuildError::invalid(
-                "spec.type",
-                format!("`{ty}` is not an alerting provider type"),
-            ),
-        }),
-    }
-}
+herald_http::family_api!(PROVIDERS);

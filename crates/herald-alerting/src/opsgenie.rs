@@ -1,40 +1,41 @@
 //! `opsgenie`: one alert per event, POSTed to the Opsgenie Alert API with `GenieKey` auth.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use herald_core::{BuildError, Event, Notifier, NotifyFuture, ProviderConfig, SecretString, json};
-use herald_http::{HeaderValue, Request, RetryPolicy};
+use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, json};
+use herald_http::Request;
+use herald_http::provider::{self, HttpProvider, JsonPost, Setup, TOKEN_FIELD};
 
-use crate::common::{self, Sender};
+/// A validated `opsgenie` Provider. The Secret's `token` (the API key) is required.
+#[derive(Debug)]
+pub(crate) struct Opsgenie {
+    post: JsonPost,
+    provider_id: String,
+}
 
-/// Builds an `opsgenie` notifier. The Secret's `token` (the API key) is required.
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Opsgenie URL")?;
-    let Some(token) = common::token(config) else {
-        return Err(BuildError::invalid(
-            "secret key \"token\"",
+impl HttpProvider for Opsgenie {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let endpoint = setup.endpoint("Opsgenie URL")?;
+        let token = setup.require_token(
             "the Opsgenie API key is empty (set `token` in the Secret named by spec.secretRef)",
-        ));
-    };
-    let value = format!("GenieKey {}", token.expose());
-    let authorization = common::authorization(&value, "secret key \"token\"")?;
-    let mut secrets = vec![value.as_str()];
-    if let Some((_, password)) = &endpoint.userinfo {
-        secrets.push(password.expose());
+        )?;
+        let authorization = setup.header(&format!("GenieKey {}", token.expose()), TOKEN_FIELD)?;
+        Ok(Opsgenie {
+            post: JsonPost::new(endpoint.url(), Some(authorization)),
+            provider_id: provider_id(setup.config()),
+        })
     }
-    Ok(Arc::new(Opsgenie {
-        sender: Sender::new(config, retry, &secrets)?,
-        url: endpoint.url,
-        authorization,
-        provider_id: provider_id(config),
-    }))
+
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event, &self.provider_id))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
+    }
 }
 
 /// The stable provider id that stands in for Flux's Provider UID in the alias:
@@ -42,26 +43,6 @@ pub(crate) fn build(
 /// name identify a Provider just as well and survive restarts and re-applies.
 pub fn provider_id(config: &ProviderConfig) -> String {
     config.id()
-}
-
-#[derive(Debug)]
-struct Opsgenie {
-    sender: Sender,
-    url: SecretString,
-    authorization: HeaderValue,
-    provider_id: String,
-}
-
-impl Notifier for Opsgenie {
-    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
-        Box::pin(async move {
-            let body = render(event, &self.provider_id)
-                .map_err(|e| common::render_error("opsgenie", &e))?;
-            let request = Request::post_json(self.url.expose(), body)
-                .header(common::authorization_name(), self.authorization.clone());
-            self.sender.send(request).await
-        })
-    }
 }
 
 #[derive(Serialize)]

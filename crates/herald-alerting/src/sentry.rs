@@ -7,19 +7,15 @@
 //! retried like any other, where Flux's SDK transport drops it silently.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use sentry_types::protocol::v7 as proto;
 use sentry_types::{Auth, Dsn, Uuid};
 use sha2::{Digest, Sha512};
 
-use herald_core::{
-    BuildError, Event, Notifier, NotifyFuture, ProviderConfig, Severity, json, text,
-};
-use herald_http::{HeaderName, HeaderValue, Request, RetryPolicy};
-
-use crate::common::{self, Sender};
+use herald_core::{BuildError, DeliveryError, Event, Severity, json, text};
+use herald_http::provider::{self, HttpProvider, Setup};
+use herald_http::{HeaderName, HeaderValue, Request};
 
 /// The `sentry_client` of the auth header.
 const CLIENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
@@ -27,46 +23,66 @@ const CLIENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
 /// The content type of an envelope.
 const ENVELOPE_CONTENT_TYPE: &str = "application/x-sentry-envelope";
 
-/// Builds a `sentry` notifier: the address is the project's DSN, `spec.channel` the
+/// A validated `sentry` Provider: the address is the project's DSN, `spec.channel` the
 /// environment.
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let field = common::address_field(config);
-    let raw = config.address.expose().trim();
-    if raw.is_empty() {
-        return Err(BuildError::invalid(field, "DSN cannot be empty"));
+#[derive(Debug)]
+pub(crate) struct Sentry {
+    url: String,
+    auth: HeaderValue,
+    environment: String,
+    provider_id: String,
+}
+
+impl HttpProvider for Sentry {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let field = setup.address_field();
+        let raw = setup.config().address.expose().trim();
+        if raw.is_empty() {
+            return Err(BuildError::invalid(field, "DSN cannot be empty"));
+        }
+        // ParseDsnError never quotes the DSN, which holds the project key.
+        let dsn: Dsn = raw.parse().map_err(|e| {
+            BuildError::invalid(
+                field,
+                format!("invalid Sentry DSN ({e}); expected https://<key>@<host>/<project>"),
+            )
+        })?;
+        setup.secret(dsn.public_key());
+        if let Some(secret) = dsn.secret_key() {
+            setup.secret(secret);
+        }
+        let auth = auth_header(&dsn)
+            .map_err(|e| BuildError::invalid(field, format!("invalid Sentry DSN ({e})")))?;
+        Ok(Sentry {
+            url: dsn.envelope_api_url().to_string(),
+            auth: provider::sensitive(&auth, field)?,
+            environment: setup.config().channel.clone(),
+            provider_id: setup.config().id(),
+        })
     }
-    // ParseDsnError never quotes the DSN, which holds the project key.
-    let dsn: Dsn = raw.parse().map_err(|e| {
-        BuildError::invalid(
-            field,
-            format!("invalid Sentry DSN ({e}); expected https://<key>@<host>/<project>"),
-        )
-    })?;
-    let auth = auth_header(&dsn)
-        .map_err(|e| BuildError::invalid(field, format!("invalid Sentry DSN ({e})")))?;
-    let mut auth_value = HeaderValue::from_str(&auth).map_err(|_| {
-        BuildError::invalid(
-            field,
-            "the DSN key contains characters that are not allowed in an HTTP header",
-        )
-    })?;
-    auth_value.set_sensitive(true);
-    let mut secrets = vec![dsn.public_key()];
-    secrets.extend(dsn.secret_key());
-    Ok(Arc::new(Sentry {
-        sender: Sender::new(config, retry, &secrets)?,
-        url: envelope_url(&dsn),
-        auth: auth_value,
-        environment: config.channel.clone(),
-        provider_id: config.id(),
-    }))
+
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        render(event, &self.environment, &self.provider_id)
+            .map_err(|e| DeliveryError::permanent(format!("cannot encode the envelope: {e}")))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(Request::post_json(self.url.as_str(), body)
+            .header(
+                HeaderName::from_static("content-type"),
+                HeaderValue::from_static(ENVELOPE_CONTENT_TYPE),
+            )
+            .header(HeaderName::from_static("x-sentry-auth"), self.auth.clone()))
+    }
 }
 
 /// `X-Sentry-Auth: Sentry sentry_key=<key>, sentry_version=7, sentry_client=herald/<v>`
 /// (plus `sentry_secret` for legacy DSNs that carry one).
+///
+/// Built with sentry-types' `Auth` from the DSN's keys rather than `Dsn::to_auth`, which
+/// stamps `sentry_timestamp` with the time it is called: the notifier is built once and lives
+/// for days, so that stamp would go stale, and the header would no longer be the same bytes
+/// from one delivery of an event to the next.
 fn auth_header(dsn: &Dsn) -> Result<String, sentry_types::ParseAuthError> {
     let mut pairs = vec![
         ("sentry_key", dsn.public_key()),
@@ -77,52 +93,6 @@ fn auth_header(dsn: &Dsn) -> Result<String, sentry_types::ParseAuthError> {
         pairs.push(("sentry_secret", secret));
     }
     Ok(Auth::from_pairs(pairs)?.to_string())
-}
-
-/// `<scheme>://<host>[:<port>]<path>api/<project>/envelope/`, built without panicking paths.
-fn envelope_url(dsn: &Dsn) -> String {
-    let scheme = dsn.scheme();
-    let port = if dsn.port() == scheme.default_port() {
-        String::new()
-    } else {
-        format!(":{}", dsn.port())
-    };
-    format!(
-        "{scheme}://{}{port}{}api/{}/envelope/",
-        dsn.host(),
-        dsn.path(),
-        dsn.project_id()
-    )
-}
-
-#[derive(Debug)]
-struct Sentry {
-    sender: Sender,
-    url: String,
-    auth: HeaderValue,
-    environment: String,
-    provider_id: String,
-}
-
-impl Notifier for Sentry {
-    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
-        Box::pin(async move {
-            let body = render(event, &self.environment, &self.provider_id).map_err(|e| {
-                herald_core::DeliveryError::permanent(format!(
-                    "sentry: cannot encode the envelope: {e}"
-                ))
-            })?;
-            // Flux hands the SDK nothing for severities other than info and error.
-            let Some(body) = body else { return Ok(()) };
-            let request = Request::post_json(self.url.as_str(), body)
-                .header(
-                    HeaderName::from_static("content-type"),
-                    HeaderValue::from_static(ENVELOPE_CONTENT_TYPE),
-                )
-                .header(HeaderName::from_static("x-sentry-auth"), self.auth.clone());
-            self.sender.send(request).await
-        })
-    }
 }
 
 /// Deterministic ids: the same event through the same Provider always gets the same event id,
@@ -267,10 +237,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelope_url_and_auth_come_from_the_dsn() {
+    fn envelope_urls_and_auth_come_from_the_dsn() {
         let dsn: Dsn = "https://abc123@o1.ingest.sentry.io/42".parse().unwrap();
         assert_eq!(
-            envelope_url(&dsn),
+            dsn.envelope_api_url().as_str(),
             "https://o1.ingest.sentry.io/api/42/envelope/"
         );
         assert_eq!(
@@ -279,7 +249,7 @@ mod tests {
         );
         let dsn: Dsn = "http://k:s@127.0.0.1:9000/sub/path/7".parse().unwrap();
         assert_eq!(
-            envelope_url(&dsn),
+            dsn.envelope_api_url().as_str(),
             "http://127.0.0.1:9000/sub/path/api/7/envelope/"
         );
         assert!(auth_header(&dsn).unwrap().ends_with(", sentry_secret=s"));

@@ -6,13 +6,10 @@
 //! at the path. The body is the Slack attachment with an empty `channel` (Discord picks the
 //! channel from the webhook) and an empty `fallback`.
 
-use std::sync::Arc;
-
-use herald_core::{BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString};
-use herald_http::{HeaderValue, Request, RetryPolicy};
-
-use crate::common::{self, Chat};
 use crate::slack::{SLACK_COLORS, render_attachment};
+use herald_core::{BuildError, DeliveryError, Event};
+use herald_http::Request;
+use herald_http::provider::{self, Endpoint, HttpProvider, JsonPost, Setup};
 
 /// The `discord` body: Slack's attachment, `channel` and `fallback` empty, `username` as
 /// configured or else the reporting controller, colours `good`/`danger`.
@@ -27,45 +24,37 @@ pub fn render(event: &Event, username: &str) -> Result<Vec<u8>, serde_json::Erro
 
 /// The Slack-compatible endpoint of a Discord webhook URL: `/slack` appended to the path
 /// unless it ends with it already; the query is kept.
-pub fn slack_endpoint(url: &mut url::Url) {
-    let path = url.path().trim_end_matches('/');
+pub fn slack_endpoint(endpoint: &mut Endpoint) {
+    let path = endpoint.path().trim_end_matches('/');
     if !path.ends_with("/slack") {
         let joined = format!("{path}/slack");
-        url.set_path(&joined);
+        endpoint.set_path(&joined);
     }
 }
 
 /// A validated `discord` Provider.
 #[derive(Debug)]
-struct Discord {
-    url: SecretString,
+pub(crate) struct Discord {
+    post: JsonPost,
     username: String,
-    authorization: Option<HeaderValue>,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let mut endpoint = common::endpoint(config, "Discord webhook URL")?;
-    slack_endpoint(&mut endpoint.url);
-    let discord = Discord {
-        url: endpoint.url.as_str().into(),
-        username: config.username.clone(),
-        authorization: endpoint.basic.clone(),
-    };
-    let extra: Vec<_> = endpoint.password.iter().collect();
-    common::notifier(discord, config, retry, &extra)
-}
+impl HttpProvider for Discord {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let mut endpoint = setup.endpoint("Discord webhook URL")?;
+        slack_endpoint(&mut endpoint);
+        Ok(Discord {
+            post: JsonPost::new(endpoint.url(), endpoint.basic().cloned()),
+            username: setup.config().username.clone(),
+        })
+    }
 
-impl Chat for Discord {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body = render(event, &self.username).map_err(|e| common::render_error(&e))?;
-        Ok(common::post_json(
-            &self.url,
-            body,
-            self.authorization.as_ref(),
-        ))
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event, &self.username))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }
 
@@ -74,9 +63,9 @@ mod tests {
     use super::*;
 
     fn endpoint(s: &str) -> String {
-        let mut url = url::Url::parse(s).unwrap();
-        slack_endpoint(&mut url);
-        url.to_string()
+        let mut endpoint = Endpoint::parse(s, "spec.address", "URL").unwrap();
+        slack_endpoint(&mut endpoint);
+        endpoint.url()
     }
 
     #[test]

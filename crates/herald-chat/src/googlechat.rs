@@ -5,16 +5,12 @@
 //! key-value widget per entry, in key order.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use herald_core::{
-    BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString, json, text,
-};
-use herald_http::{HeaderValue, Request, RetryPolicy};
-
-use crate::common::{self, Chat};
+use herald_core::{BuildError, DeliveryError, Event, json, text};
+use herald_http::Request;
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
 
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -117,31 +113,22 @@ pub fn render(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
 
 /// A validated `googlechat` Provider.
 #[derive(Debug)]
-struct GoogleChat {
-    url: SecretString,
-    authorization: Option<HeaderValue>,
+pub(crate) struct GoogleChat {
+    post: JsonPost,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Google Chat webhook URL")?;
-    let chat = GoogleChat {
-        url: endpoint.url.as_str().into(),
-        authorization: endpoint.basic.clone(),
-    };
-    let extra: Vec<_> = endpoint.password.iter().collect();
-    common::notifier(chat, config, retry, &extra)
-}
+impl HttpProvider for GoogleChat {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let what = "Google Chat webhook URL";
+        let post = JsonPost::from_setup(setup, what, &[Credential::Userinfo])?;
+        Ok(GoogleChat { post })
+    }
 
-impl Chat for GoogleChat {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body = render(event).map_err(|e| common::render_error(&e))?;
-        Ok(common::post_json(
-            &self.url,
-            body,
-            self.authorization.as_ref(),
-        ))
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }

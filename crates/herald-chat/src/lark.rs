@@ -5,16 +5,14 @@
 //! posts Lark without the Provider's proxy and custom CA; herald honours both.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use herald_core::{
-    BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString, json, text,
-};
-use herald_http::{HeaderValue, Request, RetryPolicy};
+use herald_core::{BuildError, DeliveryError, Event, json, text};
+use herald_http::Request;
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
 
-use crate::common::{self, Chat};
+use crate::common;
 
 #[derive(Serialize)]
 struct Payload {
@@ -90,31 +88,21 @@ pub fn render(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
 
 /// A validated `lark` Provider.
 #[derive(Debug)]
-struct Lark {
-    url: SecretString,
-    authorization: Option<HeaderValue>,
+pub(crate) struct Lark {
+    post: JsonPost,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Lark webhook URL")?;
-    let lark = Lark {
-        url: endpoint.url.as_str().into(),
-        authorization: endpoint.basic.clone(),
-    };
-    let extra: Vec<_> = endpoint.password.iter().collect();
-    common::notifier(lark, config, retry, &extra)
-}
+impl HttpProvider for Lark {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let post = JsonPost::from_setup(setup, "Lark webhook URL", &[Credential::Userinfo])?;
+        Ok(Lark { post })
+    }
 
-impl Chat for Lark {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body = render(event).map_err(|e| common::render_error(&e))?;
-        Ok(common::post_json(
-            &self.url,
-            body,
-            self.authorization.as_ref(),
-        ))
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }

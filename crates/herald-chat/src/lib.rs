@@ -46,10 +46,8 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
-
-use herald_core::{BuildError, Family, Notifier, ProviderConfig, ProviderType, Registry};
-use herald_http::RetryPolicy;
+use herald_core::{Family, ProviderType};
+use herald_http::provider::{Table, entry};
 
 mod common;
 pub mod discord;
@@ -62,57 +60,20 @@ pub mod slack;
 pub mod telegram;
 pub mod webex;
 
-/// The provider types this crate implements.
-pub const TYPES: [ProviderType; 9] = [
-    ProviderType::Slack,
-    ProviderType::Discord,
-    ProviderType::Rocket,
-    ProviderType::MsTeams,
-    ProviderType::GoogleChat,
-    ProviderType::Webex,
-    ProviderType::Telegram,
-    ProviderType::Lark,
-    ProviderType::Matrix,
-];
+/// The providers of this crate: one line per type.
+const PROVIDERS: Table<9> = Table::new(
+    Family::Chat,
+    [
+        entry::<slack::Slack>(ProviderType::Slack),
+        entry::<discord::Discord>(ProviderType::Discord),
+        entry::<rocket::Rocket>(ProviderType::Rocket),
+        entry::<msteams::Teams>(ProviderType::MsTeams),
+        entry::<googlechat::GoogleChat>(ProviderType::GoogleChat),
+        entry::<webex::Webex>(ProviderType::Webex),
+        entry::<telegram::Telegram>(ProviderType::Telegram),
+        entry::<lark::Lark>(ProviderType::Lark),
+        entry::<matrix::Matrix>(ProviderType::Matrix),
+    ],
+);
 
-/// Registers the chat family and its nine types.
-pub fn register(registry: &mut Registry) {
-    registry.add_family(Family::Chat);
-    for ty in TYPES {
-        registry.register(ty, build);
-    }
-}
-
-/// Builds the notifier of a chat Provider, validating its configuration once.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    build_inner(config, None)
-}
-
-/// [`build`] with a retry policy other than herald's default (tests, impatient callers).
-pub fn build_with_retry_policy(
-    config: &ProviderConfig,
-    retry: RetryPolicy,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    build_inner(config, Some(retry))
-}
-
-fn build_inner(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    match config.provider_type {
-        ProviderType::Slack => slack::build(config, retry),
-        ProviderType::Discord => discord::build(config, retry),
-        ProviderType::Rocket => rocket::build(config, retry),
-        ProviderType::MsTeams => msteams::build(config, retry),
-        ProviderType::GoogleChat => googlechat::build(config, retry),
-        ProviderType::Webex => webex::build(config, retry),
-        ProviderType::Telegram => telegram::build(config, retry),
-        ProviderType::Lark => lark::build(config, retry),
-        ProviderType::Matrix => matrix::build(config, retry),
-        ty => Err(match ty.family() {
-            Some(family) if family == Family::Chat => BuildError::NotImplemented { ty, family },
-            _ => BuildError::invalid("spec.type", format!("`{ty}` is not a chat provider type")),
-        }),
-    }
-}
+herald_http::family_api!(PROVIDERS);

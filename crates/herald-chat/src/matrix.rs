@@ -9,17 +9,15 @@
 //! token is a configuration error, and the Provider's proxy is honoured.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use serde::Serialize;
 use sha1::{Digest as _, Sha1};
 
-use herald_core::{
-    BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString, json, text,
-};
-use herald_http::{HeaderValue, Method, Request, RetryPolicy};
+use herald_core::{BuildError, DeliveryError, Event, SecretString, json, text};
+use herald_http::provider::{self, HttpProvider, Setup, path_segment};
+use herald_http::{HeaderValue, Method, Request};
 
-use crate::common::{self, Chat};
+use crate::common;
 
 #[derive(Serialize)]
 struct Payload {
@@ -64,51 +62,43 @@ pub fn txn_id(event: &Event) -> Result<String, serde_json::Error> {
 
 /// A validated `matrix` Provider.
 #[derive(Debug)]
-struct Matrix {
+pub(crate) struct Matrix {
     /// `<address>/_matrix/client/r0/rooms/<escaped room>/send/m.room.message/`.
     prefix: SecretString,
     authorization: HeaderValue,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let what = "Matrix homeserver URL";
-    let endpoint = common::endpoint(config, what)?;
-    let base = common::base_url(&endpoint, common::address_field(config), what)?;
-    let room = config.channel.trim();
-    if room.is_empty() {
-        return Err(BuildError::invalid(
-            "spec.channel",
-            "empty Matrix room id: set the id of the room to post to (!opaque:example.org)",
-        ));
-    }
-    let Some(token) = common::token(config) else {
-        return Err(BuildError::invalid(
-            "secret key \"token\"",
+impl HttpProvider for Matrix {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let base = setup.endpoint("Matrix homeserver URL")?.base()?;
+        let room = setup.config().channel.trim();
+        if room.is_empty() {
+            return Err(BuildError::invalid(
+                "spec.channel",
+                "empty Matrix room id: set the id of the room to post to (!opaque:example.org)",
+            ));
+        }
+        let token = setup.require_token(
             "empty Matrix access token: put the access token of the posting user in the \
              Secret's `token` key",
-        ));
-    };
-    let matrix = Matrix {
-        prefix: SecretString::new(format!(
-            "{base}/_matrix/client/r0/rooms/{}/send/m.room.message/",
-            common::path_segment(room)
-        )),
-        authorization: common::bearer(Some(&token))?,
-    };
-    let extra: Vec<_> = endpoint.password.iter().collect();
-    common::notifier(matrix, config, retry, &extra)
-}
+        )?;
+        Ok(Matrix {
+            prefix: SecretString::new(format!(
+                "{base}/_matrix/client/r0/rooms/{}/send/m.room.message/",
+                path_segment(room)
+            )),
+            authorization: setup.bearer(Some(&token))?,
+        })
+    }
 
-impl Chat for Matrix {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body = render(event).map_err(|e| common::render_error(&e))?;
-        let txn = txn_id(event).map_err(|e| common::render_error(&e))?;
-        let url = format!("{}{txn}", self.prefix.expose());
-        let mut request =
-            common::post_json(&SecretString::new(url), body, Some(&self.authorization));
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event))
+    }
+
+    fn request(&self, event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        let txn = txn_id(event).map_err(|e| provider::encode_error(&e))?;
+        let mut request = Request::post_json(format!("{}{txn}", self.prefix.expose()), body)
+            .header(provider::AUTHORIZATION, self.authorization.clone());
         request.method = Method::PUT;
         Ok(request)
     }

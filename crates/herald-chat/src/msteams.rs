@@ -7,16 +7,11 @@
 //! Errors are coloured (`FF0000` theme, `attention` text). Facts list `summary` first, then
 //! the other metadata keys in order (Flux sorts only the Adaptive Card's; herald sorts both).
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
-use herald_core::{
-    BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString, json, text,
-};
-use herald_http::{HeaderValue, Request, RetryPolicy};
-
-use crate::common::{self, Chat};
+use herald_core::{BuildError, DeliveryError, Event, json, text};
+use herald_http::Request;
+use herald_http::provider::{self, HttpProvider, JsonPost, Setup};
 
 /// Which card format a Teams address receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,13 +22,16 @@ pub enum Schema {
     AdaptiveCard,
 }
 
-/// The schema for a webhook URL, chosen by host suffix. The url crate has already removed the
-/// port and lower-cased the host, so `XXX.WEBHOOK.OFFICE.COM:443` is a connector, and the
-/// lookalike `xxx-webhook.office.com` is not.
-pub fn schema_for(url: &url::Url) -> Schema {
-    match url.host_str() {
-        Some(host) if host.ends_with(".webhook.office.com") => Schema::MessageCard,
-        _ => Schema::AdaptiveCard,
+/// The schema for a webhook host (lower-case, without its port: [`Endpoint::host`]), chosen
+/// by suffix: `XXX.WEBHOOK.OFFICE.COM:443` is a connector, the lookalike
+/// `xxx-webhook.office.com` is not.
+///
+/// [`Endpoint::host`]: herald_http::provider::Endpoint::host
+pub fn schema_for(host: &str) -> Schema {
+    if host.ends_with(".webhook.office.com") {
+        Schema::MessageCard
+    } else {
+        Schema::AdaptiveCard
     }
 }
 
@@ -212,34 +210,26 @@ pub fn render(event: &Event, schema: Schema) -> Result<Vec<u8>, serde_json::Erro
 
 /// A validated `msteams` Provider.
 #[derive(Debug)]
-struct Teams {
-    url: SecretString,
+pub(crate) struct Teams {
+    post: JsonPost,
     schema: Schema,
-    authorization: Option<HeaderValue>,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Microsoft Teams webhook URL")?;
-    let teams = Teams {
-        url: endpoint.url.as_str().into(),
-        schema: schema_for(&endpoint.url),
-        authorization: endpoint.basic.clone(),
-    };
-    let extra: Vec<_> = endpoint.password.iter().collect();
-    common::notifier(teams, config, retry, &extra)
-}
+impl HttpProvider for Teams {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let endpoint = setup.endpoint("Microsoft Teams webhook URL")?;
+        Ok(Teams {
+            schema: schema_for(endpoint.host()),
+            post: JsonPost::new(endpoint.url(), endpoint.basic().cloned()),
+        })
+    }
 
-impl Chat for Teams {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body = render(event, self.schema).map_err(|e| common::render_error(&e))?;
-        Ok(common::post_json(
-            &self.url,
-            body,
-            self.authorization.as_ref(),
-        ))
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event, self.schema))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }
 
@@ -264,7 +254,8 @@ mod tests {
             ),
             ("http://127.0.0.1:8080/", Schema::AdaptiveCard),
         ] {
-            assert_eq!(schema_for(&url::Url::parse(url).unwrap()), want, "{url}");
+            let endpoint = herald_http::provider::Endpoint::parse(url, "f", "URL").unwrap();
+            assert_eq!(schema_for(endpoint.host()), want, "{url}");
         }
     }
 }

@@ -4,13 +4,10 @@
 //! `channel` and `username` exactly as configured (no default: Rocket.Chat uses the
 //! webhook's), and an empty `fallback`.
 
-use std::sync::Arc;
-
-use herald_core::{BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString};
-use herald_http::{HeaderValue, Request, RetryPolicy};
-
-use crate::common::{self, Chat};
 use crate::slack::{Colors, render_attachment};
+use herald_core::{BuildError, DeliveryError, Event};
+use herald_http::Request;
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
 
 const ROCKET_COLORS: Colors = Colors {
     ok: "#0076D7",
@@ -24,36 +21,26 @@ pub fn render(event: &Event, channel: &str, username: &str) -> Result<Vec<u8>, s
 
 /// A validated `rocket` Provider.
 #[derive(Debug)]
-struct Rocket {
-    url: SecretString,
+pub(crate) struct Rocket {
+    post: JsonPost,
     channel: String,
     username: String,
-    authorization: Option<HeaderValue>,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Rocket.Chat webhook URL")?;
-    let rocket = Rocket {
-        url: endpoint.url.as_str().into(),
-        channel: config.channel.clone(),
-        username: config.username.clone(),
-        authorization: endpoint.basic.clone(),
-    };
-    let extra: Vec<_> = endpoint.password.iter().collect();
-    common::notifier(rocket, config, retry, &extra)
-}
+impl HttpProvider for Rocket {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        Ok(Rocket {
+            post: JsonPost::from_setup(setup, "Rocket.Chat webhook URL", &[Credential::Userinfo])?,
+            channel: setup.config().channel.clone(),
+            username: setup.config().username.clone(),
+        })
+    }
 
-impl Chat for Rocket {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body =
-            render(event, &self.channel, &self.username).map_err(|e| common::render_error(&e))?;
-        Ok(common::post_json(
-            &self.url,
-            body,
-            self.authorization.as_ref(),
-        ))
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event, &self.channel, &self.username))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }

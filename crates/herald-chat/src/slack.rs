@@ -7,14 +7,11 @@
 //! (and requires a JSON answer from any `slack.com/api/` address), so a refused message is
 //! never reported as delivered. Such a refusal is permanent, except `ratelimited`.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use herald_core::{BuildError, DeliveryError, Event, Notifier, ProviderConfig, json, text};
-use herald_http::{HeaderValue, Request, Response, RetryPolicy};
-
-use crate::common::{self, Chat};
+use herald_core::{BuildError, DeliveryError, Event, json, text};
+use herald_http::provider::{self, Credential, HttpProvider, JsonPost, Setup};
+use herald_http::{Request, Response};
 
 /// The colours of an attachment: Slack's and Discord's named colours, or Rocket.Chat's hex.
 #[derive(Clone, Copy, Debug)]
@@ -149,46 +146,33 @@ pub fn check_answer(body: &[u8], web_api: bool) -> Result<(), DeliveryError> {
 
 /// A validated `slack` Provider.
 #[derive(Debug)]
-struct Slack {
-    url: herald_core::SecretString,
+pub(crate) struct Slack {
+    post: JsonPost,
     channel: String,
     username: String,
-    authorization: Option<HeaderValue>,
     web_api: bool,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Slack URL")?;
-    let token = common::token(config);
-    let authorization = match &token {
-        Some(_) => Some(common::bearer(token.as_ref())?),
-        None => endpoint.basic.clone(),
-    };
-    let web_api =
-        endpoint.url.host_str() == Some("slack.com") && endpoint.url.path().starts_with("/api/");
-    let slack = Slack {
-        url: endpoint.url.as_str().into(),
-        channel: config.channel.clone(),
-        username: config.username.clone(),
-        authorization,
-        web_api,
-    };
-    let extra: Vec<_> = endpoint.password.iter().collect();
-    common::notifier(slack, config, retry, &extra)
-}
+impl HttpProvider for Slack {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let endpoint = setup.endpoint("Slack URL")?;
+        // A bot token wins over the address's userinfo, as in Go.
+        let authorization =
+            setup.authorization(&endpoint, &[Credential::Bearer, Credential::Userinfo])?;
+        Ok(Slack {
+            web_api: endpoint.host() == "slack.com" && endpoint.path().starts_with("/api/"),
+            post: JsonPost::new(endpoint.url(), authorization),
+            channel: setup.config().channel.clone(),
+            username: setup.config().username.clone(),
+        })
+    }
 
-impl Chat for Slack {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body =
-            render(event, &self.channel, &self.username).map_err(|e| common::render_error(&e))?;
-        Ok(common::post_json(
-            &self.url,
-            body,
-            self.authorization.as_ref(),
-        ))
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event, &self.channel, &self.username))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 
     fn check(&self, response: &Response) -> Result<(), DeliveryError> {

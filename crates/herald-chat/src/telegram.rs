@@ -7,16 +7,13 @@
 //! The bot token is part of the URL path, so it is masked in every error and log line (and
 //! herald shows URLs only as `scheme://host/…` anyway).
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
-use herald_core::{
-    BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString, json, text,
-};
-use herald_http::{HeaderValue, Request, RetryPolicy};
+use herald_core::{BuildError, DeliveryError, Event, json, text};
+use herald_http::Request;
+use herald_http::provider::{self, HttpProvider, JsonPost, Setup, path_segment};
 
-use crate::common::{self, Chat};
+use crate::common;
 
 /// The Bot API base used when the Provider has no address.
 pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
@@ -88,61 +85,46 @@ pub fn render(event: &Event, channel: &str) -> Result<Vec<u8>, serde_json::Error
 
 /// A validated `telegram` Provider.
 #[derive(Debug)]
-struct Telegram {
+pub(crate) struct Telegram {
     /// `<base>/bot<token>/sendMessage`: holds the token.
-    url: SecretString,
+    post: JsonPost,
     channel: String,
-    authorization: Option<HeaderValue>,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    if config.channel.trim().is_empty() {
-        return Err(BuildError::invalid(
-            "spec.channel",
-            "empty Telegram channel: set a chat id (-1001234567890), a chat id and a topic id \
-             (-1001234567890:1) or a channel username (@name)",
-        ));
-    }
-    let Some(token) = common::token(config) else {
-        return Err(BuildError::invalid(
-            "secret key \"token\"",
+impl HttpProvider for Telegram {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let config = setup.config();
+        if config.channel.trim().is_empty() {
+            return Err(BuildError::invalid(
+                "spec.channel",
+                "empty Telegram channel: set a chat id (-1001234567890), a chat id and a topic \
+                 id (-1001234567890:1) or a channel username (@name)",
+            ));
+        }
+        let token = setup.require_token(
             "empty Telegram token: put the bot token from @BotFather in the Secret's `token` key",
-        ));
-    };
-    let (base, authorization, password) = if config.address.expose().trim().is_empty() {
-        (DEFAULT_API_BASE.to_owned(), None, None)
-    } else {
-        let field = common::address_field(config);
-        let what = "Telegram Bot API base URL (for example https://api.telegram.org)";
-        let endpoint = common::endpoint(config, what)?;
-        let base = common::base_url(&endpoint, field, what)?;
-        (base, endpoint.basic, endpoint.password)
-    };
-    let url = format!(
-        "{base}/bot{}/sendMessage",
-        common::path_segment(token.expose())
-    );
-    let telegram = Telegram {
-        url: SecretString::new(url),
-        channel: config.channel.trim().to_owned(),
-        authorization,
-    };
-    let mut extra = vec![&token];
-    extra.extend(password.iter());
-    common::notifier(telegram, config, retry, &extra)
-}
+        )?;
+        setup.secret(token.expose());
+        let (base, authorization) = if config.address.expose().trim().is_empty() {
+            (DEFAULT_API_BASE.to_owned(), None)
+        } else {
+            let endpoint = setup
+                .endpoint("Telegram Bot API base URL (for example https://api.telegram.org)")?;
+            (endpoint.base()?, endpoint.basic().cloned())
+        };
+        let url = format!("{base}/bot{}/sendMessage", path_segment(token.expose()));
+        Ok(Telegram {
+            post: JsonPost::new(url, authorization),
+            channel: config.channel.trim().to_owned(),
+        })
+    }
 
-impl Chat for Telegram {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body = render(event, &self.channel).map_err(|e| common::render_error(&e))?;
-        Ok(common::post_json(
-            &self.url,
-            body,
-            self.authorization.as_ref(),
-        ))
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event, &self.channel))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }
 

@@ -6,16 +6,12 @@
 //! `Bearer` alone on the wire).
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use herald_core::{
-    BuildError, DeliveryError, Event, Notifier, ProviderConfig, SecretString, json, text,
-};
-use herald_http::{HeaderValue, Request, RetryPolicy};
-
-use crate::common::{self, Chat};
+use herald_core::{BuildError, DeliveryError, Event, json, text};
+use herald_http::Request;
+use herald_http::provider::{self, HttpProvider, JsonPost, Setup};
 
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -57,34 +53,26 @@ pub fn render(event: &Event, room_id: &str) -> Result<Vec<u8>, serde_json::Error
 
 /// A validated `webex` Provider.
 #[derive(Debug)]
-struct Webex {
-    url: SecretString,
+pub(crate) struct Webex {
+    post: JsonPost,
     room_id: String,
-    authorization: HeaderValue,
 }
 
-pub(crate) fn build(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let endpoint = common::endpoint(config, "Webex API URL")?;
-    let token = common::token(config);
-    let webex = Webex {
-        url: endpoint.url.as_str().into(),
-        room_id: config.channel.clone(),
-        authorization: common::bearer(token.as_ref())?,
-    };
-    let extra: Vec<_> = endpoint.password.iter().collect();
-    common::notifier(webex, config, retry, &extra)
-}
+impl HttpProvider for Webex {
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let endpoint = setup.endpoint("Webex API URL")?;
+        let token = setup.token();
+        Ok(Webex {
+            post: JsonPost::new(endpoint.url(), Some(setup.bearer(token.as_ref())?)),
+            room_id: setup.config().channel.clone(),
+        })
+    }
 
-impl Chat for Webex {
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body = render(event, &self.room_id).map_err(|e| common::render_error(&e))?;
-        Ok(common::post_json(
-            &self.url,
-            body,
-            Some(&self.authorization),
-        ))
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render(event, &self.room_id))
+    }
+
+    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+        Ok(self.post.request(body))
     }
 }

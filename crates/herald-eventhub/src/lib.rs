@@ -8,7 +8,9 @@
 //!   `UseDevelopmentEmulator=true` (the Event Hubs emulator's convention) herald connects over
 //!   plain AMQP to the endpoint's host and port.
 //! - **JWT**: `channel` is the Event Hubs namespace (`.servicebus.windows.net` is appended
-//!   unless it already has a `.servicebus.` suffix), the address is the hub name, and the
+//!   unless it already has a `.servicebus.` suffix; `.servicebus.chinacloudapi.cn` or
+//!   `.servicebus.usgovcloudapi.net` when `AZURE_AUTHORITY_HOST` names the China or US
+//!   Government cloud, as in Flux), the address is the hub name, and the
 //!   Secret's `token` is sent as a bearer token (CBS token type `jwt`). `channel` may also be an
 //!   endpoint URL, `amqps://host:port` (or `amqp://` for a local broker, which sends the token
 //!   in clear), for the emulator or a private endpoint.
@@ -56,8 +58,27 @@ pub fn register(registry: &mut Registry) {
 }
 
 /// Builds an `azureeventhub` notifier. No connection is opened until the first event.
+/// `AZURE_AUTHORITY_HOST` (read now) picks the sovereign cloud of a JWT namespace.
 pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    Ok(Arc::new(EventHub::new(config)?))
+    let authority_host = std::env::var("AZURE_AUTHORITY_HOST").ok();
+    Ok(Arc::new(EventHub::new(config, authority_host.as_deref())?))
+}
+
+/// The body of an event's message: the event JSON, Flux's bytes.
+pub fn render(event: &Event) -> Result<Vec<u8>, DeliveryError> {
+    json::to_vec(event).map_err(|e| DeliveryError::permanent(e.to_string()))
+}
+
+/// The domain a bare Event Hubs namespace gets, from the Azure authority host the way Flux
+/// maps it: `.servicebus.chinacloudapi.cn` for an authority host in `chinacloudapi.cn`,
+/// `.servicebus.usgovcloudapi.net` for one in `microsoftonline.us`, otherwise (and without
+/// one) the public cloud's `.servicebus.windows.net`.
+pub fn namespace_suffix(authority_host: Option<&str>) -> &'static str {
+    match authority_host.unwrap_or_default() {
+        host if host.contains("chinacloudapi.cn") => ".servicebus.chinacloudapi.cn",
+        host if host.contains("microsoftonline.us") => ".servicebus.usgovcloudapi.net",
+        _ => ".servicebus.windows.net",
+    }
 }
 
 /// How the producer authenticates and where it connects.
@@ -85,7 +106,8 @@ fn connection_string_value<'a>(cs: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim())
 }
 
-fn auth(config: &ProviderConfig) -> Result<Auth, BuildError> {
+/// How `config` authenticates; `authority_host` is `AZURE_AUTHORITY_HOST`.
+fn auth(config: &ProviderConfig, authority_host: Option<&str>) -> Result<Auth, BuildError> {
     let field = if config.address_from_secret {
         "secret key \"address\""
     } else {
@@ -183,7 +205,10 @@ fn auth(config: &ProviderConfig) -> Result<Auth, BuildError> {
     } else if channel.contains(".servicebus.") {
         (channel.to_owned(), None)
     } else {
-        (format!("{channel}.servicebus.windows.net"), None)
+        (
+            format!("{channel}{}", namespace_suffix(authority_host)),
+            None,
+        )
     };
     Ok(Auth::Jwt {
         namespace,
@@ -235,8 +260,8 @@ impl std::fmt::Debug for EventHub {
 }
 
 impl EventHub {
-    fn new(config: &ProviderConfig) -> Result<Self, BuildError> {
-        let auth = auth(config)?;
+    fn new(config: &ProviderConfig, authority_host: Option<&str>) -> Result<Self, BuildError> {
+        let auth = auth(config, authority_host)?;
         let mut masker = config.masker();
         if let Auth::Sas {
             connection_string, ..
@@ -318,7 +343,7 @@ impl EventHub {
 impl Notifier for EventHub {
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
         Box::pin(async move {
-            let body = json::to_vec(event).map_err(|e| DeliveryError::permanent(e.to_string()))?;
+            let body = render(event)?;
             let outcome = tokio::time::timeout(self.timeout, self.send(body)).await;
             let message = match outcome {
                 Ok(Ok(())) => return Ok(()),
@@ -347,24 +372,72 @@ mod tests {
         ProviderConfig::new(ProviderType::AzureEventHub, "ns", "hub", address)
     }
 
+    /// [`auth`] in the public cloud (no `AZURE_AUTHORITY_HOST`).
+    fn auth_in(config: &ProviderConfig) -> Result<Auth, BuildError> {
+        auth(config, None)
+    }
+
+    #[test]
+    fn sovereign_clouds_follow_the_authority_host_as_in_flux() {
+        for (host, suffix) in [
+            (None, ".servicebus.windows.net"),
+            (Some(""), ".servicebus.windows.net"),
+            (
+                Some("https://login.microsoftonline.com/"),
+                ".servicebus.windows.net",
+            ),
+            (
+                Some("https://login.chinacloudapi.cn/"),
+                ".servicebus.chinacloudapi.cn",
+            ),
+            (
+                Some("https://login.microsoftonline.us/"),
+                ".servicebus.usgovcloudapi.net",
+            ),
+        ] {
+            assert_eq!(namespace_suffix(host), suffix, "{host:?}");
+        }
+        let mut jwt = cfg("hub1");
+        jwt.token = Some(SecretString::new("jwt"));
+        jwt.channel = "my-ns".into();
+        let namespace = |jwt: &ProviderConfig, host| match auth(jwt, host).unwrap() {
+            Auth::Jwt { namespace, .. } => namespace,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            namespace(&jwt, Some("https://login.chinacloudapi.cn/")),
+            "my-ns.servicebus.chinacloudapi.cn"
+        );
+        assert_eq!(
+            namespace(&jwt, Some("https://login.microsoftonline.us/")),
+            "my-ns.servicebus.usgovcloudapi.net"
+        );
+        // A namespace that names its domain keeps it, whatever the authority host.
+        jwt.channel = "my-ns.servicebus.windows.net".into();
+        assert_eq!(
+            namespace(&jwt, Some("https://login.chinacloudapi.cn/")),
+            "my-ns.servicebus.windows.net"
+        );
+    }
+
     #[test]
     fn sas_and_emulator() {
-        let a = auth(&cfg("Endpoint=sb://127.0.0.1:17672;SharedAccessKeyName=Root;SharedAccessKey=K3Y;EntityPath=hub1;UseDevelopmentEmulator=true")).unwrap();
+        let a = auth_in(&cfg("Endpoint=sb://127.0.0.1:17672;SharedAccessKeyName=Root;SharedAccessKey=K3Y;EntityPath=hub1;UseDevelopmentEmulator=true")).unwrap();
         assert!(
             matches!(a, Auth::Sas { endpoint: Some(ref e), .. } if e == "amqp://127.0.0.1:17672")
         );
-        let a = auth(&cfg("Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=R;SharedAccessKey=K;EntityPath=h")).unwrap();
+        let a = auth_in(&cfg("Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=R;SharedAccessKey=K;EntityPath=h")).unwrap();
         assert!(matches!(a, Auth::Sas { endpoint: None, .. }));
     }
 
     #[test]
     fn errors_as_flux_words_them() {
-        let e = auth(&cfg("")).unwrap_err().to_string();
+        let e = auth_in(&cfg("")).unwrap_err().to_string();
         assert_eq!(
             e,
             "spec.address: invalid authentication options: endpoint URL cannot be empty"
         );
-        let e = auth(&cfg(
+        let e = auth_in(&cfg(
             "Endpoint=sb://x/;SharedAccessKeyName=R;SharedAccessKey=SECRETKEY",
         ))
         .unwrap_err()
@@ -377,7 +450,7 @@ mod tests {
         let mut both = cfg("Endpoint=sb://x/;SharedAccessKeyName=R;SharedAccessKey=K;EntityPath=h");
         both.token = Some(SecretString::new("jwt"));
         assert!(
-            auth(&both)
+            auth_in(&both)
                 .unwrap_err()
                 .to_string()
                 .contains("cannot be used together")
@@ -385,14 +458,14 @@ mod tests {
         let mut jwt = cfg("hub1");
         jwt.token = Some(SecretString::new("jwt"));
         assert!(
-            auth(&jwt)
+            auth_in(&jwt)
                 .unwrap_err()
                 .to_string()
                 .contains("namespace is empty")
         );
         jwt.channel = "my-ns".into();
         assert_eq!(
-            auth(&jwt).unwrap(),
+            auth_in(&jwt).unwrap(),
             Auth::Jwt {
                 namespace: "my-ns.servicebus.windows.net".into(),
                 endpoint: None,
@@ -402,7 +475,7 @@ mod tests {
         );
         jwt.channel = "amqp://127.0.0.1:5672/".into();
         assert_eq!(
-            auth(&jwt).unwrap(),
+            auth_in(&jwt).unwrap(),
             Auth::Jwt {
                 namespace: "127.0.0.1:5672".into(),
                 endpoint: Some("amqp://127.0.0.1:5672".into()),
@@ -411,21 +484,26 @@ mod tests {
             }
         );
         jwt.channel = "https://my-ns.servicebus.windows.net".into();
-        let e = auth(&jwt).unwrap_err().to_string();
+        let e = auth_in(&jwt).unwrap_err().to_string();
         assert!(
             e.starts_with("spec.channel: an endpoint URL must start with amqps://"),
             "{e}"
         );
         jwt.channel = "amqps://".into();
-        assert!(auth(&jwt).unwrap_err().to_string().contains("has no host"));
+        assert!(
+            auth_in(&jwt)
+                .unwrap_err()
+                .to_string()
+                .contains("has no host")
+        );
         jwt.channel = "my-ns.servicebus.chinacloudapi.cn".into();
         assert!(
-            matches!(auth(&jwt).unwrap(), Auth::Jwt { ref namespace, .. } if namespace == "my-ns.servicebus.chinacloudapi.cn")
+            matches!(auth_in(&jwt).unwrap(), Auth::Jwt { ref namespace, .. } if namespace == "my-ns.servicebus.chinacloudapi.cn")
         );
         let mut wi = cfg("hub1");
         wi.service_account_name = Some("sa".into());
         assert!(
-            auth(&wi)
+            auth_in(&wi)
                 .unwrap_err()
                 .to_string()
                 .starts_with("spec.serviceAccountName")

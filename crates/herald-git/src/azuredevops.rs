@@ -1,23 +1,23 @@
 //! `azuredevops`: commit statuses on the Azure DevOps Services / Server REST API
 //! (<https://learn.microsoft.com/en-us/rest/api/azure/devops/git/statuses/create?view=azure-devops-rest-6.0>).
 
-use herald_core::{BuildError, DeliveryError, Event, ProviderConfig};
-use herald_http::{HeaderName, HeaderValue, HttpClient, Method};
+use herald_core::{BuildError, DeliveryError, Event};
+use herald_http::provider::{Setup, TOKEN_FIELD, decode_json};
+use herald_http::{HeaderName, HeaderValue, Method, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{self, GitAddress, Outcome, StatusInput};
+use crate::common::{self, GitAddress};
+use crate::status::{Outcome, Status, StatusForge, to_json};
 
 /// The API version herald speaks (Flux's SDK, azure-devops-go-api v6, uses 6.0).
 const ACCEPT: &str = "application/json;api-version=6.0";
 
-/// An `azuredevops` notifier.
+/// A validated `azuredevops` Provider.
 #[derive(Debug)]
 pub(crate) struct AzureDevOps {
     /// `<org URL>/<project>/_apis/git/repositories/<repo>/commits`.
     commits_url: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    namespace: String,
-    name: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,15 +57,6 @@ struct ExistingStatus {
     description: Option<String>,
     #[serde(default)]
     context: Option<Context>,
-}
-
-/// A status to post.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    input: StatusInput,
-    genre: String,
-    state: &'static str,
-    pub(crate) body: Vec<u8>,
 }
 
 /// Where a repository lives: the organization (or collection) URL, the project, the repo.
@@ -114,24 +105,27 @@ pub(crate) fn repository(address: &GitAddress) -> Result<Repository, String> {
     })
 }
 
-impl AzureDevOps {
-    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
-        let address = common::git_address(config)?;
-        let repo = repository(&address)
-            .map_err(|e| BuildError::invalid(common::address_field(config), e))?;
-        let field = "secret key \"token\"";
-        let pat = config
-            .token
-            .as_ref()
-            .map(|t| t.expose())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                BuildError::invalid(
-                    field,
-                    "an Azure DevOps personal access token is required (workload identity is \
-                     not supported by herald)",
-                )
-            })?;
+/// The status context's genre: `fluxcd`, with the event's `summary` metadata if it has one.
+fn genre(event: &Event) -> String {
+    match event.metadata.get("summary") {
+        Some(summary) => format!("fluxcd:{summary}"),
+        None => "fluxcd".to_owned(),
+    }
+}
+
+impl StatusForge for AzureDevOps {
+    const NAME: &'static str = "azure devops";
+    const LOOKUP_FAILED: &'static str = "could not list commit statuses";
+    const POST_FAILED: &'static str = "could not create commit status";
+
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let address = common::git_address(setup.config())?;
+        let repo =
+            repository(&address).map_err(|e| BuildError::invalid(setup.address_field(), e))?;
+        let pat = setup.require_token(
+            "an Azure DevOps personal access token is required (workload identity is not \
+             supported by herald)",
+        )?;
         Ok(AzureDevOps {
             commits_url: format!(
                 "{}/{}/_apis/git/repositories/{}/commits",
@@ -145,78 +139,62 @@ impl AzureDevOps {
                     HeaderValue::from_static(ACCEPT),
                 ),
                 (
-                    HeaderName::from_static("authorization"),
-                    common::basic_auth("", pat, field)?,
+                    herald_http::provider::AUTHORIZATION,
+                    setup.basic("", pat.expose(), TOKEN_FIELD)?,
                 ),
             ],
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
         })
     }
 
-    pub(crate) fn plan(&self, event: &Event) -> Result<Option<Plan>, DeliveryError> {
-        let Some(input) =
-            common::status_input(event, &self.namespace, &self.name, "azure devops", false)?
-        else {
-            return Ok(None);
-        };
-        let state = match input.outcome {
+    fn state(outcome: Outcome) -> &'static str {
+        match outcome {
             Outcome::Success => "succeeded",
             Outcome::Failure => "error",
             Outcome::Pending => "pending",
-        };
-        let genre = match event.metadata.get("summary") {
-            Some(summary) => format!("fluxcd:{summary}"),
-            None => "fluxcd".to_owned(),
-        };
-        let body = common::to_json(&CreateStatus {
-            context: CreateContext {
-                genre: &genre,
-                name: &input.id,
-            },
-            description: &input.description,
-            state,
-        })?;
-        Ok(Some(Plan {
-            input,
-            genre,
-            state,
-            body,
-        }))
+        }
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        client: &HttpClient,
-        plan: Plan,
-    ) -> Result<(), DeliveryError> {
-        let url = format!("{}/{}/statuses", self.commits_url, plan.input.sha);
-        let list = common::request(Method::GET, url.clone(), &self.headers);
-        let found = client
-            .send(list)
-            .await
-            .map_err(|e| e.context("could not list commit statuses"))?;
-        let existing: StatusList = common::decode(&found.body, "could not list commit statuses")?;
+    fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {
+        to_json(&CreateStatus {
+            context: CreateContext {
+                genre: &genre(status.event),
+                name: &status.id,
+            },
+            description: &status.description,
+            state: status.state,
+        })
+    }
+
+    fn lookup(&self, status: &Status<'_>) -> Request {
+        Request::new(Method::GET, self.statuses_url(status)).headers(&self.headers)
+    }
+
+    fn shows(&self, status: &Status<'_>, answer: &[u8]) -> Result<bool, DeliveryError> {
+        let existing: StatusList = decode_json(answer)?;
+        let genre = genre(status.event);
         let current = existing.value.iter().find(|s| {
             s.state.is_some()
                 && s.description.is_some()
                 && s.context.as_ref().is_some_and(|c| {
-                    c.name.as_deref() == Some(plan.input.id.as_str())
-                        && c.genre.as_deref() == Some(plan.genre.as_str())
+                    c.name.as_deref() == Some(status.id.as_str())
+                        && c.genre.as_deref() == Some(genre.as_str())
                 })
         });
-        if current.is_some_and(|s| {
-            s.state.as_deref() == Some(plan.state)
-                && s.description.as_deref() == Some(plan.input.description.as_str())
-        }) {
-            return Ok(());
-        }
-        let post = common::post_json(url, plan.body, &self.headers);
-        client
-            .send(post)
-            .await
-            .map_err(|e| e.context("could not create commit status"))?;
-        Ok(())
+        Ok(current.is_some_and(|s| {
+            s.state.as_deref() == Some(status.state)
+                && s.description.as_deref() == Some(status.description.as_str())
+        }))
+    }
+
+    fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request {
+        Request::post_json(self.statuses_url(status), body).headers(&self.headers)
+    }
+}
+
+impl AzureDevOps {
+    /// `…/commits/{commitId}/statuses`: read and posted alike.
+    fn statuses_url(&self, status: &Status<'_>) -> String {
+        format!("{}/{}/statuses", self.commits_url, status.sha)
     }
 }
 

@@ -1,12 +1,14 @@
 //! `bitbucket` (Cloud): build statuses on Bitbucket's REST API 2.0
 //! (<https://developer.atlassian.com/cloud/bitbucket/rest/api-group-commit-statuses/>).
 
-use herald_core::{BuildError, DeliveryError, Event, Masker, ProviderConfig, text};
-use herald_http::{HeaderName, HeaderValue, HttpClient, Method};
+use herald_core::{BuildError, DeliveryError, text};
+use herald_http::provider::{Setup, TOKEN_FIELD, decode_json};
+use herald_http::{HeaderName, HeaderValue, Method, Request};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest as _, Sha1};
 
-use crate::common::{self, Outcome, StatusInput};
+use crate::common;
+use crate::status::{Outcome, Status, StatusForge, to_json};
 
 /// The API of Bitbucket Cloud.
 const CLOUD_API: &str = "https://api.bitbucket.org/2.0";
@@ -14,16 +16,12 @@ const CLOUD_API: &str = "https://api.bitbucket.org/2.0";
 /// The hosts that mean Bitbucket Cloud itself.
 const CLOUD_HOSTS: [&str; 3] = ["bitbucket.org", "www.bitbucket.org", "api.bitbucket.org"];
 
-/// A `bitbucket` notifier.
+/// A validated `bitbucket` Provider.
 #[derive(Debug)]
 pub(crate) struct Bitbucket {
     /// `<api>/repositories/<owner>/<repo>/commit`.
     commit_url: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// The app password alone: the HTTP client masks the whole token, a forge may echo a part.
-    masker: Masker,
-    namespace: String,
-    name: String,
 }
 
 /// The body of `POST …/commit/{commit}/statuses/build` (go-bitbucket's order).
@@ -38,20 +36,15 @@ struct BuildStatus<'a> {
 
 /// The answer of `GET …/commit/{commit}/statuses/build/{key}`.
 #[derive(Deserialize)]
-struct ExistingStatus {
+pub(crate) struct ExistingStatus {
     #[serde(default)]
-    state: Option<String>,
+    pub(crate) state: Option<String>,
     #[serde(default)]
-    description: Option<String>,
-}
-
-/// A status to post.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    input: StatusInput,
-    key: String,
-    state: &'static str,
-    pub(crate) body: Vec<u8>,
+    pub(crate) description: Option<String>,
+    #[serde(default)]
+    pub(crate) key: Option<String>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
 }
 
 /// The lowercase hex SHA-1 of a status id: Bitbucket keys are at most 40 characters.
@@ -59,33 +52,26 @@ pub(crate) fn key(status_id: &str) -> String {
     hex::encode(Sha1::digest(status_id.as_bytes()))
 }
 
-impl Bitbucket {
-    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
-        let address = common::git_address(config)?;
-        let (owner, repo) = address
-            .owner_repo()
-            .map_err(|e| BuildError::invalid(common::address_field(config), e))?;
-        let field = "secret key \"token\"";
-        let token = config
-            .token
-            .as_ref()
-            .map(|t| t.expose())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                BuildError::invalid(
-                    field,
-                    "bitbucket token cannot be empty (expected <username>:<app-password>)",
-                )
-            })?;
-        let mut masker = Masker::new();
-        let auth = match token.split(':').collect::<Vec<_>>().as_slice() {
+impl StatusForge for Bitbucket {
+    const NAME: &'static str = "bitbucket";
+    const LOOKUP_FAILED: &'static str = "could not get commit status";
+    const POST_FAILED: &'static str = "could not set commit status";
+    const NOT_FOUND_IS_NONE: bool = true;
+
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let (address, owner, repo) = common::owner_repo(setup.config())?;
+        let token = setup.require_token(
+            "bitbucket token cannot be empty (expected <username>:<app-password>)",
+        )?;
+        let auth = match token.expose().split(':').collect::<Vec<_>>().as_slice() {
             [user, password] => {
-                masker.add(password);
-                common::basic_auth(user, password, field)?
+                // The whole token is masked already; a forge may echo the password alone.
+                setup.secret(password);
+                setup.basic(user, password, TOKEN_FIELD)?
             }
             _ => {
                 return Err(BuildError::invalid(
-                    field,
+                    TOKEN_FIELD,
                     "invalid token format, expected to be <user>:<password> (exactly one ':'; \
                      an app password containing ':' cannot be used)",
                 ));
@@ -108,81 +94,52 @@ impl Bitbucket {
                     HeaderName::from_static("accept"),
                     HeaderValue::from_static("application/json"),
                 ),
-                (HeaderName::from_static("authorization"), auth),
+                (herald_http::provider::AUTHORIZATION, auth),
             ],
-            masker,
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
         })
     }
 
-    pub(crate) fn plan(&self, event: &Event) -> Result<Option<Plan>, DeliveryError> {
-        let Some(input) =
-            common::status_input(event, &self.namespace, &self.name, "bitbucket", false)?
-        else {
-            return Ok(None);
-        };
-        let state = match input.outcome {
-            Outcome::Success => "SUCCESSFUL",
-            Outcome::Failure => "FAILED",
-            Outcome::Pending => "INPROGRESS",
-        };
-        let key = key(&input.id);
-        let body = common::to_json(&BuildStatus {
-            key: &key,
+    fn state(outcome: Outcome) -> &'static str {
+        build_state(outcome)
+    }
+
+    fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {
+        to_json(&BuildStatus {
+            key: &key(&status.id),
             url: "https://bitbucket.org",
-            state,
-            name: &text::name_lc(event),
-            description: &input.description,
-        })?;
-        Ok(Some(Plan {
-            input,
-            key,
-            state,
-            body,
-        }))
+            state: status.state,
+            name: &text::name_lc(status.event),
+            description: &status.description,
+        })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        client: &HttpClient,
-        plan: Plan,
-    ) -> Result<(), DeliveryError> {
-        self.send(client, plan)
-            .await
-            .map_err(|e| common::remask(&e, &self.masker))
+    fn lookup(&self, status: &Status<'_>) -> Request {
+        let url = format!(
+            "{}/{}/statuses/build/{}",
+            self.commit_url,
+            status.sha,
+            key(&status.id)
+        );
+        Request::new(Method::GET, url).headers(&self.headers)
     }
 
-    async fn send(&self, client: &HttpClient, plan: Plan) -> Result<(), DeliveryError> {
-        let sha = &plan.input.sha;
-        let get = common::request(
-            Method::GET,
-            format!("{}/{sha}/statuses/build/{}", self.commit_url, plan.key),
-            &self.headers,
-        );
-        match client.send(get).await {
-            Ok(found) => {
-                let existing: ExistingStatus =
-                    common::decode(&found.body, "could not get commit status")?;
-                if existing.state.as_deref() == Some(plan.state)
-                    && existing.description.as_deref() == Some(plan.input.description.as_str())
-                {
-                    return Ok(());
-                }
-            }
-            // No status with this key yet.
-            Err(e) if e.status() == Some(404) => {}
-            Err(e) => return Err(e.context("could not get commit status")),
-        }
-        let post = common::post_json(
-            format!("{}/{sha}/statuses/build", self.commit_url),
-            plan.body,
-            &self.headers,
-        );
-        client
-            .send(post)
-            .await
-            .map_err(|e| e.context("could not set commit status"))?;
-        Ok(())
+    fn shows(&self, status: &Status<'_>, answer: &[u8]) -> Result<bool, DeliveryError> {
+        let existing: ExistingStatus = decode_json(answer)?;
+        Ok(existing.state.as_deref() == Some(status.state)
+            && existing.description.as_deref() == Some(status.description.as_str()))
+    }
+
+    fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request {
+        let url = format!("{}/{}/statuses/build", self.commit_url, status.sha);
+        Request::post_json(url, body).headers(&self.headers)
+    }
+}
+
+/// The build-status states of Bitbucket Cloud and Server.
+pub(crate) fn build_state(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "SUCCESSFUL",
+        Outcome::Failure => "FAILED",
+        Outcome::Pending => "INPROGRESS",
     }
 }

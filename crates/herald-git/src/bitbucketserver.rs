@@ -1,14 +1,15 @@
 //! `bitbucketserver`: build statuses on Bitbucket Server / Data Center's REST API
 //! (<https://developer.atlassian.com/server/bitbucket/rest/v906/api-group-builds-and-deployments/>).
 
-use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, text};
-use herald_http::{HeaderName, HeaderValue, HttpClient, Method};
-use serde::{Deserialize, Serialize};
+use herald_core::{BuildError, DeliveryError, text};
+use herald_http::provider::{Setup, TOKEN_FIELD, decode_json};
+use herald_http::{HeaderName, HeaderValue, Method, Request};
+use serde::Serialize;
 
-use crate::bitbucket::key;
-use crate::common::{self, Outcome, StatusInput};
+use crate::bitbucket::{ExistingStatus, build_state, key};
+use crate::status::{Outcome, Status, StatusForge, to_json};
 
-/// A `bitbucketserver` notifier.
+/// A validated `bitbucketserver` Provider.
 #[derive(Debug)]
 pub(crate) struct BitbucketServer {
     /// `<scheme>://<host>[:port]<context>/rest/api/latest/projects/<P>/repos/<r>/commits`.
@@ -16,8 +17,6 @@ pub(crate) struct BitbucketServer {
     /// The clone URL (without credentials): the status's `url`.
     clone_url: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    namespace: String,
-    name: String,
 }
 
 /// The body of `POST …/commits/{commitId}/builds` (alphabetical, as Flux's struct).
@@ -30,27 +29,9 @@ struct BuildStatus<'a> {
     url: &'a str,
 }
 
-/// The answer of `GET …/commits/{commitId}/builds?key=…`.
-#[derive(Deserialize)]
-struct ExistingStatus {
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-/// A status to post.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    input: StatusInput,
-    key: String,
-    name: String,
-    state: &'static str,
-    pub(crate) body: Vec<u8>,
+/// The status's `name`: `<kind>/<name> [<description>]`, lower-case object.
+fn name(status: &Status<'_>) -> String {
+    format!("{} [{}]", text::name_lc(status.event), status.description)
 }
 
 /// The parts of an HTTP(S) clone URL `…[/context]/scm/<PROJECT>/<repo>.git`.
@@ -110,29 +91,24 @@ pub(crate) fn parse_clone_url(address: &str) -> Result<CloneUrl, String> {
     })
 }
 
-impl BitbucketServer {
-    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
+impl StatusForge for BitbucketServer {
+    const NAME: &'static str = "bitbucket server";
+    const LOOKUP_FAILED: &'static str = "could not get existing commit status";
+    const POST_FAILED: &'static str = "could not post build status";
+    const NOT_FOUND_IS_NONE: bool = true;
+
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let config = setup.config();
         let clone = parse_clone_url(config.address.expose())
-            .map_err(|e| BuildError::invalid(common::address_field(config), e))?;
-        let field = "secret key \"token\"";
-        let token = config
-            .token
-            .as_ref()
-            .map(|t| t.expose())
-            .filter(|t| !t.is_empty());
-        let password = config
-            .password
-            .as_ref()
-            .map(|t| t.expose())
-            .filter(|t| !t.is_empty());
-        let auth = match (token, password) {
-            (Some(token), _) => common::secret_header(&format!("Bearer {token}"), field)?,
-            (None, Some(password)) if !config.username.is_empty() => {
-                common::basic_auth(&config.username, password, "secret key \"password\"")?
+            .map_err(|e| BuildError::invalid(setup.address_field(), e))?;
+        let auth = match (setup.token(), setup.user_password()) {
+            (Some(token), _) => setup.bearer(Some(&token))?,
+            (None, Some((user, password))) => {
+                setup.basic(user, password.expose(), "secret key \"password\"")?
             }
-            _ => {
+            (None, None) => {
                 return Err(BuildError::invalid(
-                    field,
+                    TOKEN_FIELD,
                     "invalid credentials, expected to be one of username/password or API Token \
                      (set the Secret's `token`, or `password` with `spec.username` or the \
                      Secret's `username`)",
@@ -146,7 +122,7 @@ impl BitbucketServer {
             ),
             clone_url: clone.url,
             headers: vec![
-                (HeaderName::from_static("authorization"), auth),
+                (herald_http::provider::AUTHORIZATION, auth),
                 (
                     HeaderName::from_static("x-atlassian-token"),
                     HeaderValue::from_static("no-check"),
@@ -156,77 +132,44 @@ impl BitbucketServer {
                     HeaderValue::from_static("XMLHttpRequest"),
                 ),
             ],
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
         })
     }
 
-    pub(crate) fn plan(&self, event: &Event) -> Result<Option<Plan>, DeliveryError> {
-        let Some(input) = common::status_input(
-            event,
-            &self.namespace,
-            &self.name,
-            "bitbucket server",
-            false,
-        )?
-        else {
-            return Ok(None);
-        };
-        let state = match input.outcome {
-            Outcome::Success => "SUCCESSFUL",
-            Outcome::Failure => "FAILED",
-            Outcome::Pending => "INPROGRESS",
-        };
-        let key = key(&input.id);
-        let name = format!("{} [{}]", text::name_lc(event), input.description);
-        let body = common::to_json(&BuildStatus {
-            description: &input.description,
-            key: &key,
-            name: &name,
-            state,
-            url: &self.clone_url,
-        })?;
-        Ok(Some(Plan {
-            input,
-            key,
-            name,
-            state,
-            body,
-        }))
+    fn state(outcome: Outcome) -> &'static str {
+        build_state(outcome)
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        client: &HttpClient,
-        plan: Plan,
-    ) -> Result<(), DeliveryError> {
-        let endpoint = format!("{}/{}/builds", self.commits_url, plan.input.sha);
-        let get = common::request(
-            Method::GET,
-            format!("{endpoint}?key={}", plan.key),
-            &self.headers,
+    fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {
+        to_json(&BuildStatus {
+            description: &status.description,
+            key: &key(&status.id),
+            name: &name(status),
+            state: status.state,
+            url: &self.clone_url,
+        })
+    }
+
+    fn lookup(&self, status: &Status<'_>) -> Request {
+        let url = format!(
+            "{}/{}/builds?key={}",
+            self.commits_url,
+            status.sha,
+            key(&status.id)
         );
-        match client.send(get).await {
-            Ok(found) => {
-                let existing: ExistingStatus =
-                    common::decode(&found.body, "could not get existing commit status")?;
-                if existing.key.as_deref() == Some(plan.key.as_str())
-                    && existing.state.as_deref() == Some(plan.state)
-                    && existing.description.as_deref() == Some(plan.input.description.as_str())
-                    && existing.name.as_deref() == Some(plan.name.as_str())
-                {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.status() == Some(404) => {}
-            Err(e) => return Err(e.context("could not get existing commit status")),
-        }
-        let post = common::post_json(endpoint, plan.body, &self.headers);
-        client
-            .send(post)
-            .await
-            .map_err(|e| e.context("could not post build status"))?;
-        Ok(())
+        Request::new(Method::GET, url).headers(&self.headers)
+    }
+
+    fn shows(&self, status: &Status<'_>, answer: &[u8]) -> Result<bool, DeliveryError> {
+        let existing: ExistingStatus = decode_json(answer)?;
+        Ok(existing.key.as_deref() == Some(key(&status.id).as_str())
+            && existing.state.as_deref() == Some(status.state)
+            && existing.description.as_deref() == Some(status.description.as_str())
+            && existing.name.as_deref() == Some(name(status).as_str()))
+    }
+
+    fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request {
+        let url = format!("{}/{}/builds", self.commits_url, status.sha);
+        Request::post_json(url, body).headers(&self.headers)
     }
 }
 

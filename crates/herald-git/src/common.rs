@@ -1,15 +1,10 @@
-//! The rules every commit-status provider shares (contract sections 6.1 and 6.2): which events
-//! post what, the status id, the commit SHA, the description, repository addresses, tokens.
+//! What the git forges share beyond [`crate::status`]: the status id, the commit SHA,
+//! repository addresses (contract section 6.2) and Go's path escaping.
 
-use base64::Engine as _;
-use herald_core::{BuildError, DeliveryError, Event, Masker, ProviderConfig, Severity, text};
-use herald_http::{HeaderName, HeaderValue, Request};
+use herald_core::{BuildError, Event, ProviderConfig};
+use herald_http::provider::address_field;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
-
-/// The reason of events that only say "work in progress".
-pub(crate) const PROGRESSING: &str = "Progressing";
 
 /// Characters kept as they are in a path segment or a query value: RFC 3986 unreserved.
 const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
@@ -72,74 +67,6 @@ pub fn commit_sha(revision: &str) -> Result<&str, String> {
              characters (a SHA-1) after the last ':' or '/'"
         ))
     }
-}
-
-/// What a status says about the commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Work in progress (Gitea only).
-    Pending,
-    /// Severity `info`.
-    Success,
-    /// Severity `error`.
-    Failure,
-}
-
-/// Everything a commit status is made of, before the forge's own shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct StatusInput {
-    /// The 40-hex commit SHA.
-    pub(crate) sha: String,
-    /// The status id (see [`status_id`]).
-    pub(crate) id: String,
-    /// `desc(reason)`: `reconciliation succeeded`.
-    pub(crate) description: String,
-    /// The state, before the forge's spelling.
-    pub(crate) outcome: Outcome,
-}
-
-/// Flux's commit-status rules for one event: `Ok(None)` when the event posts nothing (reason
-/// `Progressing`, unless `pending_on_progressing`), an error when the revision is missing or
-/// malformed or the severity is neither `info` nor `error`. `forge` names the forge in that
-/// last error.
-pub(crate) fn status_input(
-    event: &Event,
-    provider_namespace: &str,
-    provider_name: &str,
-    forge: &str,
-    pending_on_progressing: bool,
-) -> Result<Option<StatusInput>, DeliveryError> {
-    let progressing = event.reason == PROGRESSING;
-    if progressing && !pending_on_progressing {
-        return Ok(None);
-    }
-    let revision = revision(event).ok_or_else(|| {
-        DeliveryError::permanent(
-            "missing revision metadata: the event has none of the metadata keys commit, \
-             originRevision, revision",
-        )
-    })?;
-    let sha = commit_sha(revision).map_err(DeliveryError::permanent)?;
-    let outcome = if progressing {
-        Outcome::Pending
-    } else {
-        match event.severity {
-            Severity::Info => Outcome::Success,
-            Severity::Error => Outcome::Failure,
-            ref other => {
-                return Err(DeliveryError::permanent(format!(
-                    "can't convert to {forge} state: severity {:?} is neither info nor error",
-                    other.as_str()
-                )));
-            }
-        }
-    };
-    Ok(Some(StatusInput {
-        sha: sha.to_owned(),
-        id: status_id(event, provider_namespace, provider_name),
-        description: text::reason_words(&event.reason),
-        outcome,
-    }))
 }
 
 /// A git repository address, parsed as Flux does (section 6.2).
@@ -272,13 +199,15 @@ pub(crate) fn parse_git_address(address: &str) -> Result<GitAddress, String> {
     })
 }
 
-/// The manifest field the address came from.
-pub(crate) fn address_field(config: &ProviderConfig) -> &'static str {
-    if config.address_from_secret {
-        "secret key \"address\""
-    } else {
-        "spec.address"
-    }
+/// The address of a forge that names repositories `<owner>/<repo>`, with both parts.
+pub(crate) fn owner_repo(
+    config: &ProviderConfig,
+) -> Result<(GitAddress, String, String), BuildError> {
+    let address = git_address(config)?;
+    let (owner, repo) = address
+        .owner_repo()
+        .map_err(|e| BuildError::invalid(address_field(config), e))?;
+    Ok((address, owner, repo))
 }
 
 /// Parses the address of `config`, naming the field in the error.
@@ -289,92 +218,6 @@ pub(crate) fn git_address(config: &ProviderConfig) -> Result<GitAddress, BuildEr
             format!("invalid repository address: {why}"),
         )
     })
-}
-
-/// The Secret's `token`, or else its `password` (Flux's fallback), if not empty.
-pub(crate) fn token_or_password(config: &ProviderConfig) -> Option<&str> {
-    [&config.token, &config.password]
-        .into_iter()
-        .flatten()
-        .map(|s| s.expose())
-        .find(|s| !s.is_empty())
-}
-
-/// A sensitive header value built from a secret; the error never shows the value.
-pub(crate) fn secret_header(value: &str, field: &str) -> Result<HeaderValue, BuildError> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| {
-        BuildError::invalid(
-            field,
-            "contains a line break or another character not allowed in an HTTP header",
-        )
-    })?;
-    v.set_sensitive(true);
-    Ok(v)
-}
-
-/// `Basic base64(<user>:<password>)`, marked sensitive.
-pub(crate) fn basic_auth(
-    user: &str,
-    password: &str,
-    field: &str,
-) -> Result<HeaderValue, BuildError> {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    secret_header(&format!("Basic {encoded}"), field)
-}
-
-/// A request with a list of fixed headers.
-pub(crate) fn request(
-    method: herald_http::Method,
-    url: String,
-    headers: &[(HeaderName, HeaderValue)],
-) -> Request {
-    headers
-        .iter()
-        .fold(Request::new(method, url), |req, (n, v)| {
-            req.header(n.clone(), v.clone())
-        })
-}
-
-/// A `POST` of a JSON body with fixed headers.
-pub(crate) fn post_json(
-    url: String,
-    body: Vec<u8>,
-    headers: &[(HeaderName, HeaderValue)],
-) -> Request {
-    headers
-        .iter()
-        .fold(Request::post_json(url, body), |req, (n, v)| {
-            req.header(n.clone(), v.clone())
-        })
-}
-
-/// Masks `masker`'s values in an error, keeping its classification and status.
-pub(crate) fn remask(err: &DeliveryError, masker: &Masker) -> DeliveryError {
-    let message = masker.mask(err.message());
-    let masked = if err.is_retryable() {
-        DeliveryError::transient(message)
-    } else {
-        DeliveryError::permanent(message)
-    };
-    match err.status() {
-        Some(code) => masked.with_status(code),
-        None => masked,
-    }
-}
-
-/// Decodes a forge's JSON answer; `what` says what was asked for.
-pub(crate) fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, DeliveryError> {
-    serde_json::from_slice(body).map_err(|e| {
-        DeliveryError::permanent(format!(
-            "{what}: the answer is not the JSON the forge's API documents: {e}"
-        ))
-    })
-}
-
-/// Serializes a payload the way Go's `encoding/json` does.
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, DeliveryError> {
-    herald_core::json::to_vec(value)
-        .map_err(|e| DeliveryError::permanent(format!("cannot encode the payload: {e}")))
 }
 
 #[cfg(test)]
@@ -556,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn sha1_and_basic_auth_goldens() {
+    fn sha1_golden() {
         use sha1::Digest as _;
         // flux-compat.md section 8.3.
         assert_eq!(
@@ -564,13 +407,6 @@ mod tests {
                 b"kustomization/namespace-foo-and-service-bar"
             )),
             "12ea142172e98435e16336acbbed8919610922c3"
-        );
-        assert_eq!(
-            basic_auth("user", "password", "f")
-                .unwrap()
-                .to_str()
-                .unwrap(),
-            "Basic dXNlcjpwYXNzd29yZA=="
         );
     }
 }

@@ -1,20 +1,20 @@
 //! `gitea`: commit statuses on Gitea's (and Forgejo's) REST API v1
 //! (<https://gitea.com/api/swagger#/repository/repoCreateStatus>).
 
-use herald_core::{BuildError, DeliveryError, Event, ProviderConfig};
-use herald_http::{HeaderName, HeaderValue, HttpClient, Method};
+use herald_core::{BuildError, DeliveryError};
+use herald_http::provider::{Setup, TOKEN_FIELD, decode_json};
+use herald_http::{HeaderName, HeaderValue, Method, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{self, Outcome, StatusInput};
+use crate::common;
+use crate::status::{Status, StatusForge, to_json};
 
-/// A `gitea` notifier.
+/// A validated `gitea` Provider.
 #[derive(Debug)]
 pub(crate) struct Gitea {
     /// `<scheme>://<host>/api/v1/repos/<owner>/<repo>`.
     repo_url: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    namespace: String,
-    name: String,
 }
 
 /// The body of `POST /repos/{owner}/{repo}/statuses/{sha}` (the SDK's `CreateStatusOption`).
@@ -40,27 +40,24 @@ struct ExistingStatus {
     context: Option<String>,
 }
 
-/// A status to post.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    input: StatusInput,
-    state: &'static str,
-    pub(crate) body: Vec<u8>,
+impl ExistingStatus {
+    fn state(&self) -> Option<&str> {
+        self.status.as_deref().or(self.state.as_deref())
+    }
 }
 
-impl Gitea {
-    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
-        let address = common::git_address(config)?;
-        let (owner, repo) = address
-            .owner_repo()
-            .map_err(|e| BuildError::invalid(common::address_field(config), e))?;
-        let token = common::token_or_password(config).ok_or_else(|| {
-            BuildError::invalid(
-                "secret key \"token\"",
-                "gitea token cannot be empty (set the Secret's `token`, or `password`)",
-            )
-        })?;
-        let auth = common::secret_header(&format!("token {token}"), "secret key \"token\"")?;
+impl StatusForge for Gitea {
+    const NAME: &'static str = "gitea";
+    const LOOKUP_FAILED: &'static str = "could not list commit statuses";
+    const POST_FAILED: &'static str = "could not create commit status";
+    const PENDING_ON_PROGRESSING: bool = true;
+
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let (address, owner, repo) = common::owner_repo(setup.config())?;
+        let token = setup.require_token_or_password(
+            "gitea token cannot be empty (set the Secret's `token`, or `password`)",
+        )?;
+        let auth = setup.header(&format!("token {}", token.expose()), TOKEN_FIELD)?;
         Ok(Gitea {
             repo_url: format!(
                 "{}/api/v1/repos/{}/{}",
@@ -73,70 +70,43 @@ impl Gitea {
                     HeaderName::from_static("accept"),
                     HeaderValue::from_static("application/json"),
                 ),
-                (HeaderName::from_static("authorization"), auth),
+                (herald_http::provider::AUTHORIZATION, auth),
             ],
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
         })
     }
 
-    pub(crate) fn plan(&self, event: &Event) -> Result<Option<Plan>, DeliveryError> {
-        let Some(input) = common::status_input(event, &self.namespace, &self.name, "gitea", true)?
-        else {
-            return Ok(None);
-        };
-        let state = match input.outcome {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Pending => "pending",
-        };
-        let body = common::to_json(&CreateStatus {
-            state,
+    fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {
+        to_json(&CreateStatus {
+            state: status.state,
             target_url: "",
-            description: &input.description,
-            context: &input.id,
-        })?;
-        Ok(Some(Plan { input, state, body }))
+            description: &status.description,
+            context: &status.id,
+        })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        client: &HttpClient,
-        plan: Plan,
-    ) -> Result<(), DeliveryError> {
-        let sha = &plan.input.sha;
-        let list = common::request(
-            Method::GET,
-            format!("{}/commits/{sha}/statuses?page=1&limit=50", self.repo_url),
-            &self.headers,
+    fn lookup(&self, status: &Status<'_>) -> Request {
+        let url = format!(
+            "{}/commits/{}/statuses?page=1&limit=50",
+            self.repo_url, status.sha
         );
-        let found = client
-            .send(list)
-            .await
-            .map_err(|e| e.context("could not list commit statuses"))?;
-        let existing: Vec<ExistingStatus> =
-            common::decode(&found.body, "could not list commit statuses")?;
+        Request::new(Method::GET, url).headers(&self.headers)
+    }
+
+    fn shows(&self, status: &Status<'_>, answer: &[u8]) -> Result<bool, DeliveryError> {
+        let existing: Vec<ExistingStatus> = decode_json(answer)?;
         let current = existing.iter().find(|s| {
-            let state = s.status.as_deref().or(s.state.as_deref());
-            s.context.as_deref() == Some(plan.input.id.as_str())
-                && state.is_some_and(|v| !v.is_empty())
+            s.context.as_deref() == Some(status.id.as_str())
+                && s.state().is_some_and(|v| !v.is_empty())
                 && s.description.as_deref().is_some_and(|v| !v.is_empty())
         });
-        if current.is_some_and(|s| {
-            s.status.as_deref().or(s.state.as_deref()) == Some(plan.state)
-                && s.description.as_deref() == Some(plan.input.description.as_str())
-        }) {
-            return Ok(());
-        }
-        let post = common::post_json(
-            format!("{}/statuses/{sha}", self.repo_url),
-            plan.body,
-            &self.headers,
-        );
-        client
-            .send(post)
-            .await
-            .map_err(|e| e.context("could not create commit status"))?;
-        Ok(())
+        Ok(current.is_some_and(|s| {
+            s.state() == Some(status.state)
+                && s.description.as_deref() == Some(status.description.as_str())
+        }))
+    }
+
+    fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request {
+        let url = format!("{}/statuses/{}", self.repo_url, status.sha);
+        Request::post_json(url, body).headers(&self.headers)
     }
 }

@@ -1,14 +1,16 @@
-//! `github` (commit status) and `githubdispatch` (`repository_dispatch`), on GitHub's REST API
-//! (<https://docs.github.com/en/rest/commits/statuses>,
-//! <https://docs.github.com/en/rest/repos/repos#create-a-repository-dispatch-event>).
+//! `github`: commit statuses on GitHub's REST API
+//! (<https://docs.github.com/en/rest/commits/statuses>). [`Api`] is shared with
+//! `githubdispatch`.
 
-use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, text};
-use herald_http::{HeaderName, HeaderValue, HttpClient, Method};
+use herald_core::{BuildError, DeliveryError};
+use herald_http::provider::{Setup, TOKEN_FIELD, decode_json};
+use herald_http::{HeaderName, HeaderValue, Method, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{self, GitAddress, Outcome, StatusInput};
+use crate::common::{self, GitAddress};
+use crate::status::{Status, StatusForge, to_json};
 
-/// The API endpoint and credentials shared by both types.
+/// The API endpoint and credentials shared by `github` and `githubdispatch`.
 #[derive(Debug)]
 pub(crate) struct Api {
     /// `https://api.github.com`, `https://<host>/api/v3`, or an `http://` host as given.
@@ -32,19 +34,16 @@ pub(crate) fn api_base(address: &GitAddress) -> String {
     }
 }
 
-/// Whether the address is github.com itself (where Flux ignores custom TLS material).
-pub(crate) fn is_github_com(config: &ProviderConfig) -> bool {
-    common::parse_git_address(config.address.expose())
-        .is_ok_and(|a| matches!(a.hostname().as_str(), "github.com" | "www.github.com"))
-}
-
 impl Api {
-    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
-        let address = common::git_address(config)?;
-        let (owner, repo) = address
-            .owner_repo()
-            .map_err(|e| BuildError::invalid(common::address_field(config), e))?;
-        let token = match common::token_or_password(config) {
+    pub(crate) fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let config = setup.config();
+        let (address, owner, repo) = common::owner_repo(config)?;
+        // As Flux: custom TLS material is for GitHub Enterprise; github.com uses the system
+        // roots, even when the Secret carries a `ca.crt` for another purpose.
+        if matches!(address.hostname().as_str(), "github.com" | "www.github.com") {
+            setup.use_system_roots();
+        }
+        let token = match setup.token_or_password() {
             Some(t) => t,
             None if config.secret_data.contains_key("githubAppID") => {
                 return Err(BuildError::invalid(
@@ -55,32 +54,35 @@ impl Api {
             }
             None => {
                 return Err(BuildError::invalid(
-                    "secret key \"token\"",
+                    TOKEN_FIELD,
                     "github token or github app details must be specified (herald supports \
                      tokens: set the Secret's `token`, or `password`)",
                 ));
             }
         };
-        let auth = common::secret_header(&format!("Bearer {token}"), "secret key \"token\"")?;
         Ok(Api {
             base: api_base(&address),
             owner,
             repo,
             headers: vec![
                 (
-                    herald_http::HeaderName::from_static("accept"),
+                    HeaderName::from_static("accept"),
                     HeaderValue::from_static("application/vnd.github+json"),
                 ),
                 (
                     HeaderName::from_static("x-github-api-version"),
                     HeaderValue::from_static("2022-11-28"),
                 ),
-                (HeaderName::from_static("authorization"), auth),
+                (
+                    herald_http::provider::AUTHORIZATION,
+                    setup.bearer(Some(&token))?,
+                ),
             ],
         })
     }
 
-    fn repo_url(&self, tail: &str) -> String {
+    /// `<base>/repos/<owner>/<repo>/<tail>`.
+    pub(crate) fn repo_url(&self, tail: &str) -> String {
         format!(
             "{}/repos/{}/{}/{tail}",
             self.base,
@@ -88,14 +90,22 @@ impl Api {
             common::escape(&self.repo)
         )
     }
+
+    /// A `GET` of `<repo>/<tail>` with the API's headers.
+    pub(crate) fn get(&self, tail: &str) -> Request {
+        Request::new(Method::GET, self.repo_url(tail)).headers(&self.headers)
+    }
+
+    /// A JSON `POST` of `body` to `<repo>/<tail>` with the API's headers.
+    pub(crate) fn post_json(&self, tail: &str, body: Vec<u8>) -> Request {
+        Request::post_json(self.repo_url(tail), body).headers(&self.headers)
+    }
 }
 
-/// A `github` commit-status notifier.
+/// A validated `github` Provider.
 #[derive(Debug)]
-pub(crate) struct Status {
+pub(crate) struct GitHub {
     api: Api,
-    namespace: String,
-    name: String,
 }
 
 /// The body of `POST /repos/{owner}/{repo}/statuses/{sha}` (go-github's `RepoStatus` order).
@@ -117,121 +127,45 @@ struct ExistingStatus {
     context: Option<String>,
 }
 
-/// A status to post.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    input: StatusInput,
-    state: &'static str,
-    pub(crate) body: Vec<u8>,
-}
+impl StatusForge for GitHub {
+    const NAME: &'static str = "github";
+    const LOOKUP_FAILED: &'static str = "could not list commit statuses";
+    const POST_FAILED: &'static str = "could not create commit status";
 
-impl Status {
-    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
-        Ok(Status {
-            api: Api::from_config(config)?,
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        Ok(GitHub {
+            api: Api::from_config(setup)?,
         })
     }
 
-    pub(crate) fn plan(&self, event: &Event) -> Result<Option<Plan>, DeliveryError> {
-        let Some(input) =
-            common::status_input(event, &self.namespace, &self.name, "github", false)?
-        else {
-            return Ok(None);
-        };
-        let state = match input.outcome {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Pending => "pending",
-        };
-        let body = common::to_json(&CreateStatus {
-            state,
-            description: &input.description,
-            context: &input.id,
-        })?;
-        Ok(Some(Plan { input, state, body }))
+    fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {
+        to_json(&CreateStatus {
+            state: status.state,
+            description: &status.description,
+            context: &status.id,
+        })
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        client: &HttpClient,
-        plan: Plan,
-    ) -> Result<(), DeliveryError> {
-        let sha = &plan.input.sha;
-        let list = common::request(
-            Method::GET,
-            self.api
-                .repo_url(&format!("commits/{sha}/statuses?per_page=50")),
-            &self.api.headers,
-        );
-        let found = client
-            .send(list)
-            .await
-            .map_err(|e| e.context("could not list commit statuses"))?;
-        let existing: Vec<ExistingStatus> =
-            common::decode(&found.body, "could not list commit statuses")?;
+    fn lookup(&self, status: &Status<'_>) -> Request {
+        let tail = format!("commits/{}/statuses?per_page=50", status.sha);
+        self.api.get(&tail)
+    }
+
+    fn shows(&self, status: &Status<'_>, answer: &[u8]) -> Result<bool, DeliveryError> {
+        let existing: Vec<ExistingStatus> = decode_json(answer)?;
         // Newest first: the first status of our context is the current one.
         let current = existing
             .iter()
-            .find(|s| s.context.as_deref() == Some(plan.input.id.as_str()));
-        if current.is_some_and(|s| {
-            s.state.as_deref() == Some(plan.state)
-                && s.description.as_deref() == Some(plan.input.description.as_str())
-        }) {
-            return Ok(());
-        }
-        let post = common::post_json(
-            self.api.repo_url(&format!("statuses/{sha}")),
-            plan.body,
-            &self.api.headers,
-        );
-        client
-            .send(post)
-            .await
-            .map_err(|e| e.context("could not create commit status"))?;
-        Ok(())
-    }
-}
-
-/// A `githubdispatch` notifier.
-#[derive(Debug)]
-pub(crate) struct Dispatch {
-    api: Api,
-}
-
-impl Dispatch {
-    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
-        Ok(Dispatch {
-            api: Api::from_config(config)?,
-        })
+            .find(|s| s.context.as_deref() == Some(status.id.as_str()));
+        Ok(current.is_some_and(|s| {
+            s.state.as_deref() == Some(status.state)
+                && s.description.as_deref() == Some(status.description.as_str())
+        }))
     }
 
-    /// `{"event_type":"<Kind>/<name>.<namespace>","client_payload":<the event>}`, every
-    /// severity and reason.
-    pub(crate) fn render(event: &Event) -> Result<Vec<u8>, DeliveryError> {
-        let event_type = common::to_json(&text::kind_name_dot_namespace(event))?;
-        let payload = common::to_json(event)?;
-        let mut body = Vec::with_capacity(event_type.len() + payload.len() + 36);
-        body.extend_from_slice(b"{\"event_type\":");
-        body.extend_from_slice(&event_type);
-        body.extend_from_slice(b",\"client_payload\":");
-        body.extend_from_slice(&payload);
-        body.push(b'}');
-        Ok(body)
-    }
-
-    pub(crate) async fn deliver(
-        &self,
-        client: &HttpClient,
-        body: Vec<u8>,
-    ) -> Result<(), DeliveryError> {
-        let post = common::post_json(self.api.repo_url("dispatches"), body, &self.api.headers);
-        client
-            .send(post)
-            .await
-            .map_err(|e| e.context("could not send github repository dispatch webhook"))?;
-        Ok(())
+    fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request {
+        self.api
+            .post_json(&format!("statuses/{}", status.sha), body)
     }
 }
 

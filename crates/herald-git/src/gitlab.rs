@@ -1,13 +1,15 @@
 //! `gitlab`: commit statuses on GitLab's REST API v4
 //! (<https://docs.gitlab.com/api/commits/#set-the-pipeline-status-of-a-commit>).
 
-use herald_core::{BuildError, DeliveryError, Event, ProviderConfig};
-use herald_http::{HeaderName, HeaderValue, HttpClient, Method};
+use herald_core::{BuildError, DeliveryError};
+use herald_http::provider::{Setup, TOKEN_FIELD, decode_json};
+use herald_http::{HeaderName, HeaderValue, Method, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{self, Outcome, StatusInput};
+use crate::common;
+use crate::status::{Outcome, Status, StatusForge, to_json};
 
-/// A `gitlab` notifier.
+/// A validated `gitlab` Provider.
 #[derive(Debug)]
 pub(crate) struct GitLab {
     /// `<scheme>://<host>/api/v4`.
@@ -15,8 +17,6 @@ pub(crate) struct GitLab {
     /// The project: its full path, URL-escaped (`group%2Fsub%2Fproj`), or its numeric id.
     project: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    namespace: String,
-    name: String,
 }
 
 /// The body of `POST /projects/:id/statuses/:sha` (go-gitlab's `SetCommitStatusOptions` order).
@@ -40,23 +40,19 @@ struct ExistingStatus {
     description: Option<String>,
 }
 
-/// A status to post.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    input: StatusInput,
-    state: &'static str,
-    pub(crate) body: Vec<u8>,
-}
+impl StatusForge for GitLab {
+    const NAME: &'static str = "gitlab";
+    const LOOKUP_FAILED: &'static str = "could not list commit statuses";
+    const POST_FAILED: &'static str = "could not set commit status";
 
-impl GitLab {
-    pub(crate) fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
-        let address = common::git_address(config)?;
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let address = common::git_address(setup.config())?;
         let id = address.repo_id();
         let project = match address.segments.as_slice() {
             [one] if one.bytes().all(|b| b.is_ascii_digit()) => one.clone(),
             [_] => {
                 return Err(BuildError::invalid(
-                    common::address_field(config),
+                    setup.address_field(),
                     format!(
                         "invalid project id {id:?}: expected <group>[/<subgroup>...]/<project> \
                          or a numeric project id"
@@ -65,82 +61,60 @@ impl GitLab {
             }
             _ => common::escape(&id),
         };
-        let token = common::token_or_password(config).ok_or_else(|| {
-            BuildError::invalid(
-                "secret key \"token\"",
-                "gitlab token cannot be empty (set the Secret's `token`, or `password`)",
-            )
-        })?;
-        let token = common::secret_header(token, "secret key \"token\"")?;
+        let token = setup.require_token_or_password(
+            "gitlab token cannot be empty (set the Secret's `token`, or `password`)",
+        )?;
+        let token = setup.header(token.expose(), TOKEN_FIELD)?;
         Ok(GitLab {
             base: format!("{}/api/v4", address.base()),
             project,
             headers: vec![(HeaderName::from_static("private-token"), token)],
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
         })
     }
 
-    pub(crate) fn plan(&self, event: &Event) -> Result<Option<Plan>, DeliveryError> {
-        let Some(input) =
-            common::status_input(event, &self.namespace, &self.name, "gitlab", false)?
-        else {
-            return Ok(None);
-        };
-        let state = match input.outcome {
+    fn state(outcome: Outcome) -> &'static str {
+        match outcome {
             Outcome::Success => "success",
             Outcome::Failure => "failed",
             Outcome::Pending => "pending",
-        };
-        let body = common::to_json(&SetStatus {
-            state,
-            name: &input.id,
-            description: &input.description,
-        })?;
-        Ok(Some(Plan { input, state, body }))
+        }
     }
 
-    pub(crate) async fn deliver(
-        &self,
-        client: &HttpClient,
-        plan: Plan,
-    ) -> Result<(), DeliveryError> {
-        let sha = &plan.input.sha;
-        let list = common::request(
-            Method::GET,
-            format!(
-                "{}/projects/{}/repository/commits/{sha}/statuses?name={}",
-                self.base,
-                self.project,
-                common::escape(&plan.input.id)
-            ),
-            &self.headers,
+    fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {
+        to_json(&SetStatus {
+            state: status.state,
+            name: &status.id,
+            description: &status.description,
+        })
+    }
+
+    fn lookup(&self, status: &Status<'_>) -> Request {
+        let url = format!(
+            "{}/projects/{}/repository/commits/{}/statuses?name={}",
+            self.base,
+            self.project,
+            status.sha,
+            common::escape(&status.id)
         );
-        let found = client
-            .send(list)
-            .await
-            .map_err(|e| e.context("could not list commit statuses"))?;
-        let existing: Vec<ExistingStatus> =
-            common::decode(&found.body, "could not list commit statuses")?;
-        let duplicate = existing.iter().any(|s| {
-            s.sha.as_deref() == Some(sha.as_str())
-                && s.status.as_deref() == Some(plan.state)
-                && s.description.as_deref() == Some(plan.input.description.as_str())
-                && s.name.as_deref() == Some(plan.input.id.as_str())
-        });
-        if duplicate {
-            return Ok(());
-        }
-        let post = common::post_json(
-            format!("{}/projects/{}/statuses/{sha}", self.base, self.project),
-            plan.body,
-            &self.headers,
+        Request::new(Method::GET, url).headers(&self.headers)
+    }
+
+    fn shows(&self, status: &Status<'_>, answer: &[u8]) -> Result<bool, DeliveryError> {
+        let existing: Vec<ExistingStatus> = decode_json(answer)?;
+        Ok(existing.iter().any(|s| {
+            s.sha.as_deref() == Some(status.sha)
+                && s.status.as_deref() == Some(status.state)
+                && s.description.as_deref() == Some(status.description.as_str())
+                && s.name.as_deref() == Some(status.id.as_str())
+        }))
+    }
+
+    fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request {
+        let url = format!(
+            "{}/projects/{}/statuses/{}",
+            self.base, self.project, status.sha
         );
-        client
-            .send(post)
-            .await
-            .map_err(|e| e.context("could not set commit status"))?;
-        Ok(())
+        Request::post_json(url, body).headers(&self.headers)
     }
 }
 
@@ -149,12 +123,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use herald_core::ProviderType;
+    use herald_core::{ProviderConfig, ProviderType};
 
     fn project(address: &str) -> Result<(String, String), String> {
         let mut cfg = ProviderConfig::new(ProviderType::GitLab, "ns", "gl", address);
         cfg.token = Some("t0ken".into());
-        GitLab::from_config(&cfg)
+        GitLab::from_config(&mut Setup::new(&cfg))
             .map(|g| (g.base, g.project))
             .map_err(|e| e.to_string())
     }

@@ -74,82 +74,43 @@ mod bitbucketserver;
 mod common;
 mod gitea;
 mod github;
+mod githubdispatch;
 mod gitlab;
+mod status;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use herald_core::{
-    BuildError, DeliveryError, Event, Family, Notifier, NotifyFuture, ProviderConfig, ProviderType,
-    Registry, TlsMaterial,
-};
-use herald_http::{HttpClient, RetryPolicy};
+use herald_core::{BuildError, DeliveryError, Event, Family, ProviderConfig, ProviderType};
+use herald_http::provider::{self, Render, Table};
 
 pub use common::{commit_sha, provider_id, revision, status_id};
 
-/// The provider types this crate implements.
-pub const TYPES: [ProviderType; 7] = [
-    ProviderType::GitHub,
-    ProviderType::GitHubDispatch,
-    ProviderType::GitLab,
-    ProviderType::Gitea,
-    ProviderType::Bitbucket,
-    ProviderType::BitbucketServer,
-    ProviderType::AzureDevOps,
-];
+/// The providers of this crate: one line per type.
+const PROVIDERS: Table<7> = Table::new(
+    Family::Git,
+    [
+        status::entry::<github::GitHub>(ProviderType::GitHub),
+        provider::entry::<githubdispatch::Dispatch>(ProviderType::GitHubDispatch),
+        status::entry::<gitlab::GitLab>(ProviderType::GitLab),
+        status::entry::<gitea::Gitea>(ProviderType::Gitea),
+        status::entry::<bitbucket::Bitbucket>(ProviderType::Bitbucket),
+        status::entry::<bitbucketserver::BitbucketServer>(ProviderType::BitbucketServer),
+        status::entry::<azuredevops::AzureDevOps>(ProviderType::AzureDevOps),
+    ],
+);
 
-/// Registers the `git` family and its types (not the pull-request comment types, which herald
-/// does not implement yet).
-pub fn register(registry: &mut Registry) {
-    registry.add_family(Family::Git);
-    for ty in TYPES {
-        registry.register(ty, build);
-    }
-}
-
-/// Builds a notifier of one of [`TYPES`] from its configuration.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    build_with_retry_policy(config, RetryPolicy::default())
-}
-
-/// [`build`] with another retry policy than Flux's (2 s doubling, 4 retries).
-pub fn build_with_retry_policy(
-    config: &ProviderConfig,
-    policy: RetryPolicy,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let forge = Forge::from_config(config)?;
-    let client = if matches!(forge, Forge::GitHub(_) | Forge::Dispatch(_))
-        && github::is_github_com(config)
-        && !config.tls.is_empty()
-    {
-        // As Flux: custom TLS material is for GitHub Enterprise; github.com uses the system
-        // roots, even when the Secret carries a `ca.crt` for another purpose.
-        let mut public = config.clone();
-        public.tls = TlsMaterial::default();
-        HttpClient::from_config(&public)?
-    } else {
-        HttpClient::from_config(config)?
-    };
-    Ok(Arc::new(GitNotifier {
-        forge,
-        client: client.with_retry_policy(policy),
-        id: config.id(),
-        timeout: config.timeout,
-    }))
-}
+herald_http::family_api!(PROVIDERS);
 
 /// The request body a provider would post for an event, without any network I/O: for
 /// benchmarks, tests and `herald` dry runs.
 #[derive(Debug)]
 pub struct Renderer {
-    forge: Forge,
+    render: Box<dyn Render>,
 }
 
 impl Renderer {
     /// Validates the configuration as [`build`] does (minus the HTTP client).
     pub fn new(config: &ProviderConfig) -> Result<Self, BuildError> {
         Ok(Renderer {
-            forge: Forge::from_config(config)?,
+            render: PROVIDERS.renderer(config)?,
         })
     }
 
@@ -157,124 +118,6 @@ impl Renderer {
     /// (a `Progressing` event for most forges). Errors are those [`Notifier::post`] would
     /// return before any request (missing or malformed revision, unknown severity).
     pub fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
-        Ok(match &self.forge {
-            Forge::GitHub(f) => f.plan(event)?.map(|p| p.body),
-            Forge::Dispatch(_) => Some(github::Dispatch::render(event)?),
-            Forge::GitLab(f) => f.plan(event)?.map(|p| p.body),
-            Forge::Gitea(f) => f.plan(event)?.map(|p| p.body),
-            Forge::Bitbucket(f) => f.plan(event)?.map(|p| p.body),
-            Forge::BitbucketServer(f) => f.plan(event)?.map(|p| p.body),
-            Forge::AzureDevOps(f) => f.plan(event)?.map(|p| p.body),
-        })
-    }
-}
-
-/// One configured forge.
-#[derive(Debug)]
-enum Forge {
-    GitHub(github::Status),
-    Dispatch(github::Dispatch),
-    GitLab(gitlab::GitLab),
-    Gitea(gitea::Gitea),
-    Bitbucket(bitbucket::Bitbucket),
-    BitbucketServer(bitbucketserver::BitbucketServer),
-    AzureDevOps(azuredevops::AzureDevOps),
-}
-
-impl Forge {
-    fn from_config(config: &ProviderConfig) -> Result<Self, BuildError> {
-        let ty = config.provider_type;
-        if config.commit_status_expr.is_some() && ty.is_commit_status() {
-            return Err(BuildError::invalid(
-                "spec.commitStatusExpr",
-                "CEL expressions are not supported by herald; remove the field to use the \
-                 default status id <kind>/<name>/<provider id>",
-            ));
-        }
-        if config.service_account_name.is_some() {
-            return Err(BuildError::invalid(
-                "spec.serviceAccountName",
-                "workload identity is not supported by herald's git providers; use a token in \
-                 the Secret",
-            ));
-        }
-        Ok(match ty {
-            ProviderType::GitHub => Forge::GitHub(github::Status::from_config(config)?),
-            ProviderType::GitHubDispatch => Forge::Dispatch(github::Dispatch::from_config(config)?),
-            ProviderType::GitLab => Forge::GitLab(gitlab::GitLab::from_config(config)?),
-            ProviderType::Gitea => Forge::Gitea(gitea::Gitea::from_config(config)?),
-            ProviderType::Bitbucket => Forge::Bitbucket(bitbucket::Bitbucket::from_config(config)?),
-            ProviderType::BitbucketServer => {
-                Forge::BitbucketServer(bitbucketserver::BitbucketServer::from_config(config)?)
-            }
-            ProviderType::AzureDevOps => {
-                Forge::AzureDevOps(azuredevops::AzureDevOps::from_config(config)?)
-            }
-            other => {
-                return Err(BuildError::NotImplemented {
-                    ty: other,
-                    family: Family::Git,
-                });
-            }
-        })
-    }
-}
-
-/// A notifier of any of the types.
-#[derive(Debug)]
-struct GitNotifier {
-    forge: Forge,
-    client: HttpClient,
-    /// `namespace/name` of the Provider, for messages.
-    id: String,
-    /// `spec.timeout`: bounds the whole delivery (listing and posting, retries included).
-    timeout: Duration,
-}
-
-impl GitNotifier {
-    async fn deliver(&self, event: &Event) -> Result<(), DeliveryError> {
-        let c = &self.client;
-        match &self.forge {
-            Forge::GitHub(f) => match f.plan(event)? {
-                Some(plan) => f.deliver(c, plan).await,
-                None => Ok(()),
-            },
-            Forge::Dispatch(f) => f.deliver(c, github::Dispatch::render(event)?).await,
-            Forge::GitLab(f) => match f.plan(event)? {
-                Some(plan) => f.deliver(c, plan).await,
-                None => Ok(()),
-            },
-            Forge::Gitea(f) => match f.plan(event)? {
-                Some(plan) => f.deliver(c, plan).await,
-                None => Ok(()),
-            },
-            Forge::Bitbucket(f) => match f.plan(event)? {
-                Some(plan) => f.deliver(c, plan).await,
-                None => Ok(()),
-            },
-            Forge::BitbucketServer(f) => match f.plan(event)? {
-                Some(plan) => f.deliver(c, plan).await,
-                None => Ok(()),
-            },
-            Forge::AzureDevOps(f) => match f.plan(event)? {
-                Some(plan) => f.deliver(c, plan).await,
-                None => Ok(()),
-            },
-        }
-    }
-}
-
-impl Notifier for GitNotifier {
-    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.deliver(event)).await {
-                Ok(result) => result,
-                Err(_) => Err(DeliveryError::transient(format!(
-                    "provider {}: timed out after {:?} (spec.timeout bounds the whole delivery: \
-                     reading the existing statuses and posting)",
-                    self.id, self.timeout
-                ))),
-            }
-        })
+        self.render.render(event)
     }
 }

@@ -34,7 +34,10 @@ pub struct HttpClient {
     masker: Masker,
     /// Whether the address came from a Secret: its path is then masked wherever it shows up.
     address_from_secret: bool,
-    route: String,
+    /// Which proxy, if any, each destination goes through.
+    route: Route,
+    /// The route, for `Debug`.
+    shown_route: String,
     custom_ca: bool,
     client_cert: bool,
 }
@@ -45,7 +48,7 @@ impl fmt::Debug for HttpClient {
             .field("provider", &self.id)
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
-            .field("route", &self.route)
+            .field("route", &self.shown_route)
             .field("custom_ca", &self.custom_ca)
             .field("client_cert", &self.client_cert)
             .field("masker", &self.masker)
@@ -89,7 +92,8 @@ impl HttpClient {
             }
             None => (Route::Env(env), "environment proxies".to_owned()),
         };
-        let https = HttpsConnector::from((Connector::new(route), tls_config));
+        let connector = Connector::new(route.clone(), tls_config.clone());
+        let https = HttpsConnector::from((connector, tls_config));
         let client = Client::builder(TokioExecutor::new())
             .http1_title_case_headers(true)
             .pool_timer(TokioTimer::new())
@@ -102,7 +106,8 @@ impl HttpClient {
             retry: RetryPolicy::default(),
             masker: cfg.masker(),
             address_from_secret: cfg.address_from_secret,
-            route: shown,
+            route,
+            shown_route: shown,
             custom_ca: cfg.tls.ca_pem.is_some(),
             client_cert: cfg.tls.cert_pem.is_some(),
         })
@@ -228,6 +233,13 @@ impl HttpClient {
         {
             builder = builder.header(http::header::USER_AGENT, USER_AGENT);
         }
+        // An http:// destination behind an HTTP proxy: the request itself goes to the proxy
+        // (in absolute form), so it carries the proxy's credentials, as in Go.
+        let proxy = self.route.proxy_for(uri);
+        let forwarded = proxy.as_ref().and_then(|p| p.forwards(uri));
+        if let Some(Some(auth)) = forwarded {
+            builder = builder.header(http::header::PROXY_AUTHORIZATION, auth);
+        }
         let request = builder
             .body(Full::new(req.body.clone()))
             .map_err(|e| Failure {
@@ -270,6 +282,21 @@ impl HttpClient {
                 status,
                 headers: parts.headers,
                 body,
+            });
+        }
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            && let (Some(proxy), Some(auth)) = (&proxy, forwarded)
+        {
+            return Err(Failure {
+                text: format!(
+                    "proxy {} refused the request: {}",
+                    proxy.describe(),
+                    connect::refusal(status.as_u16(), auth.is_some())
+                ),
+                // The proxy answered, not the service: no service status, as for CONNECT.
+                status: None,
+                retryable: false,
+                retry_after: None,
             });
         }
         // The body of an error only feeds the snippet; a broken one leaves it empty.
@@ -513,46 +540,13 @@ mod tests {
         );
     }
 
-    /// A CONNECT proxy that records the request heads it gets and tunnels every connection to
-    /// `upstream`, whatever the destination asked for.
-    async fn fake_connect_proxy(
-        upstream: std::net::SocketAddr,
-    ) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = heads.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut conn, _) = listener.accept().await.unwrap();
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match conn.read_u8().await {
-                            Ok(b) => head.push(b),
-                            Err(_) => return,
-                        }
-                    }
-                    log.lock().unwrap().push(String::from_utf8(head).unwrap());
-                    let mut up = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                    conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                        .await
-                        .unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
-                });
-            }
-        });
-        (port, heads)
-    }
-
     #[tokio::test]
     async fn environment_proxies_are_used_except_for_loopback() {
         let rec = herald_testkit::Recorder::start().await;
-        let (port, heads) = fake_connect_proxy(rec.addr()).await;
+        let proxy = herald_testkit::RecordingProxy::upstream(rec.addr()).await;
         let env = Matcher::builder()
-            .http(format!("http://envuser:envpass@127.0.0.1:{port}"))
+            .http(proxy.url().replace("http://", "http://envuser:envpass@"))
+            .https(proxy.url())
             .no("direct.invalid")
             .build();
         let cfg = ProviderConfig::new(
@@ -564,22 +558,22 @@ mod tests {
         let client = HttpClient::build(&cfg, Arc::new(env)).unwrap();
         assert!(format!("{client:?}").contains("environment proxies"));
 
+        // An http:// destination: the request goes to the proxy in absolute form, with the
+        // proxy's credentials, as Go sends it.
         client
             .send(Request::post_json("http://herald-env.invalid/hook", "{}"))
             .await
             .unwrap();
-        let seen = heads.lock().unwrap().clone();
+        let seen = proxy.requests();
         assert_eq!(seen.len(), 1);
-        assert!(
-            seen[0].starts_with("CONNECT herald-env.invalid:80 HTTP/1.1\r\n"),
-            "{}",
-            seen[0]
+        assert_eq!(
+            (seen[0].method.as_str(), seen[0].target.as_str()),
+            ("POST", "http://herald-env.invalid/hook")
         );
         // base64("envuser:envpass")
-        assert!(
-            seen[0].contains("Proxy-Authorization: Basic ZW52dXNlcjplbnZwYXNz\r\n"),
-            "{}",
-            seen[0]
+        assert_eq!(
+            seen[0].header("proxy-authorization"),
+            Some("Basic ZW52dXNlcjplbnZwYXNz")
         );
         let got = rec.requests();
         assert_eq!(
@@ -587,18 +581,31 @@ mod tests {
             ("/hook", Some("herald-env.invalid"))
         );
 
+        // An https:// destination: a CONNECT tunnel (the recorder behind it speaks no TLS, so
+        // the handshake then fails).
+        let err = client
+            .send(Request::post_json("https://herald-env.invalid/hook", "{}"))
+            .await
+            .unwrap_err();
+        let seen = proxy.requests();
+        assert_eq!(
+            (seen[1].method.as_str(), seen[1].target.as_str()),
+            ("CONNECT", "herald-env.invalid:443")
+        );
+        assert!(!err.is_retryable(), "{err}");
+
         // Loopback destinations go direct, as in Go.
         client
             .send(Request::post_json(format!("{}/direct", rec.url()), "{}"))
             .await
             .unwrap();
-        assert_eq!(heads.lock().unwrap().len(), 1);
+        assert_eq!(proxy.requests().len(), 2);
         assert_eq!(rec.requests()[1].path, "/direct");
 
-        // An explicit proxy replaces the environment.
+        // An explicit proxy replaces the environment, for loopback too.
         let mut explicit = cfg.clone();
         explicit.proxy = Some(herald_core::ProxyConfig {
-            url: format!("http://127.0.0.1:{port}"),
+            url: proxy.url(),
             username: None,
             password: None,
         });
@@ -608,16 +615,9 @@ mod tests {
             .send(Request::post_json(format!("{}/explicit", rec.url()), "{}"))
             .await
             .unwrap();
-        let seen = heads.lock().unwrap().clone();
-        assert_eq!(seen.len(), 2, "explicit proxies apply to loopback too");
-        assert!(
-            seen[1].starts_with(&format!(
-                "CONNECT 127.0.0.1:{} HTTP/1.1\r\n",
-                rec.addr().port()
-            )),
-            "{}",
-            seen[1]
-        );
-        assert!(!seen[1].contains("Proxy-Authorization"), "{}", seen[1]);
+        let seen = proxy.requests();
+        assert_eq!(seen.len(), 3, "explicit proxies apply to loopback too");
+        assert_eq!(seen[2].target, format!("{}/explicit", rec.url()));
+        assert_eq!(seen[2].header("proxy-authorization"), None);
     }
 }

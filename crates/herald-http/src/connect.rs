@@ -1,23 +1,29 @@
-//! The TCP side of a connection: direct, through an HTTP `CONNECT` tunnel or a SOCKS5 proxy,
-//! chosen once from the configuration or per destination from the environment.
+//! The transport under a request: direct, through an HTTP or HTTPS proxy (absolute-form
+//! requests for `http://` destinations, a `CONNECT` tunnel for `https://` ones, as Go does), or
+//! through a SOCKS5 proxy; chosen once from the configuration or per destination from the
+//! environment.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use base64::Engine as _;
 use herald_core::{BuildError, ProxyConfig};
 use http::{HeaderValue, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::SocksV5;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tower_service::Service;
 
 use crate::text;
@@ -55,10 +61,13 @@ impl ProxyError {
 /// A proxy to go through.
 #[derive(Clone)]
 pub(crate) enum Proxy {
-    /// HTTP proxy: `CONNECT host:port` for every destination, `http` and `https` alike.
+    /// HTTP proxy, spoken to in clear or (`tls`, an `https://` proxy) over TLS: `http://`
+    /// requests are sent to it in absolute form, `https://` ones through `CONNECT host:port`.
     Http {
         /// `http://host:port`, what the TCP connection goes to.
         addr: Uri,
+        /// Whether the connection to the proxy is TLS.
+        tls: bool,
         /// `Basic …` for `Proxy-Authorization`.
         auth: Option<HeaderValue>,
     },
@@ -97,105 +106,138 @@ impl Proxy {
             (None, None) => userinfo(&uri),
             (user, pass) => Some((user.clone().unwrap_or_default(), pass.unwrap_or_default())),
         };
+        let http = |tls: bool, port: u16| -> Result<Proxy, BuildError> {
+            Ok(Proxy::Http {
+                addr: proxy_addr(&uri, port)?,
+                tls,
+                auth: credentials
+                    .as_ref()
+                    .map(|(u, p)| basic_auth(&crate::endpoint::basic_value(u, p))),
+            })
+        };
         match scheme.as_str() {
-            "http" => Ok(Proxy::Http {
-                addr: proxy_addr(&uri, 80)?,
-                auth: credentials.map(|(u, p)| basic_auth(&u, &p)),
-            }),
+            "http" => http(false, 80),
+            "https" => http(true, 443),
             "socks5" | "socks5h" => Ok(Proxy::Socks5 {
                 addr: proxy_addr(&uri, 1080)?,
                 auth: credentials,
             }),
-            "https" => Err(BuildError::invalid(
-                FIELD,
-                "https:// proxies (TLS to the proxy) are not supported; use an http:// proxy \
-                 (HTTPS destinations stay end-to-end encrypted through its CONNECT tunnel)",
-            )),
             "" => Err(BuildError::invalid(
                 FIELD,
-                "the proxy URL needs a scheme: http:// or socks5://",
+                "the proxy URL needs a scheme: http://, https:// or socks5://",
             )),
             other => Err(BuildError::invalid(
                 FIELD,
-                format!("proxy scheme {other:?} is not supported; use http:// or socks5://"),
+                format!(
+                    "proxy scheme {other:?} is not supported; use http://, https:// or socks5://"
+                ),
             )),
         }
     }
 
-    /// `http://host:port` or `socks5://host:port`, for messages (never credentials).
+    /// `http://host:port`, `https://host:port` or `socks5://host:port`, for messages (never
+    /// credentials).
     pub(crate) fn describe(&self) -> String {
         match self {
-            Proxy::Http { addr, .. } => format!("http://{}", authority(addr)),
+            Proxy::Http { addr, tls, .. } => {
+                let scheme = if *tls { "https" } else { "http" };
+                format!("{scheme}://{}", authority(addr))
+            }
             Proxy::Socks5 { addr, .. } => format!("socks5://{}", authority(addr)),
             Proxy::Unusable(why) => format!("unusable proxy ({why})"),
         }
     }
 
-    /// A connection to `dst` through this proxy.
+    /// The `Proxy-Authorization` of a request that is forwarded in absolute form (an
+    /// `http://` destination through an HTTP proxy), or `None` when `dst` is not forwarded.
+    pub(crate) fn forwards(&self, dst: &Uri) -> Option<Option<&HeaderValue>> {
+        match self {
+            Proxy::Http { auth, .. } if dst.scheme_str() == Some("http") => Some(auth.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// A connection for `dst` through this proxy.
     async fn connect(
         self,
         mut http: HttpConnector,
+        tls: TlsConnector,
         dst: Uri,
-    ) -> Result<TokioIo<TcpStream>, BoxError> {
+    ) -> Result<Conn, BoxError> {
         let shown = self.describe();
+        let forwarded = self.forwards(&dst).is_some();
         match self {
             Proxy::Unusable(why) => Err(ProxyError::boxed(why, false)),
-            Proxy::Http { addr, auth } => {
-                let io = http.call(addr).await.map_err(|e| {
+            Proxy::Http {
+                addr,
+                tls: over_tls,
+                auth,
+            } => {
+                let tcp = http.call(addr.clone()).await.map_err(|e| {
                     ProxyError::boxed(
                         format!("cannot connect to proxy {shown}: {}", text::describe(&e)),
                         true,
                     )
                 })?;
-                let mut tcp = io.into_inner();
-                tunnel(&mut tcp, &shown, &dst, auth.as_ref()).await?;
-                Ok(TokioIo::new(tcp))
+                let tcp = tcp.into_inner();
+                let stream = if over_tls {
+                    Stream::Tls(Box::new(proxy_tls(&tls, &addr, tcp, &shown).await?))
+                } else {
+                    Stream::Tcp(tcp)
+                };
+                let mut conn = Conn {
+                    stream,
+                    proxied: forwarded,
+                };
+                if !forwarded {
+                    tunnel(&mut conn, &shown, &dst, auth.as_ref()).await?;
+                }
+                Ok(conn)
             }
             Proxy::Socks5 { addr, auth } => {
                 let mut socks = SocksV5::new(addr, http);
                 if let Some((user, pass)) = auth {
                     socks = socks.with_auth(user, pass);
                 }
-                socks.call(with_default_port(&dst)?).await.map_err(|e| {
+                let tcp = socks.call(with_default_port(&dst)?).await.map_err(|e| {
                     let why = text::describe(&e);
                     // Refused credentials or a refused destination will not change by retrying.
                     let retryable =
                         !(why.contains("credentials") || why.contains("authentication"));
                     ProxyError::boxed(format!("SOCKS5 proxy {shown}: {why}"), retryable)
-                })
+                })?;
+                Ok(Conn::direct(tcp.into_inner()))
             }
         }
     }
+}
+
+/// TLS to an `https://` proxy, verified with the provider's roots (its custom CA, if it has
+/// one) and offering its client certificate, as Go's transport does with its TLS config.
+async fn proxy_tls(
+    tls: &TlsConnector,
+    addr: &Uri,
+    tcp: TcpStream,
+    shown: &str,
+) -> Result<TlsStream<TcpStream>, BoxError> {
+    let host = addr.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| ProxyError::boxed(format!("proxy {shown}: invalid TLS server name"), false))?;
+    tls.connect(name, tcp).await.map_err(|e| {
+        // Certificates and TLS settings do not fix themselves; a broken connection might.
+        let retryable = e.get_ref().is_none_or(|inner| !inner.is::<rustls::Error>());
+        ProxyError::boxed(
+            format!("TLS handshake with proxy {shown} failed: {e}"),
+            retryable,
+        )
+    })
 }
 
 /// The percent-decoded `user[:password]` of a URL, if it has one.
 fn userinfo(uri: &Uri) -> Option<(String, String)> {
     let (info, _) = authority(uri).rsplit_once('@')?;
-    let (user, pass) = info.split_once(':').unwrap_or((info, ""));
-    Some((percent_decode(user), percent_decode(pass)))
-}
-
-/// `%XX` escapes decoded; anything malformed is kept as written.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(crate::endpoint::userinfo_parts(info))
 }
 
 fn authority(uri: &Uri) -> &str {
@@ -219,11 +261,9 @@ fn proxy_addr(uri: &Uri, default_port: u16) -> Result<Uri, BuildError> {
         .map_err(|_| BuildError::invalid(FIELD, "invalid proxy host"))
 }
 
-/// `Basic base64(user:pass)`, marked sensitive.
-fn basic_auth(user: &str, pass: &str) -> HeaderValue {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    let mut value =
-        HeaderValue::from_str(&format!("Basic {encoded}")).expect("base64 is a valid header value");
+/// A `Basic …` value, marked sensitive.
+fn basic_auth(value: &str) -> HeaderValue {
+    let mut value = HeaderValue::from_str(value).expect("base64 is a valid header value");
     value.set_sensitive(true);
     value
 }
@@ -241,10 +281,15 @@ fn with_default_port(dst: &Uri) -> Result<Uri, BoxError> {
     Ok(format!("{scheme}://{host}:{port}").parse()?)
 }
 
-/// Sends `CONNECT host:port` on `tcp` and reads the proxy's answer, byte by byte so that
-/// nothing after the answer's header is consumed.
-async fn tunnel(
-    tcp: &mut TcpStream,
+/// Sends `CONNECT host:port` and reads the proxy's answer.
+///
+/// hyper-util's `proxy::Tunnel` would do the same, but it reports every refusal other than
+/// `407` as a bare "unsuccessful" without the status: herald could then neither say
+/// `HTTP 401 Unauthorized (the proxy rejected the username or password)` nor tell a refusal
+/// (4xx, permanent) from a proxy in trouble (5xx, retried). The answer is read byte by byte
+/// so that nothing after its header is consumed; `httparse` reads the status.
+async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
     shown: &str,
     dst: &Uri,
     auth: Option<&HeaderValue>,
@@ -257,13 +302,16 @@ async fn tunnel(
         request.extend_from_slice(b"\r\n");
     }
     request.extend_from_slice(b"\r\n");
-    let io_failed = |e: std::io::Error| {
-        ProxyError::boxed(
-            format!("proxy {shown} failed during CONNECT {target}: {e}"),
-            true,
-        )
+    let io_failed = |e: io::Error| {
+        let message = if e.kind() == io::ErrorKind::UnexpectedEof {
+            format!("proxy {shown} closed the connection during CONNECT {target}")
+        } else {
+            format!("proxy {shown} failed during CONNECT {target}: {e}")
+        };
+        ProxyError::boxed(message, true)
     };
-    tcp.write_all(&request).await.map_err(io_failed)?;
+    io.write_all(&request).await.map_err(io_failed)?;
+    io.flush().await.map_err(io_failed)?;
     let mut answer = Vec::with_capacity(128);
     while !answer.ends_with(b"\r\n\r\n") {
         if answer.len() == MAX_CONNECT_RESPONSE {
@@ -272,28 +320,12 @@ async fn tunnel(
                 true,
             ));
         }
-        let byte = tcp.read_u8().await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                ProxyError::boxed(
-                    format!("proxy {shown} closed the connection during CONNECT {target}"),
-                    true,
-                )
-            } else {
-                io_failed(e)
-            }
-        })?;
-        answer.push(byte);
+        answer.push(io.read_u8().await.map_err(io_failed)?);
     }
-    let status_line =
-        String::from_utf8_lossy(&answer[..answer.iter().position(|&b| b == b'\r').unwrap_or(0)])
-            .into_owned();
-    let mut words = status_line.splitn(3, ' ');
-    let (version, code) = (
-        words.next().unwrap_or_default(),
-        words.next().unwrap_or_default(),
-    );
-    let code: u16 = match code.parse() {
-        Ok(code) if version.starts_with("HTTP/") => code,
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let code = match response.parse(&answer) {
+        Ok(httparse::Status::Complete(_)) => response.code.unwrap_or_default(),
         _ => {
             return Err(ProxyError::boxed(
                 format!("proxy {shown} answered CONNECT {target} with something that is not HTTP"),
@@ -304,17 +336,25 @@ async fn tunnel(
     if (200..300).contains(&code) {
         return Ok(());
     }
+    Err(ProxyError::boxed(
+        format!(
+            "proxy {shown} refused CONNECT {target}: {}",
+            refusal(code, auth.is_some())
+        ),
+        code >= 500,
+    ))
+}
+
+/// `HTTP 407 Proxy Authentication Required (the proxy requires a username and password)`.
+pub(crate) fn refusal(code: u16, had_credentials: bool) -> String {
     let status =
         http::StatusCode::from_u16(code).map_or_else(|_| format!("HTTP {code}"), text::status_line);
-    let hint = match (code, auth.is_some()) {
+    let hint = match (code, had_credentials) {
         (401 | 407, true) => " (the proxy rejected the username or password)",
         (401 | 407, false) => " (the proxy requires a username and password)",
         _ => "",
     };
-    Err(ProxyError::boxed(
-        format!("proxy {shown} refused CONNECT {target}: {status}{hint}"),
-        code >= 500,
-    ))
+    format!("{status}{hint}")
 }
 
 /// Proxies from `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` (and their lowercase
@@ -338,15 +378,18 @@ pub(crate) fn env_proxy(matcher: &Matcher, dst: &Uri) -> Option<Proxy> {
     }
     let intercept = matcher.intercept(dst)?;
     let uri = intercept.uri();
-    let scheme = uri.scheme_str().unwrap_or_default();
-    let proxy = match scheme {
-        "http" => match proxy_addr(uri, 80) {
-            Ok(addr) => Proxy::Http {
-                addr,
-                auth: intercept.basic_auth().cloned(),
-            },
-            Err(e) => Proxy::Unusable(format!("proxy from the environment: {e}")),
+    let unusable = |e: BuildError| Proxy::Unusable(format!("proxy from the environment: {e}"));
+    let http = |tls: bool, port: u16| match proxy_addr(uri, port) {
+        Ok(addr) => Proxy::Http {
+            addr,
+            tls,
+            auth: intercept.basic_auth().cloned(),
         },
+        Err(e) => unusable(e),
+    };
+    let proxy = match uri.scheme_str().unwrap_or_default() {
+        "http" => http(false, 80),
+        "https" => http(true, 443),
         "socks5" | "socks5h" => match proxy_addr(uri, 1080) {
             Ok(addr) => Proxy::Socks5 {
                 addr,
@@ -354,10 +397,10 @@ pub(crate) fn env_proxy(matcher: &Matcher, dst: &Uri) -> Option<Proxy> {
                     .raw_auth()
                     .map(|(u, p)| (u.to_owned(), p.to_owned())),
             },
-            Err(e) => Proxy::Unusable(format!("proxy from the environment: {e}")),
+            Err(e) => unusable(e),
         },
         other => Proxy::Unusable(format!(
-            "the {other}:// proxy set in the environment is not supported; use an http:// or socks5:// proxy"
+            "the {other}:// proxy set in the environment is not supported; use an http://, https:// or socks5:// proxy"
         )),
     };
     Some(proxy)
@@ -372,25 +415,109 @@ pub(crate) enum Route {
     Env(Arc<Matcher>),
 }
 
-/// The connector under hyper-rustls: TCP to the destination or through a proxy.
+impl Route {
+    /// The proxy for `dst`, if any.
+    pub(crate) fn proxy_for(&self, dst: &Uri) -> Option<Proxy> {
+        match self {
+            Route::Fixed(proxy) => Some(Proxy::clone(proxy)),
+            Route::Env(matcher) => env_proxy(matcher, dst),
+        }
+    }
+}
+
+/// The byte stream of a connection: TCP, or TLS to an `https://` proxy.
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// A connection handed to hyper-rustls: `proxied` when requests on it go to an HTTP proxy in
+/// absolute form (hyper then writes `POST http://host/path`).
+pub(crate) struct Conn {
+    stream: Stream,
+    proxied: bool,
+}
+
+impl Conn {
+    fn direct(tcp: TcpStream) -> Self {
+        Conn {
+            stream: Stream::Tcp(tcp),
+            proxied: false,
+        }
+    }
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new().proxy(self.proxied)
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().stream {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The connector under hyper-rustls: TCP to the destination, or through a proxy.
 #[derive(Clone)]
 pub(crate) struct Connector {
     http: HttpConnector,
     route: Route,
+    /// For `https://` proxies: the provider's TLS configuration.
+    tls: TlsConnector,
 }
 
 impl Connector {
-    pub(crate) fn new(route: Route) -> Self {
+    pub(crate) fn new(route: Route, tls: Arc<ClientConfig>) -> Self {
         let mut http = HttpConnector::new();
         // https destinations are handed over too; hyper-rustls does the TLS.
         http.enforce_http(false);
         http.set_nodelay(true);
-        Connector { http, route }
+        Connector {
+            http,
+            route,
+            tls: TlsConnector::from(tls),
+        }
     }
 }
 
 impl Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<Conn>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -401,15 +528,14 @@ impl Service<Uri> for Connector {
 
     fn call(&mut self, dst: Uri) -> Self::Future {
         let mut http = self.http.clone();
-        let proxy = match &self.route {
-            Route::Fixed(proxy) => Some(Proxy::clone(proxy)),
-            Route::Env(matcher) => env_proxy(matcher, &dst),
-        };
+        let tls = self.tls.clone();
+        let proxy = self.route.proxy_for(&dst);
         Box::pin(async move {
-            match proxy {
-                None => http.call(dst).await.map_err(Into::into),
-                Some(proxy) => proxy.connect(http, dst).await,
-            }
+            let conn = match proxy {
+                None => Conn::direct(http.call(dst).await?.into_inner()),
+                Some(proxy) => proxy.connect(http, tls, dst).await?,
+            };
+            Ok(TokioIo::new(conn))
         })
     }
 }
@@ -431,8 +557,9 @@ mod tests {
     #[test]
     fn configured_proxies() {
         match Proxy::from_config(&config("http://proxy.local", Some("u"), Some("p"))).unwrap() {
-            Proxy::Http { addr, auth } => {
+            Proxy::Http { addr, tls, auth } => {
                 assert_eq!(addr, "http://proxy.local:80/");
+                assert!(!tls);
                 assert_eq!(auth.unwrap(), "Basic dTpw");
             }
             other => panic!("{other:?}"),
@@ -462,17 +589,17 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(
-            err("https://proxy.local")
-                .starts_with("spec.proxy: https:// proxies (TLS to the proxy) are not supported")
-        );
+        // TLS to the proxy, as Go does; its default port is 443.
+        let p = Proxy::from_config(&config("HTTPS://u:p@proxy.local", None, None)).unwrap();
+        assert!(matches!(&p, Proxy::Http { tls: true, auth: Some(a), .. } if a == "Basic dTpw"));
+        assert_eq!(p.describe(), "https://proxy.local:443");
         assert_eq!(
             err("ftp://proxy.local"),
-            "spec.proxy: proxy scheme \"ftp\" is not supported; use http:// or socks5://"
+            "spec.proxy: proxy scheme \"ftp\" is not supported; use http://, https:// or socks5://"
         );
         assert_eq!(
             err("proxy.local:3128"),
-            "spec.proxy: the proxy URL needs a scheme: http:// or socks5://"
+            "spec.proxy: the proxy URL needs a scheme: http://, https:// or socks5://"
         );
         assert!(err("http://pro xy").starts_with("spec.proxy: invalid proxy URL"));
     }
@@ -510,11 +637,34 @@ mod tests {
         }
         let m = Matcher::builder().all("https://tls-proxy.local").build();
         let p = env_proxy(&m, &"https://hooks.example.com".parse().unwrap()).unwrap();
-        assert!(
-            matches!(p, Proxy::Unusable(why) if why.contains("https:// proxy set in the environment is not supported"))
-        );
+        assert_eq!(p.describe(), "https://tls-proxy.local:443");
         let m = Matcher::builder().build();
         assert!(env_proxy(&m, &"https://hooks.example.com".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn only_http_destinations_through_http_proxies_are_forwarded() {
+        let http = Proxy::from_config(&config("http://p.local", Some("u"), Some("p"))).unwrap();
+        let socks = Proxy::from_config(&config("socks5://p.local", None, None)).unwrap();
+        let plain: Uri = "http://h/x".parse().unwrap();
+        let secure: Uri = "https://h/x".parse().unwrap();
+        assert!(matches!(http.forwards(&plain), Some(Some(a)) if a == "Basic dTpw"));
+        assert!(http.forwards(&secure).is_none());
+        assert!(socks.forwards(&plain).is_none());
+    }
+
+    #[test]
+    fn refusals_name_the_status_and_the_credentials() {
+        assert_eq!(
+            refusal(407, false),
+            "HTTP 407 Proxy Authentication Required (the proxy requires a username and password)"
+        );
+        assert_eq!(
+            refusal(401, true),
+            "HTTP 401 Unauthorized (the proxy rejected the username or password)"
+        );
+        assert_eq!(refusal(403, true), "HTTP 403 Forbidden");
+        assert_eq!(refusal(599, false), "HTTP 599");
     }
 
     #[test]

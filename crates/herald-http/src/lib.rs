@@ -4,14 +4,21 @@
 //! the client Flux's notification-controller posts with (go-retryablehttp's default policy):
 //! HTTP/1.1 with title-case header names, retries on connection errors, `429` and `5xx`
 //! (except `501`) with exponential backoff or the server's `Retry-After`, all of it bounded by
-//! the provider's `spec.timeout`; an explicit proxy (HTTP `CONNECT`, with Basic credentials, or
-//! SOCKS5) or else the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment; a custom CA that
-//! replaces the system roots and a client certificate for mTLS. TLS is rustls with the *ring*
-//! provider, passed explicitly; verification is never disabled. Every error message is masked
-//! with the provider's secrets and shows URLs only as `scheme://host[:port]/…`.
+//! the provider's `spec.timeout`; an explicit proxy (HTTP or HTTPS, with Basic credentials:
+//! absolute-form requests for `http://` destinations and a `CONNECT` tunnel for `https://`
+//! ones, as Go does; or SOCKS5) or else the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment;
+//! a custom CA that replaces the system roots and a client certificate for mTLS. TLS is
+//! rustls with the *ring* provider, passed explicitly; verification is never disabled. Every
+//! error message is masked with the provider's secrets and shows URLs only as
+//! `scheme://host[:port]/…`.
 //!
-//! It is *not* a provider: it knows nothing of events or payloads, follows no redirects, sends
-//! no body it was not given and decodes no compressed responses. It never logs secrets.
+//! [`provider`] is the toolkit every HTTP provider is built with: the endpoint ([`provider::Endpoint`]),
+//! credentials and masking ([`provider::Setup`]), the provider shape ([`provider::HttpProvider`]:
+//! typed config, pure render, request, answer check), the notifier that sends, and the family
+//! tables ([`provider::Table`]).
+//!
+//! It is *not* a provider itself: it renders no payload, follows no redirects, sends no body it
+//! was not given and decodes no compressed responses. It never logs secrets.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +38,8 @@
 
 mod client;
 mod connect;
+mod endpoint;
+pub mod provider;
 mod text;
 mod tls;
 
@@ -136,6 +145,13 @@ impl Request {
         self.headers.retain(|(n, _)| *n != name);
         self.headers.push((name, value));
         self
+    }
+
+    /// Sets each of `headers`, in order (see [`Request::header`]).
+    pub fn headers(self, headers: &[(HeaderName, HeaderValue)]) -> Self {
+        headers
+            .iter()
+            .fold(self, |req, (n, v)| req.header(n.clone(), v.clone()))
     }
 
     /// Sets the body.

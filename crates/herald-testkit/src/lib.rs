@@ -1,7 +1,10 @@
 //! herald-testkit: helpers for herald's tests. It offers a recording HTTP/1.1 server on
 //! loopback with scripted replies ([`Recorder`], plain or TLS with optional client
-//! certificates), a throw-away certificate authority ([`TestCa`]), the Flux test event
-//! ([`fixture_event`]), golden-file comparison ([`assert_golden`]), and the start and stop
+//! certificates), a recording HTTP(S) proxy ([`RecordingProxy`]), a throw-away certificate
+//! authority ([`TestCa`]), the Flux test event ([`fixture_event`]), golden-file comparison
+//! ([`assert_golden`]), the harness every provider family's tests share ([`Family`],
+//! [`golden_cases`], [`request_summary`]) with the layout check of the provider recipe
+//! ([`assert_family_layout`]), and the start and stop
 //! wrappers for the real services in `../shared/peers` ([`start_peer`], [`stop_peer`]).
 //!
 //! It is *not* part of herald: it is a dev-dependency only. It panics freely, with messages
@@ -21,13 +24,19 @@
 mod bench;
 mod fixture;
 mod golden;
+mod harness;
 mod peer;
+mod proxy;
 mod recorder;
 mod tls;
 
 pub use bench::measure;
 pub use fixture::{bench_event, fixture, fixture_event};
 pub use golden::assert_golden;
+pub use harness::{
+    Family, assert_family_layout, golden_cases, golden_path, provider_config, request_summary,
+};
 pub use peer::{start_peer, start_peer_with, stop_peer};
+pub use proxy::{Proxied, RecordingProxy};
 pub use recorder::{Recorded, Recorder, Reply};
 pub use tls::{ServerTls, TestCa};

@@ -90,10 +90,7 @@ pub struct Recorded {
 impl Recorded {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     /// The body as UTF-8. Panics if it is not UTF-8.
@@ -115,6 +112,14 @@ struct Shared {
 /// Locks a mutex, ignoring poisoning: a panicking test must not hide the recorded requests.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The first value of header `name` (case-insensitive) in `headers`.
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A recording HTTP/1.1 server on `127.0.0.1` and a random port.
@@ -191,25 +196,12 @@ impl Recorder {
             count: watch::Sender::new(0),
             connections: AtomicUsize::new(0),
         });
-        let (tx, rx) = oneshot::channel();
         let server_shared = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("recorder-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("build the recorder runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        TcpListener::from_std(listener).expect("register the recorder listener");
-                    tokio::select! {
-                        _ = rx => {}
-                        () = accept_loop(listener, tls, server_shared) => {}
-                    }
-                });
-            })
-            .expect("spawn the recorder thread");
+        let tx = spawn_server(
+            listener,
+            format!("recorder-{}", addr.port()),
+            move |listener| accept_loop(listener, tls, server_shared),
+        );
         Recorder {
             addr,
             url: format!("{scheme}://{addr}"),
@@ -268,6 +260,39 @@ impl Recorder {
         }
         self.requests()
     }
+}
+
+/// Runs `serve` on `listener` in a thread of its own with its own Tokio runtime (so that it
+/// answers whatever the test's runtime is doing), until the returned sender is dropped or
+/// fires.
+pub(crate) fn spawn_server<F, Fut>(
+    listener: std::net::TcpListener,
+    name: String,
+    serve: F,
+) -> oneshot::Sender<()>
+where
+    F: FnOnce(TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("build a test server runtime");
+            runtime.block_on(async move {
+                let listener =
+                    TcpListener::from_std(listener).expect("register a test server listener");
+                tokio::select! {
+                    _ = rx => {}
+                    () = serve(listener) => {}
+                }
+            });
+        })
+        .expect("spawn a test server thread");
+    tx
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {

@@ -53,28 +53,25 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
-
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use herald_core::{
-    BuildError, DeliveryError, Event, Family, Notifier, NotifyFuture, ProviderConfig, ProviderType,
-    Registry, SecretString, json,
-};
-use herald_http::{HeaderName, HeaderValue, HttpClient, Request};
+use herald_core::{Event, Family, ProviderType, json};
+use herald_http::provider::{Table, entry};
 
-/// Registers `generic` and `generic-hmac`.
-pub fn register(registry: &mut Registry) {
-    registry.add_family(Family::Generic);
-    registry.register(ProviderType::Generic, build);
-    registry.register(ProviderType::GenericHmac, build);
-}
+mod generic;
+mod generic_hmac;
 
-/// Builds a `generic` or `generic-hmac` notifier from its configuration.
-pub fn build(config: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
-    Ok(Arc::new(Webhook::new(config)?))
-}
+/// The providers of this crate: one line per type.
+const PROVIDERS: Table<2> = Table::new(
+    Family::Generic,
+    [
+        entry::<generic::Generic>(ProviderType::Generic),
+        entry::<generic_hmac::GenericHmac>(ProviderType::GenericHmac),
+    ],
+);
+
+herald_http::family_api!(PROVIDERS);
 
 /// The request body: the event as Flux encodes it (see [`herald_core::json`]).
 pub fn render_body(event: &Event) -> Vec<u8> {
@@ -90,102 +87,6 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Where a configuration value came from, for error messages.
-fn address_field(config: &ProviderConfig) -> &'static str {
-    if config.address_from_secret {
-        "secret key \"address\""
-    } else {
-        "spec.address"
-    }
-}
-
-/// A `generic` or `generic-hmac` webhook.
-#[derive(Debug)]
-struct Webhook {
-    client: HttpClient,
-    url: SecretString,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    hmac_key: Option<SecretString>,
-}
-
-impl Webhook {
-    fn new(config: &ProviderConfig) -> Result<Self, BuildError> {
-        let url = config.address.expose().trim();
-        check_url(url).map_err(|why| {
-            BuildError::invalid(address_field(config), format!("invalid hook URL: {why}"))
-        })?;
-        let mut headers = Vec::with_capacity(config.headers.len());
-        for (name, value) in &config.headers {
-            let header = herald_http::parse_header(name, value.expose())
-                .map_err(|e| BuildError::invalid("secret key \"headers\"", e))?;
-            headers.push(header);
-        }
-        let hmac_key = match config.provider_type {
-            ProviderType::GenericHmac => match &config.token {
-                Some(token) if !token.is_empty() => Some(token.clone()),
-                _ => {
-                    return Err(BuildError::invalid(
-                        "secret key \"token\"",
-                        "HMAC key is empty",
-                    ));
-                }
-            },
-            _ => None,
-        };
-        Ok(Webhook {
-            client: HttpClient::from_config(config)?,
-            url: SecretString::new(url),
-            headers,
-            hmac_key,
-        })
-    }
-
-    fn request(&self, event: &Event) -> Result<Request, DeliveryError> {
-        let body = render_body(event);
-        let component = HeaderValue::from_str(&event.reporting_controller).map_err(|_| {
-            DeliveryError::permanent("reportingController is not a valid HTTP header value")
-        })?;
-        let mut req = Request::post_json(self.url.expose(), Vec::new())
-            .header(HeaderName::from_static("gotk-component"), component);
-        for (name, value) in &self.headers {
-            req = req.header(name.clone(), value.clone());
-        }
-        if let Some(key) = &self.hmac_key {
-            let signature = sign(key.expose().as_bytes(), &body);
-            let value = HeaderValue::from_str(&signature)
-                .map_err(|_| DeliveryError::permanent("bad signature header"))?;
-            req = req.header(HeaderName::from_static("x-signature"), value);
-        }
-        Ok(req.body(body))
-    }
-}
-
-impl Notifier for Webhook {
-    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
-        Box::pin(async move {
-            let req = self.request(event)?;
-            self.client.send(req).await.map(|_| ())
-        })
-    }
-}
-
-/// An absolute `http` or `https` URL with a host.
-fn check_url(url: &str) -> Result<(), String> {
-    if url.is_empty() {
-        return Err("the address is empty".to_owned());
-    }
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(format!("scheme {other:?} is not http or https")),
-        None => return Err("not an absolute URL (expected http:// or https://)".to_owned()),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err("no host".to_owned());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,23 +98,5 @@ mod tests {
             sign(b"7152fed34dd6149a7c75a276c510da27cb6f82b0", body),
             "sha256=65b018549b1254e7226d1c08f9567ee45bc9de0fc4e7b1a40253f9a018b08be7"
         );
-    }
-
-    #[test]
-    fn urls_are_checked() {
-        assert!(check_url("https://example.com/hook?x=1").is_ok());
-        assert!(check_url("http://127.0.0.1:9/").is_ok());
-        assert_eq!(check_url("").unwrap_err(), "the address is empty");
-        assert!(
-            check_url("/relative")
-                .unwrap_err()
-                .contains("not an absolute URL")
-        );
-        assert!(
-            check_url("ftp://x/")
-                .unwrap_err()
-                .contains("scheme \"ftp\"")
-        );
-        assert!(check_url("http:// bad").is_err());
     }
 }

@@ -10,50 +10,41 @@ mod matrix;
 mod responses;
 mod transport;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::{BuildError, Event, Family, Notifier, ProviderConfig, ProviderType, Registry};
 use herald_http::RetryPolicy;
 pub(crate) use herald_testkit::fixture;
-use herald_testkit::{Recorded, Recorder, fixture_event};
+use herald_testkit::{Recorded, Recorder};
 
-/// The golden cases every provider renders: Flux's test event (info, one metadata entry), an
-/// error with revision and summary metadata, the test event without metadata, unicode with
-/// HTML-special characters (`<`, `>`, `&`, `"`, U+2028, emoji), and an error whose message,
-/// names and metadata are full of Markdown-special characters.
+/// The chat family as the shared checks of herald-testkit see it.
+pub(crate) const FAMILY: herald_testkit::Family = herald_testkit::Family {
+    types: &herald_chat::TYPES,
+    working_config,
+    build,
+};
+
+/// The golden cases every provider renders: the standard ones of herald-testkit, and an error
+/// whose message, names and metadata are full of Markdown-special characters.
 pub(crate) fn cases() -> Vec<(&'static str, Event)> {
-    let mut bare = fixture_event();
-    bare.metadata.clear();
-    vec![
-        ("info", fixture_event()),
-        ("error", fixture("kustomization-error.json")),
-        ("no-metadata", bare),
-        ("unicode", fixture("unicode.json")),
-        ("markdown", fixture("markdown-special.json")),
-    ]
+    let mut cases = herald_testkit::golden_cases();
+    cases.push(("markdown", fixture("markdown-special.json")));
+    cases
 }
 
 pub(crate) fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
+    herald_testkit::golden_path(env!("CARGO_MANIFEST_DIR"), name)
 }
 
 pub(crate) fn config(ty: ProviderType, address: &str) -> ProviderConfig {
-    ProviderConfig::new(ty, "flux-system", ty.as_str(), address)
+    herald_testkit::provider_config(ty, address)
 }
 
 /// Method, path and query, and the content-type and authorization headers, one a line.
 pub(crate) fn request_summary(r: &Recorded) -> String {
-    let mut out = format!("{} {}\n", r.method, r.path);
-    for name in ["content-type", "authorization"] {
-        if let Some(v) = r.header(name) {
-            out.push_str(&format!("{name}: {v}\n"));
-        }
-    }
-    out
+    herald_testkit::request_summary(r, &["content-type", "authorization"])
 }
 
 /// Retries in milliseconds, so that retry tests are quick.
@@ -75,11 +66,7 @@ pub(crate) fn build_err(cfg: &ProviderConfig) -> String {
 
 /// Posts `event` and returns the one request the recorder got.
 pub(crate) async fn deliver(cfg: &ProviderConfig, event: &Event, rec: &Recorder) -> Recorded {
-    let before = rec.requests().len();
-    build(cfg).post(event).await.unwrap();
-    let mut got = rec.wait_for(before + 1, Duration::from_secs(5)).await;
-    assert_eq!(got.len(), before + 1, "exactly one request");
-    got.pop().unwrap()
+    FAMILY.deliver(cfg, event, rec).await
 }
 
 /// A working configuration of `ty` against the recorder at `url`, with `token` wherever the
@@ -97,6 +84,11 @@ pub(crate) fn working_config(ty: ProviderType, url: &str, token: &str) -> Provid
         _ => "-100123".into(),
     };
     cfg
+}
+
+#[test]
+fn tidy_every_type_has_a_module_goldens_and_a_readme_section() {
+    herald_testkit::assert_family_layout(env!("CARGO_MANIFEST_DIR"), &herald_chat::TYPES);
 }
 
 #[test]

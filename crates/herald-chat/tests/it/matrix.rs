@@ -23,8 +23,14 @@ impl Drop for Peer {
     }
 }
 
+/// The script in the `shared/peers` folder beside the repository, wherever it is checked out
+/// (found as herald-testkit's `start_peer` finds it).
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/matrix-synapse.sh")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("../shared/peers/matrix-synapse.sh"))
+        .find(|p| p.exists())
+        .expect("shared/peers/matrix-synapse.sh next to the repository")
 }
 
 /// The last `n` `m.room.message` events of the peer's room, oldest first.

@@ -1,12 +1,10 @@
 //! How answers are handled (Slack's `ok:false`, 4xx, 5xx, 429), secrets in errors, and
 //! configuration errors.
 
-use std::time::Duration;
-
 use herald_core::{ProviderType, ProxyConfig, SecretString};
 use herald_testkit::{Recorder, Reply, fixture_event};
 
-use crate::{build, build_err, config, deliver, fixture, working_config};
+use crate::{FAMILY, build, build_err, config, deliver, fixture, working_config};
 
 #[tokio::test]
 async fn slack_ok_false_is_a_failure_naming_slacks_error() {
@@ -55,79 +53,19 @@ async fn slack_ok_false_is_a_failure_naming_slacks_error() {
 
 #[tokio::test]
 async fn client_errors_are_permanent_and_not_retried() {
-    for ty in herald_chat::TYPES {
-        let rec = Recorder::start().await;
-        rec.push_reply(Reply::status(400).body("bad request"));
-        let notifier = build(&working_config(ty, &rec.url(), "tok-400-abcdef"));
-        let err = notifier
-            .post(&fixture("kustomization-error.json"))
-            .await
-            .unwrap_err();
-        assert!(!err.is_retryable(), "{ty}: {err}");
-        assert_eq!(err.status(), Some(400), "{ty}");
-        assert!(err.to_string().contains("HTTP 400"), "{ty}: {err}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(rec.requests().len(), 1, "{ty}: a 4xx is not retried");
-    }
+    FAMILY.client_errors_are_permanent_and_not_retried().await;
 }
 
 #[tokio::test]
 async fn server_errors_and_rate_limits_are_retried() {
-    for ty in herald_chat::TYPES {
-        let rec = Recorder::start().await;
-        rec.push_reply(Reply::status(503).body("down"));
-        rec.push_reply(Reply::status(429).header("retry-after", "0"));
-        let notifier = build(&working_config(ty, &rec.url(), "tok-503-abcdef"));
-        notifier
-            .post(&fixture("kustomization-error.json"))
-            .await
-            .unwrap();
-        let got = rec.requests();
-        assert_eq!(got.len(), 3, "{ty}: 503, 429, then 200");
-        assert_eq!(got[0].body, got[2].body, "{ty}: the same body each time");
-        assert_eq!(got[0].path, got[2].path, "{ty}: the same path each time");
-
-        let rec = Recorder::start().await;
-        for _ in 0..3 {
-            rec.push_reply(Reply::status(500).body("boom"));
-        }
-        let notifier = build(&working_config(ty, &rec.url(), "tok-500-abcdef"));
-        let err = notifier.post(&fixture_event()).await.unwrap_err();
-        assert!(err.is_retryable(), "{ty}: {err}");
-        assert_eq!(err.status(), Some(500), "{ty}");
-        assert_eq!(rec.requests().len(), 3, "{ty}: 1 + 2 retries");
-    }
+    FAMILY.server_errors_and_rate_limits_are_retried().await;
 }
 
 #[tokio::test]
 async fn failures_never_show_a_secret() {
-    for ty in herald_chat::TYPES {
-        let token = "9876543:e0c1d2b3a4f5-distinctive";
-        let rec = Recorder::start().await;
-        // The service echoes the token and the path (where Telegram's token lives).
-        rec.push_reply(
-            Reply::status(401).body(format!("invalid credentials {token} for /bot{token}/x")),
-        );
-        let mut cfg = working_config(ty, &rec.url(), token);
-        cfg.address_from_secret = true;
-        let notifier = build(&cfg);
-        let err = notifier
-            .post(&fixture("kustomization-error.json"))
-            .await
-            .unwrap_err();
-        let text = format!("{err} {err:?} {notifier:?}");
-        assert!(!text.contains(token), "{ty}: {text}");
-        assert!(!text.contains("e0c1d2b3a4f5"), "{ty}: {text}");
-        assert!(err.message().contains("401"), "{ty}: {err}");
-        // The token did reach the service.
-        let got = rec.requests().pop().unwrap();
-        let auth = got.header("authorization").unwrap_or_default();
-        assert!(
-            got.path.contains(token) || auth.contains(token),
-            "{ty}: {} {auth}",
-            got.path
-        );
-    }
+    FAMILY
+        .failures_never_show_a_secret("9876543:e0c1d2b3a4f5-distinctive")
+        .await;
     // Slack's own error text is masked too.
     let rec = Recorder::start().await;
     let token = "xoxb-echoed-in-the-error";

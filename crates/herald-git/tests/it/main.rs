@@ -41,3 +41,35 @@ fn register_adds_the_git_family_without_the_comment_types() {
         ));
     }
 }
+
+#[test]
+fn tidy_every_type_has_a_module_goldens_and_a_readme_section() {
+    herald_testkit::assert_family_layout(env!("CARGO_MANIFEST_DIR"), &herald_git::TYPES);
+}
+
+#[tokio::test]
+async fn tokens_lose_surrounding_whitespace_as_in_every_family() {
+    // The trailing newline of `echo token | kubectl create secret`: Go refuses it in a header,
+    // so Flux never delivers; herald sends what Flux sends for the token without it.
+    use herald_testkit::{Recorder, Reply};
+    let rec = Recorder::start().await;
+    rec.push_reply(Reply::status(200).body("[]"));
+    rec.push_reply(Reply::status(201));
+    let mut cfg = herald_core::ProviderConfig::new(
+        herald_core::ProviderType::GitHub,
+        "flux-system",
+        "github",
+        format!("{}/org/app", rec.url()),
+    );
+    cfg.token = Some(" ghp_token\n".into());
+    herald_git::build(&cfg)
+        .unwrap()
+        .post(&harness::event("success"))
+        .await
+        .unwrap();
+    let got = rec.requests();
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert_eq!(r.header("authorization"), Some("Bearer ghp_token"));
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use herald_core::{ProxyConfig, SecretBytes, SecretString};
 use herald_http::HttpClient;
-use herald_testkit::{Recorder, ServerTls, TestCa, start_peer, stop_peer};
+use herald_testkit::{Recorder, RecordingProxy, ServerTls, TestCa, start_peer, stop_peer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -72,7 +72,8 @@ async fn deliveries_go_through_the_authenticated_proxy() {
     let (user, pass) = (facts["PROXY_USER"].clone(), facts["PROXY_PASS"].clone());
     let log = || std::fs::read_to_string(&facts["LOG"]).unwrap();
 
-    // Plain HTTP destination, tunnelled with CONNECT.
+    // Plain HTTP destination: sent to the proxy in absolute form, as Go does (tinyproxy logs
+    // the request line), with the credentials for the proxy only.
     let plain = Recorder::start().await;
     let mut cfg = config(&format!("{}/through-proxy", plain.url()));
     cfg.proxy = Some(proxy(&facts, &user, Some(&pass)));
@@ -82,14 +83,18 @@ async fn deliveries_go_through_the_authenticated_proxy() {
         plain.requests()[0].header("proxy-authorization").is_none(),
         "credentials stay with the proxy"
     );
-    let line = format!("CONNECT 127.0.0.1:{}", plain.addr().port());
+    let line = "Request (file descriptor";
+    let absolute = format!("POST {}/through-proxy HTTP/1.1", plain.url());
     assert!(
-        log().contains(&line),
-        "{line:?} not in the proxy log:\n{}",
+        log()
+            .lines()
+            .any(|l| l.contains(line) && l.contains(&absolute)),
+        "{absolute:?} not in the proxy log:\n{}",
         log()
     );
+    assert!(!log().contains(&format!("CONNECT 127.0.0.1:{}", plain.addr().port())));
 
-    // HTTPS destination with a custom CA: TLS end to end inside the tunnel.
+    // HTTPS destination with a custom CA: TLS end to end inside a CONNECT tunnel.
     let ca = TestCa::new();
     let secure = Recorder::start_tls(ServerTls::from_ca(&ca)).await;
     let mut cfg = config(&format!("{}/secure", secure.url()));
@@ -105,34 +110,49 @@ async fn deliveries_go_through_the_authenticated_proxy() {
     );
 
     // Wrong password: tinyproxy answers 401. Permanent, and the password is never shown.
-    let mut cfg = config(&plain.url());
     cfg.proxy = Some(proxy(&facts, &user, Some("wrong-password-123")));
     let err = post(&client(&cfg), &cfg).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "provider test/hook: POST {}: proxy {} refused CONNECT 127.0.0.1:{}: HTTP 401 Unauthorized \
+            "provider test/hook: POST {}/…: proxy {} refused CONNECT 127.0.0.1:{}: HTTP 401 Unauthorized \
              (the proxy rejected the username or password)",
-            plain.url(),
+            secure.url(),
             facts["PROXY_URL"],
-            plain.addr().port()
+            secure.addr().port()
         )
     );
     assert!(!err.is_retryable());
-    // No credentials at all: 407.
-    cfg.proxy = Some(ProxyConfig {
+    // The same for a plain destination: tinyproxy's 401 is the answer to the request itself.
+    let mut plain_cfg = config(&plain.url());
+    plain_cfg.proxy = Some(proxy(&facts, &user, Some("wrong-password-123")));
+    let err = post(&client(&plain_cfg), &plain_cfg).await.unwrap_err();
+    assert!(err.to_string().contains("HTTP 401 Unauthorized"), "{err}");
+    assert!(!err.to_string().contains("wrong-password-123"), "{err}");
+    assert!(!err.is_retryable());
+    // No credentials at all: 407, for both kinds of destination.
+    let anonymous = ProxyConfig {
         url: facts["PROXY_URL"].clone(),
         username: None,
         password: None,
-    });
-    let err = post(&client(&cfg), &cfg).await.unwrap_err();
-    assert!(
-        err.to_string().ends_with(
-            "HTTP 407 Proxy Authentication Required (the proxy requires a username and password)"
-        ),
-        "{err}"
-    );
+    };
+    for cfg in [&mut cfg, &mut plain_cfg] {
+        cfg.proxy = Some(anonymous.clone());
+        let err = post(&client(cfg), cfg).await.unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "HTTP 407 Proxy Authentication Required (the proxy requires a username and password)"
+            ),
+            "{err}"
+        );
+        assert!(!err.is_retryable(), "{err}");
+    }
     assert_eq!(plain.requests().len(), 1, "refused deliveries never arrive");
+    assert_eq!(
+        secure.requests().len(),
+        1,
+        "refused deliveries never arrive"
+    );
 
     tokio::task::spawn_blocking(move || guard.stop())
         .await
@@ -165,18 +185,8 @@ async fn an_unreachable_proxy_is_retried_then_transient() {
 }
 
 #[test]
-fn https_and_unknown_proxies_are_build_errors() {
+fn unknown_proxies_are_build_errors() {
     let mut cfg = config("https://hooks.example.com/x");
-    cfg.proxy = Some(ProxyConfig {
-        url: "https://proxy.example.com:3128".into(),
-        username: None,
-        password: None,
-    });
-    let err = HttpClient::from_config(&cfg).unwrap_err().to_string();
-    assert!(
-        err.starts_with("spec.proxy: https:// proxies (TLS to the proxy) are not supported"),
-        "{err}"
-    );
     cfg.proxy = Some(ProxyConfig {
         url: "socks4://proxy.example.com".into(),
         username: None,
@@ -185,19 +195,184 @@ fn https_and_unknown_proxies_are_build_errors() {
     let err = HttpClient::from_config(&cfg).unwrap_err().to_string();
     assert_eq!(
         err,
-        "spec.proxy: proxy scheme \"socks4\" is not supported; use http:// or socks5://"
+        "spec.proxy: proxy scheme \"socks4\" is not supported; use http://, https:// or socks5://"
     );
     // Debug shows where the proxy is, never its password.
-    cfg.proxy = Some(ProxyConfig {
-        url: "http://proxy.example.com:3128".into(),
-        username: Some("me".into()),
-        password: Some(SecretString::new("proxy-pass-xyz")),
-    });
-    let shown = format!("{:?}", HttpClient::from_config(&cfg).unwrap());
-    assert!(
-        shown.contains("proxy http://proxy.example.com:3128") && !shown.contains("proxy-pass-xyz"),
-        "{shown}"
+    for (url, shown_as) in [
+        (
+            "http://proxy.example.com:3128",
+            "proxy http://proxy.example.com:3128",
+        ),
+        (
+            "https://proxy.example.com",
+            "proxy https://proxy.example.com:443",
+        ),
+    ] {
+        cfg.proxy = Some(ProxyConfig {
+            url: url.into(),
+            username: Some("me".into()),
+            password: Some(SecretString::new("proxy-pass-xyz")),
+        });
+        let shown = format!("{:?}", HttpClient::from_config(&cfg).unwrap());
+        assert!(
+            shown.contains(shown_as) && !shown.contains("proxy-pass-xyz"),
+            "{shown}"
+        );
+    }
+}
+
+/// A proxy config for a [`RecordingProxy`], with credentials.
+fn recording(proxy: &RecordingProxy) -> ProxyConfig {
+    ProxyConfig {
+        url: proxy.url(),
+        username: Some("herald".into()),
+        password: Some(SecretString::new("proxy-pass-123")),
+    }
+}
+
+/// base64("herald:proxy-pass-123")
+const PROXY_BASIC: &str = "Basic aGVyYWxkOnByb3h5LXBhc3MtMTIz";
+
+#[tokio::test]
+async fn http_targets_go_in_absolute_form_and_https_ones_through_connect() {
+    let proxy = RecordingProxy::start().await;
+    let plain = Recorder::start().await;
+    let mut cfg = config(&format!("{}/plain?x=1", plain.url()));
+    cfg.proxy = Some(recording(&proxy));
+    let client = client(&cfg);
+    post(&client, &cfg).await.unwrap();
+    post(&client, &cfg).await.unwrap();
+
+    let ca = TestCa::new();
+    let secure = Recorder::start_tls(ServerTls::from_ca(&ca)).await;
+    let mut tls_cfg = config(&format!("{}/secure", secure.url()));
+    tls_cfg.proxy = Some(recording(&proxy));
+    tls_cfg.tls.ca_pem = Some(SecretBytes::new(ca.ca_pem().into_bytes()));
+    post(&self::client(&tls_cfg), &tls_cfg).await.unwrap();
+
+    let seen = proxy.requests();
+    let lines: Vec<(String, String, Option<&str>)> = seen
+        .iter()
+        .map(|r| {
+            (
+                r.method.clone(),
+                r.target.clone(),
+                r.header("proxy-authorization"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                "POST".to_owned(),
+                format!("{}/plain?x=1", plain.url()),
+                Some(PROXY_BASIC)
+            ),
+            (
+                "POST".to_owned(),
+                format!("{}/plain?x=1", plain.url()),
+                Some(PROXY_BASIC)
+            ),
+            (
+                "CONNECT".to_owned(),
+                secure.addr().to_string(),
+                Some(PROXY_BASIC)
+            ),
+        ]
     );
+    // The absolute-form request is the whole request: host, type, user agent, body.
+    assert_eq!(
+        seen[0].header("host"),
+        Some(plain.addr().to_string().as_str())
+    );
+    assert_eq!(seen[0].header("content-type"), Some("application/json"));
+    assert!(seen[0].header("user-agent").unwrap().starts_with("herald/"));
+    // Inside the tunnel the proxy's credentials are never sent.
+    assert_eq!(secure.requests()[0].path, "/secure");
+    assert_eq!(secure.requests()[0].header("proxy-authorization"), None);
+    assert_eq!(plain.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_proxy_that_wants_credentials_is_a_permanent_refusal() {
+    let proxy = RecordingProxy::start().await;
+    proxy.refuse_with(407);
+    let plain = Recorder::start().await;
+    let mut cfg = config(&plain.url());
+    cfg.proxy = Some(recording(&proxy));
+    let err = post(&client(&cfg), &cfg).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "provider test/hook: POST {}: proxy {} refused the request: HTTP 407 Proxy \
+             Authentication Required (the proxy rejected the username or password)",
+            plain.url(),
+            proxy.url()
+        )
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(err.status(), None, "the proxy answered, not the service");
+    assert_eq!(proxy.requests().len(), 1, "not retried");
+    // A 5xx from the proxy's CONNECT is retried.
+    proxy.refuse_with(502);
+    let mut cfg = config("https://127.0.0.1:1/x");
+    cfg.proxy = Some(recording(&proxy));
+    let err = post(&client(&cfg), &cfg).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("refused CONNECT 127.0.0.1:1: HTTP 502 Bad Gateway"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_https_proxy_is_spoken_to_over_tls() {
+    // The proxy's certificate is checked with the provider's CA, as Go does with its TLS
+    // configuration; destinations of both schemes go through it.
+    let ca = TestCa::new();
+    let proxy = RecordingProxy::start_tls(ServerTls::from_ca(&ca)).await;
+    assert!(proxy.url().starts_with("https://"));
+    let plain = Recorder::start().await;
+    let secure = Recorder::start_tls(ServerTls::from_ca(&ca)).await;
+    for (url, target) in [
+        (
+            format!("{}/plain", plain.url()),
+            format!("{}/plain", plain.url()),
+        ),
+        (
+            format!("{}/secure", secure.url()),
+            secure.addr().to_string(),
+        ),
+    ] {
+        let mut cfg = config(&url);
+        cfg.proxy = Some(recording(&proxy));
+        cfg.tls.ca_pem = Some(SecretBytes::new(ca.ca_pem().into_bytes()));
+        post(&client(&cfg), &cfg).await.unwrap();
+        let seen = proxy.requests().pop().unwrap();
+        assert_eq!(seen.target, target);
+        assert_eq!(seen.header("proxy-authorization"), Some(PROXY_BASIC));
+    }
+    assert_eq!(plain.requests()[0].path, "/plain");
+    assert_eq!(secure.requests()[0].path, "/secure");
+
+    // A proxy certificate the provider does not trust: a permanent TLS failure that names the
+    // proxy, and nothing is sent.
+    let mut cfg = config(&format!("{}/plain", plain.url()));
+    cfg.proxy = Some(recording(&proxy));
+    let err = post(&client(&cfg), &cfg).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("TLS handshake with proxy {} failed", proxy.url())),
+        "{err}"
+    );
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(plain.requests().len(), 1);
 }
 
 /// A minimal SOCKS5 server (RFC 1928 CONNECT, RFC 1929 username/password) that records the

@@ -236,3 +236,33 @@ async fn failures_never_print_the_secret() {
     assert_eq!(err.status(), Some(400));
     assert!(err.to_string().contains("HTTP 400"), "{err}");
 }
+
+#[tokio::test]
+async fn userinfo_becomes_basic_auth_unless_a_header_sets_one() {
+    // As Go's client does for Flux: `user:password@` is sent as Basic auth, not in the URL.
+    let rec = Recorder::start().await;
+    let host = rec.url().trim_start_matches("http://").to_owned();
+    let cfg = config(
+        ProviderType::Generic,
+        &format!("http://hook:p%40ss@{host}/a path/é?q=a b"),
+    );
+    let got = deliver(&cfg, &fixture_event(), &rec).await;
+    assert_eq!(got.path, "/a%20path/%C3%A9?q=a%20b");
+    assert_eq!(got.header("authorization"), Some("Basic aG9vazpwQHNz"));
+    assert_eq!(got.header("host"), Some(host.as_str()));
+
+    let rec = Recorder::start().await;
+    let host = rec.url().trim_start_matches("http://").to_owned();
+    let mut cfg = config(ProviderType::Generic, &format!("http://hook:pass@{host}/x"));
+    cfg.headers.insert(
+        "Authorization".into(),
+        SecretString::new("Bearer from-headers"),
+    );
+    let got = deliver(&cfg, &fixture_event(), &rec).await;
+    assert_eq!(got.header("authorization"), Some("Bearer from-headers"));
+}
+
+#[test]
+fn tidy_every_type_has_a_module_goldens_and_a_readme_section() {
+    herald_testkit::assert_family_layout(env!("CARGO_MANIFEST_DIR"), &herald_webhook::TYPES);
+}

@@ -14,5 +14,6 @@ mod git;
 mod hardening;
 mod objects;
 mod outbox;
+mod proxy;
 mod secrets;
 mod support;

@@ -1,0 +1,254 @@
+//! The shape of a commit-status forge ([`StatusForge`]) and the one delivery loop they share:
+//! Flux's rules decide what the event posts, the forge's current status of the commit is read,
+//! and the status is posted only when the forge does not already show it (contract sections
+//! 6.1 and 6.2).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::{
+    BuildError, DeliveryError, Event, Masker, Notifier, NotifyFuture, ProviderConfig, Severity,
+    text,
+};
+use herald_http::provider::{self, Entry, Render, Setup};
+use herald_http::{HttpClient, Request, RetryPolicy};
+
+use crate::common::{commit_sha, revision, status_id};
+
+/// The reason of events that only say "work in progress".
+const PROGRESSING: &str = "Progressing";
+
+/// What a status says about the commit, before the forge's spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Success,
+    Failure,
+    Pending,
+}
+
+/// One commit status to set, for one event.
+#[derive(Debug)]
+pub(crate) struct Status<'e> {
+    /// The event the status is about.
+    pub(crate) event: &'e Event,
+    /// The 40-hex commit SHA.
+    pub(crate) sha: &'e str,
+    /// The status id (see [`status_id`]).
+    pub(crate) id: String,
+    /// `desc(reason)`: `reconciliation succeeded`.
+    pub(crate) description: String,
+    /// The state in the forge's spelling.
+    pub(crate) state: &'static str,
+}
+
+/// One commit-status forge: its typed configuration, the body of a status (pure), the lookup
+/// of what the commit shows, its comparison, and the post. [`StatusNotifier`] does the rest.
+pub(crate) trait StatusForge: fmt::Debug + Send + Sync + Sized + 'static {
+    /// The forge in Flux's "can't convert to <forge> state" error.
+    const NAME: &'static str;
+    /// Flux's words for a failed lookup.
+    const LOOKUP_FAILED: &'static str;
+    /// Flux's words for a failed post.
+    const POST_FAILED: &'static str;
+    /// Whether `Progressing` events post a pending status (Gitea) instead of nothing.
+    const PENDING_ON_PROGRESSING: bool = false;
+    /// Whether a `404` from the lookup means the commit has no status of this id yet
+    /// (Bitbucket looks a status up by its key).
+    const NOT_FOUND_IS_NONE: bool = false;
+
+    /// Validates the configuration once, when the notifier is built.
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError>;
+
+    /// The forge's spelling of an outcome; GitHub's and Gitea's by default.
+    fn state(outcome: Outcome) -> &'static str {
+        match outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Pending => "pending",
+        }
+    }
+
+    /// The body of the status post.
+    fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError>;
+
+    /// The request that reads what the commit shows.
+    fn lookup(&self, status: &Status<'_>) -> Request;
+
+    /// Whether the lookup's answer already shows `status`.
+    fn shows(&self, status: &Status<'_>, answer: &[u8]) -> Result<bool, DeliveryError>;
+
+    /// The request that sets the status.
+    fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request;
+}
+
+/// The JSON of a status body, as Go's `encoding/json` writes it.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, DeliveryError> {
+    herald_core::json::to_vec(value).map_err(|e| provider::encode_error(&e))
+}
+
+/// What herald refuses for every git type: settings it cannot honour outside a cluster.
+pub(crate) fn refuse_unsupported(config: &ProviderConfig) -> Result<(), BuildError> {
+    if config.commit_status_expr.is_some() && config.provider_type.is_commit_status() {
+        return Err(BuildError::invalid(
+            "spec.commitStatusExpr",
+            "CEL expressions are not supported by herald; remove the field to use the default \
+             status id <kind>/<name>/<provider id>",
+        ));
+    }
+    if config.service_account_name.is_some() {
+        return Err(BuildError::invalid(
+            "spec.serviceAccountName",
+            "workload identity is not supported by herald's git providers; use a token in the \
+             Secret",
+        ));
+    }
+    Ok(())
+}
+
+/// A forge with the Provider it was configured for.
+#[derive(Debug)]
+struct Configured<F> {
+    forge: F,
+    namespace: String,
+    name: String,
+}
+
+impl<F: StatusForge> Configured<F> {
+    fn new(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let config = setup.config();
+        refuse_unsupported(config)?;
+        Ok(Configured {
+            forge: F::from_config(setup)?,
+            namespace: config.namespace.clone(),
+            name: config.name.clone(),
+        })
+    }
+
+    /// Flux's commit-status rules for one event: `Ok(None)` when the event posts nothing
+    /// (reason `Progressing`, unless the forge posts `pending` for it), an error when the
+    /// revision is missing or malformed or the severity is neither `info` nor `error`.
+    fn status<'e>(&self, event: &'e Event) -> Result<Option<Status<'e>>, DeliveryError> {
+        let progressing = event.reason == PROGRESSING;
+        if progressing && !F::PENDING_ON_PROGRESSING {
+            return Ok(None);
+        }
+        let revision = revision(event).ok_or_else(|| {
+            DeliveryError::permanent(
+                "missing revision metadata: the event has none of the metadata keys commit, \
+                 originRevision, revision",
+            )
+        })?;
+        let sha = commit_sha(revision).map_err(DeliveryError::permanent)?;
+        let outcome = match (&event.severity, progressing) {
+            (_, true) => Outcome::Pending,
+            (Severity::Info, false) => Outcome::Success,
+            (Severity::Error, false) => Outcome::Failure,
+            (other, false) => {
+                return Err(DeliveryError::permanent(format!(
+                    "can't convert to {} state: severity {:?} is neither info nor error",
+                    F::NAME,
+                    other.as_str()
+                )));
+            }
+        };
+        Ok(Some(Status {
+            event,
+            sha,
+            id: status_id(event, &self.namespace, &self.name),
+            description: text::reason_words(&event.reason),
+            state: F::state(outcome),
+        }))
+    }
+
+    /// Lookup, compare, post: the loop every forge shares.
+    async fn deliver(&self, client: &HttpClient, event: &Event) -> Result<(), DeliveryError> {
+        let Some(status) = self.status(event)? else {
+            return Ok(());
+        };
+        let body = self.forge.render(&status)?;
+        let shown = match client.send(self.forge.lookup(&status)).await {
+            Ok(answer) => self.forge.shows(&status, &answer.body),
+            // No status with this id yet.
+            Err(e) if F::NOT_FOUND_IS_NONE && e.status() == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        };
+        if shown.map_err(|e| e.context(F::LOOKUP_FAILED))? {
+            return Ok(());
+        }
+        client
+            .send(self.forge.post(&status, body))
+            .await
+            .map_err(|e| e.context(F::POST_FAILED))?;
+        Ok(())
+    }
+}
+
+impl<F: StatusForge> Render for Configured<F> {
+    fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+        match self.status(event)? {
+            Some(status) => self.forge.render(&status).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The notifier of every commit-status forge.
+#[derive(Debug)]
+struct StatusNotifier<F> {
+    configured: Configured<F>,
+    client: HttpClient,
+    masker: Masker,
+    /// `namespace/name` of the Provider, for messages.
+    id: String,
+    /// `spec.timeout`: bounds the whole delivery (lookup and post, retries included).
+    timeout: Duration,
+}
+
+impl<F: StatusForge> Notifier for StatusNotifier<F> {
+    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
+        Box::pin(async move {
+            let delivery = self.configured.deliver(&self.client, event);
+            let result = match tokio::time::timeout(self.timeout, delivery).await {
+                Ok(result) => result,
+                Err(_) => Err(DeliveryError::transient(format!(
+                    "provider {}: timed out after {:?} (spec.timeout bounds the whole delivery: \
+                     reading the existing statuses and posting)",
+                    self.id, self.timeout
+                ))),
+            };
+            result.map_err(|e| provider::mask(&self.masker, &e))
+        })
+    }
+}
+
+fn notifier<F: StatusForge>(
+    config: &ProviderConfig,
+    retry: Option<RetryPolicy>,
+) -> Result<Arc<dyn Notifier>, BuildError> {
+    let mut setup = Setup::new(config);
+    let configured = Configured::<F>::new(&mut setup)?;
+    let client = setup.client(retry)?;
+    let mut masker = setup.masker().clone();
+    masker.extend(client.masker());
+    Ok(Arc::new(StatusNotifier {
+        configured,
+        client,
+        masker,
+        id: config.id(),
+        timeout: config.timeout,
+    }))
+}
+
+fn renderer<F: StatusForge>(config: &ProviderConfig) -> Result<Box<dyn Render>, BuildError> {
+    Ok(Box::new(Configured::<F>::new(&mut Setup::new(config))?))
+}
+
+/// The table line of commit-status forge `F`.
+pub(crate) const fn entry<F: StatusForge>(ty: herald_core::ProviderType) -> Entry {
+    Entry {
+        ty,
+        build: notifier::<F>,
+        render: renderer::<F>,
+    }
+}
