@@ -2,7 +2,8 @@
 //! loopback with scripted replies ([`Recorder`], plain or TLS with optional client
 //! certificates), a throw-away certificate authority ([`TestCa`]), the Flux test event
 //! ([`fixture_event`]), golden-file comparison ([`assert_golden`]), and the start and stop
-//! wrappers for the real services in `../shared/peers` ([`start_peer`], [`stop_peer`]).
+//! wrappers for the real services whose scripts live in this crate's `peers/` folder
+//! ([`start_peer`], [`stop_peer`], [`peer_command`]).
 //!
 //! It is *not* part of herald: it is a dev-dependency only. It panics freely, with messages
 //! meant for whoever reads a failing test, and it never talks to anything but 127.0.0.1.
@@ -28,6 +29,6 @@ mod tls;
 pub use bench::measure;
 pub use fixture::{bench_event, fixture, fixture_event};
 pub use golden::assert_golden;
-pub use peer::{start_peer, start_peer_with, stop_peer};
+pub use peer::{peer_command, peer_script, start_peer, start_peer_with, stop_peer};
 pub use recorder::{Recorded, Recorder, Reply};
 pub use tls::{ServerTls, TestCa};

@@ -1,13 +1,12 @@
-//! Matrix against a real homeserver: Synapse from `../shared/peers/matrix-synapse.sh`.
+//! Matrix against a real homeserver: Synapse from herald-testkit's `peers/matrix-synapse.sh`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use herald_core::manifest::parse_str;
 use herald_core::{Event, Timestamp};
-use herald_testkit::{start_peer, stop_peer};
+use herald_testkit::{peer_command, start_peer, stop_peer};
 
 use crate::fixture;
 
@@ -23,16 +22,10 @@ impl Drop for Peer {
     }
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/matrix-synapse.sh")
-}
-
 /// The last `n` `m.room.message` events of the peer's room, oldest first.
 fn messages(peer: &Peer, n: usize) -> Vec<serde_json::Value> {
-    let out = Command::new("bash")
-        .arg(script())
+    let out = peer_command("matrix-synapse.sh", &peer.state)
         .args(["messages", &n.to_string(), "--port", &peer.port])
-        .env("HERALD_PEERS_STATE", &peer.state)
         .output()
         .unwrap();
     assert!(
