@@ -1,9 +1,10 @@
 //! The workspace invariants of ARCHITECTURE.md, checked by `cargo test`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::{cargo, family_features, root};
+use crate::meta::{self, family_features};
+use crate::root;
 
 fn crates() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
@@ -72,33 +73,12 @@ fn family_features_are_wired_in_one_file() {
     }
 }
 
-/// The normal (non-dev) dependencies of a workspace crate, by name.
-fn dependencies(krate: &str) -> Vec<String> {
-    let out = Command::new(cargo())
-        .args([
-            "tree",
-            "-p",
-            krate,
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--all-features",
-            "--locked",
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo tree -p {krate}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect()
+/// The normal (non-dev) dependencies of a workspace crate, by name, transitively.
+fn dependencies(krate: &str) -> BTreeSet<String> {
+    meta::resolved(&root())
+        .unwrap()
+        .normal_dependencies(krate)
+        .unwrap()
 }
 
 #[test]
@@ -143,38 +123,6 @@ fn families_never_depend_on_each_other_or_the_daemon() {
             }
         }
     }
-}
-
-#[test]
-fn test_counts_are_read_from_both_runners() {
-    let out = "     Summary [  15.470s] 227 tests run: 225 passed, 2 failed, 0 skipped\n\
-               test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
-               test result: ok. 0 passed; 0 failed; 0 ignored\n";
-    assert_eq!(crate::count_tests(out), (228, 2));
-    // A flaky test: nextest shows the failed try's output (indented), then passes it.
-    let flaky = "  TRY 1 FAIL [  21.653s] (───────) herald::it daemon::hot_reload\n\
-                 \x20   test daemon::hot_reload ... FAILED\n\
-                 \x20   test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured\n\
-                 \x20    Summary [  32.772s] 234 tests run: 234 passed (1 flaky), 0 skipped\n";
-    assert_eq!(crate::count_tests(flaky), (234, 0));
-    // In colour (CARGO_TERM_COLOR=always, as on GitHub).
-    let coloured = "\x1b[32;1m     Summary\x1b[0m [  1.0s] 3 tests run: \x1b[32;1m3 passed\x1b[0m, 0 skipped\n\
-                    test result: \x1b[32mok\x1b[0m. 2 passed; 0 failed; 0 ignored\n";
-    assert_eq!(crate::count_tests(coloured), (5, 0));
-}
-
-#[test]
-fn feature_check_warnings_are_recognised() {
-    assert!(crate::warned_crate(
-        "warning: `herald` (test \"it\") generated 1 warning (run `cargo fix --test \"it\"` to apply 1 suggestion)"
-    ));
-    assert!(crate::warned_crate(
-        "\x1b[33mwarning\x1b[0m: `herald-chat` (lib) generated 2 warnings"
-    ));
-    assert!(!crate::warned_crate("warning: unused import: `std::fmt`"));
-    assert!(!crate::warned_crate(
-        "    Finished `dev` profile [unoptimized + debuginfo] target(s) in 1.28s"
-    ));
 }
 
 /// The instructions of one stage of a Dockerfile (continuation lines joined, comments dropped).
