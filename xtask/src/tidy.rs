@@ -156,26 +156,76 @@ fn docker_stage(text: &str, stage: &str) -> Vec<String> {
     out
 }
 
+/// A `RUN` instruction's `--mount=...` flags, and its commands (split at `&&`).
+fn run_parts(run: &str) -> (Vec<&str>, Vec<&str>) {
+    let mut rest = run;
+    let mut mounts = Vec::new();
+    while rest.starts_with("--mount=") {
+        let end = rest.find(' ').unwrap_or(rest.len());
+        mounts.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+    }
+    (mounts, rest.split("&&").map(str::trim).collect())
+}
+
 /// No container engine runs in CI, so this is the check that the image is built the way release
 /// tarballs are: its build stage's one cargo command is `cargo xtask dist` with the FEATURES
-/// argument, nothing else compiles, and the binary comes out of dist's tarball.
+/// argument, nothing else compiles, the binary comes out of dist's tarball, and the cargo
+/// registry and target directory are BuildKit caches (so a source change does not recompile
+/// every dependency).
 #[test]
 fn dockerfile_builds_with_the_xtask_dist_command() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(
+        text.starts_with("# syntax=docker/dockerfile:1\n"),
+        "the Dockerfile names the BuildKit syntax its cache mounts need"
+    );
     let build = docker_stage(&text, "build");
     assert!(!build.is_empty(), "the Dockerfile has no `AS build` stage");
-    let runs: Vec<&str> = build
+    let runs: Vec<(Vec<&str>, Vec<&str>)> = build
         .iter()
         .filter_map(|i| i.strip_prefix("RUN "))
+        .map(run_parts)
         .collect();
-    let compiling: Vec<&&str> = runs
+    let compiling: Vec<&str> = runs
         .iter()
-        .filter(|r| r.contains("cargo") || r.contains("rustc"))
+        .flat_map(|(_, commands)| commands.iter().copied())
+        .filter(|c| c.contains("cargo") || c.contains("rustc"))
         .collect();
     assert_eq!(
         compiling,
-        [&r#"cargo xtask dist --features "${FEATURES}""#],
+        [r#"cargo xtask dist --features "${FEATURES}""#],
         "the build stage must compile only through `cargo xtask dist`"
+    );
+    let (mounts, commands) = runs
+        .iter()
+        .find(|(_, commands)| commands.contains(&compiling[0]))
+        .unwrap();
+    for cached in [
+        "target=/usr/local/cargo/registry",
+        "target=/usr/local/cargo/git",
+        "target=/src/target",
+    ] {
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.starts_with("--mount=type=cache,") && m.contains(cached)),
+            "the dist RUN has no cache mount {cached}: {mounts:?}"
+        );
+    }
+    // The target directory is a cache, not a layer: the tarball is unpacked in the same RUN,
+    // from where dist writes it, under dist's file name, and only this build's tarball is
+    // there (the cache keeps earlier builds' otherwise).
+    assert_eq!(
+        commands.first(),
+        Some(&"rm -rf target/dist"),
+        "the dist RUN clears target/dist first: {commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("tar -xzf target/dist/herald-*.tar.gz")),
+        "the dist RUN unpacks target/dist/herald-*.tar.gz: {commands:?}"
     );
     // The command's arguments are the ones `cargo xtask dist` takes.
     let known = family_features(&root()).unwrap();
@@ -184,12 +234,6 @@ fn dockerfile_builds_with_the_xtask_dist_command() {
         .find_map(|i| i.strip_prefix("ARG FEATURES="))
         .expect("the build stage declares ARG FEATURES with a default");
     crate::dist::parse_args(&["--features".to_owned(), default.to_owned()], &known).unwrap();
-    // The tarball is unpacked from where dist writes it, under dist's file name.
-    assert!(
-        runs.iter()
-            .any(|r| r.contains("tar -xzf target/dist/herald-*.tar.gz")),
-        "the build stage unpacks target/dist/herald-*.tar.gz: {runs:?}"
-    );
     // The final stage runs as a non-root user and probes /readyz.
     assert!(
         text.contains("\nUSER 65532:65532\n"),
@@ -204,4 +248,14 @@ fn dockerfile_stages_are_read_with_continuations() {
     let text = "FROM a AS build\n# comment\nRUN one \\\n    two\nARG X=1\nFROM b\nRUN three\n";
     assert_eq!(docker_stage(text, "build"), ["RUN one two", "ARG X=1"]);
     assert!(docker_stage(text, "other").is_empty());
+    let (mounts, commands) =
+        run_parts("--mount=type=cache,target=/a --mount=type=cache,target=/b make x && tar y");
+    assert_eq!(
+        mounts,
+        [
+            "--mount=type=cache,target=/a",
+            "--mount=type=cache,target=/b"
+        ]
+    );
+    assert_eq!(commands, ["make x", "tar y"]);
 }
