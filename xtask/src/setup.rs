@@ -24,8 +24,9 @@ pub(crate) struct Needs {
 
 /// Programs the tests and the dist step run, and the Debian package of each: bash (peer
 /// scripts, the full-disk test), tar (dist tarballs), kill (signals to the daemon),
-/// sha256sum, python3 (peer scripts, a signature cross-check), curl and flock (peer scripts).
-const PROGRAMS: [(&str, &str); 7] = [
+/// sha256sum, python3 (peer scripts, a signature cross-check), curl and flock (peer scripts),
+/// ss (the peers' self-test checks what they listen on).
+const PROGRAMS: [(&str, &str); 8] = [
     ("bash", "bash"),
     ("tar", "tar"),
     ("kill", "procps"),
@@ -33,6 +34,7 @@ const PROGRAMS: [(&str, &str); 7] = [
     ("python3", "python3"),
     ("curl", "curl"),
     ("flock", "util-linux"),
+    ("ss", "iproute2"),
 ];
 
 /// Installs what is missing. Returns warnings for the closing summary (a peer that could not

@@ -29,6 +29,6 @@ mod tls;
 pub use bench::measure;
 pub use fixture::{bench_event, fixture, fixture_event};
 pub use golden::assert_golden;
-pub use peer::{peer_command, peer_script, start_peer, start_peer_with, stop_peer};
+pub use peer::{in_ci, peer_command, peer_script, start_peer, start_peer_with, stop_peer};
 pub use recorder::{Recorded, Recorder, Reply};
 pub use tls::{ServerTls, TestCa};

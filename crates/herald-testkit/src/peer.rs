@@ -32,7 +32,7 @@ pub fn peer_command(script: &str, state_dir: &Path) -> Command {
 
 /// Whether this run is CI's (`CI=true`, as CI services set it): there a peer that cannot be
 /// installed fails the test instead of skipping it.
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
