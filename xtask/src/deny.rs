@@ -37,7 +37,7 @@ impl Advisories {
         match self {
             Advisories::Fetched => "advisories checked against the RustSec database fetched now".to_owned(),
             Advisories::Snapshot { date } => format!("advisories checked offline against the snapshot of HERALD_ADVISORY_DB (database of {date})"),
-            Advisories::Cached { date } => format!("advisories checked offline against the database an earlier run left (of {date}; the fetch failed now)"),
+            Advisories::Cached { date } => format!("advisories checked offline against the database an earlier fetch or snapshot left (of {date}; the fetch failed now)"),
             Advisories::Missing => "ADVISORIES NOT CHECKED: the RustSec database could not be fetched and HERALD_ADVISORY_DB names no snapshot".to_owned(),
         }
     }
@@ -49,8 +49,10 @@ pub(crate) fn check() -> Result<Advisories> {
     let advisories = if fetch(&dbs)? {
         Advisories::Fetched
     } else if let Some(snapshot) = std::env::var_os("HERALD_ADVISORY_DB").map(PathBuf::from) {
-        let date = use_snapshot(&snapshot, &dbs)?;
-        Advisories::Snapshot { date }
+        match use_snapshot(&snapshot, &dbs)? {
+            (date, true) => Advisories::Snapshot { date },
+            (date, false) => Advisories::Cached { date },
+        }
     } else if let Some(db) = database_in(&dbs) {
         Advisories::Cached { date: date_of(&db) }
     } else {
@@ -200,8 +202,8 @@ fn commit_time(db: &Path) -> Option<u64> {
 }
 
 /// Unpacks the snapshot beside the databases, and puts it in place unless the database there
-/// is as new or newer. Returns the date of the database used.
-fn use_snapshot(snapshot: &Path, dbs: &Path) -> Result<String> {
+/// is newer. Returns the date of the database used, and whether it is the snapshot.
+fn use_snapshot(snapshot: &Path, dbs: &Path) -> Result<(String, bool)> {
     let snapshot = std::path::absolute(snapshot)?;
     if !snapshot.exists() {
         bail!(
@@ -233,13 +235,12 @@ fn use_snapshot(snapshot: &Path, dbs: &Path) -> Result<String> {
         .to_owned();
     let current = dbs.join(&name);
     let keep_current = current.join("crates").is_dir()
-        && commit_time(&current).unwrap_or(0) >= commit_time(&new).unwrap_or(0);
-    let used = if keep_current {
+        && commit_time(&current).unwrap_or(0) > commit_time(&new).unwrap_or(0);
+    if keep_current {
         eprintln!(
-            "deny: {} is as new as the snapshot or newer; using it",
+            "deny: {} is newer than the snapshot; using it",
             current.display()
         );
-        current
     } else {
         if current.exists() {
             std::fs::remove_dir_all(&current)
@@ -247,8 +248,7 @@ fn use_snapshot(snapshot: &Path, dbs: &Path) -> Result<String> {
         }
         std::fs::rename(&new, &current)
             .with_context(|| format!("moving the snapshot to {}", current.display()))?;
-        current
-    };
+    }
     std::fs::remove_dir_all(&staging)?;
-    Ok(date_of(&used))
+    Ok((date_of(&current), !keep_current))
 }
