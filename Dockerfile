@@ -1,9 +1,13 @@
+# syntax=docker/dockerfile:1
 # herald's container image: `docker build --build-arg FEATURES=chat,git -t herald .`
 #
 # FEATURES lists the provider families to compile in (chat, git, alerting, eventhub, or `all`;
 # generic webhooks are always in; empty or `generic` for those alone). The build stage runs
 # exactly `cargo xtask dist`, the command release tarballs are made with (an xtask test checks
-# this), so the image's binary is the tarball's.
+# this), so the image's binary is the tarball's. The cargo registry and the target directory
+# are BuildKit cache mounts: a change to herald's sources recompiles herald's crates, not every
+# dependency. The cached target is not part of any layer, so the tarball is unpacked out of it in
+# the same RUN (after clearing the tarballs of earlier builds from the cache).
 #
 # Ports (herald's defaults, here on every interface):
 #   9090  events: Flux controllers post here (the Service Flux's --events-addr names)
@@ -22,8 +26,13 @@ FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 ARG FEATURES=all
 WORKDIR /src
 COPY . .
-RUN cargo xtask dist --features "${FEATURES}"
-RUN mkdir -p /out/herald /out/data && tar -xzf target/dist/herald-*.tar.gz -C /out/herald --strip-components=1
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    rm -rf target/dist && \
+    cargo xtask dist --features "${FEATURES}" && \
+    mkdir -p /out/herald /out/data && \
+    tar -xzf target/dist/herald-*.tar.gz -C /out/herald --strip-components=1
 
 # glibc (the binary links it), CA certificates, tzdata, and a non-root user; no shell.
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -1,68 +1,88 @@
 //! xtask: herald's automation, in Rust (`cargo xtask <command>`).
 //!
-//! - `ci [--skip STEP,...]`: what CI runs: fmt, clippy, test, features, deny.
+//! - `ci [--skip STEP,...]`: what CI runs: setup (installs what the steps need and the
+//!   machine lacks), fmt, clippy, test, features, deny, and the cheap size gate (dist: the
+//!   generic-only and all-families builds against docs/benchmarks.md).
 //! - `features`: the feature-matrix check alone (no families, each family alone, all).
-//! - `deny`: `cargo deny check` with the RustSec database from `../shared`, offline.
-//! - `bench [daemon]`: render/sign benchmarks and the daemon load benchmark (sizes: `sizes`).
+//! - `deny`: `cargo deny check` with the advisory database fetched now, else the snapshot
+//!   `HERALD_ADVISORY_DB` names, else without advisories, loudly (module `deny`).
+//! - `peers <name> <command...>`: the real services of the tests, by hand (module `peers`).
+//! - `bench [daemon]`: render/sign benchmarks and the daemon load benchmark.
 //! - `soak [--minutes N]`: a release daemon under steady mixed load; RSS and fds over time.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target in `fuzz/` (nightly).
 //! - `dist [--features LIST]`: a release build of the chosen families and its tarball.
 //! - `sizes [--update]`: every feature set of docs/benchmarks.md's size table through `dist`,
-//!   checked against the table (CI's `dist` step) or written into it.
+//!   checked against the table or written into it.
 //! - `docs`: regenerates what is generated from the command line (docs/configuration.md's
 //!   flag reference, docs/cli/ completions and man pages).
 //!
-//! It is not part of herald: it only runs cargo and the tools CI needs. Its tests check the
-//! workspace invariants of ARCHITECTURE.md.
+//! It is not part of herald: it only runs cargo and the tools CI needs, and reads what they
+//! report in their machine-readable forms (`cargo metadata`, cargo's JSON messages, nextest's
+//! JUnit report). Its tests check the workspace invariants of ARCHITECTURE.md.
 
 // xtask talks to the person running it on the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench_daemon;
+mod deny;
 mod dist;
 mod fuzz;
+mod meta;
+mod peers;
+mod report;
+mod setup;
 mod soak;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::meta::family_features;
+
 fn main() {
     // One clear line per failure (with its causes), not a backtrace: RUST_BACKTRACE is often
     // set on developer machines and would bury the message.
-    if let Err(e) = dispatch() {
-        eprintln!("xtask: error: {e:#}");
-        std::process::exit(1);
+    match dispatch() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn dispatch() -> Result<()> {
+/// Runs the command; its exit code (a passed-through script's, or 0).
+fn dispatch() -> Result<i32> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = root();
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root, &skipped(&args[1..])?),
         Some("features") => features(&root),
-        Some("deny") => deny(&root),
+        Some("deny") => deny::check().map(drop),
+        Some("peers") => return peers::main(&root, &args[1..]),
         Some("bench") => bench(&root, args.get(1).map(String::as_str) == Some("daemon")),
         Some("soak") => soak_cmd(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("dist") => dist::main(&root, &args[1..]),
         Some("sizes") => match args.get(1).map(String::as_str) {
-            None => dist::sizes(&root, false),
-            Some("--update") => dist::sizes(&root, true),
+            None => dist::sizes(&root, dist::Sizes::All),
+            Some("--update") => dist::sizes(&root, dist::Sizes::Update),
             Some(other) => bail!("unknown argument {other:?}; usage: cargo xtask sizes [--update]"),
         },
         Some("docs") => docs(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip fmt,clippy,test,features,deny,dist] | features | deny | bench [daemon] | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...] | dist [--features LIST] | sizes [--update] | docs>"
+                "usage: cargo xtask <ci [--skip {}] | features | deny | peers <name> <command...> | bench [daemon] | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...] | dist [--features LIST] | sizes [--update] | docs>",
+                STEPS.join(",")
             );
-            std::process::exit(2);
+            return Ok(2);
         }
-    }
+    }?;
+    Ok(0)
 }
 
 fn root() -> PathBuf {
@@ -74,6 +94,11 @@ fn root() -> PathBuf {
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Whether this is CI's run (`CI=true`, as CI services set it).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 /// Runs a command, echoing it, and fails if it fails.
@@ -129,55 +154,7 @@ fn run_tee(program: &str, args: &[&str]) -> Result<String> {
     Ok(text)
 }
 
-/// Counts (passed, failed) in nextest's `Summary` line and libtest's `test result:` lines.
-///
-/// Only libtest lines at the start of a line count: nextest shows a failed try's captured
-/// output indented, and that output holds the test binary's own `test result:` line (a flaky
-/// test that passed on retry must not count as failed).
-fn count_tests(output: &str) -> (u64, u64) {
-    let number_before = |line: &str, word: &str| -> u64 {
-        let words: Vec<&str> = line
-            .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
-            .filter(|w| !w.is_empty())
-            .collect();
-        words
-            .windows(2)
-            .find(|w| w[1] == word)
-            .and_then(|w| w[0].parse().ok())
-            .unwrap_or(0)
-    };
-    let (mut passed, mut failed) = (0, 0);
-    for line in output.lines() {
-        let line = strip_ansi(line);
-        if line.trim_start().starts_with("Summary [") || line.starts_with("test result:") {
-            let line = line.trim();
-            passed += number_before(line, "passed");
-            failed += number_before(line, "failed");
-        }
-    }
-    (passed, failed)
-}
-
-/// The line without its colour codes (`ESC [ ... letter`), as under CARGO_TERM_COLOR=always.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip `[`, the parameters and the final letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-const STEPS: [&str; 6] = ["fmt", "clippy", "test", "features", "deny", "dist"];
+const STEPS: [&str; 7] = ["setup", "fmt", "clippy", "test", "features", "deny", "dist"];
 
 fn skipped(args: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -202,16 +179,29 @@ fn skipped(args: &[String]) -> Result<Vec<String>> {
 
 fn ci(root: &Path, skip: &[String]) -> Result<()> {
     let cargo = cargo();
+    let runs = |step: &str| !skip.iter().any(|s| s == step);
     let mut timings = Vec::new();
-    let mut tests = (0, 0);
+    let mut tests = None;
+    let mut notes = Vec::new();
+    let mut warnings = Vec::new();
     for step in STEPS {
-        if skip.iter().any(|s| s == step) {
+        if !runs(step) {
             eprintln!("== {step}: skipped");
             continue;
         }
         eprintln!("== {step}");
         let started = Instant::now();
         match step {
+            "setup" => warnings.extend(setup::run_setup(
+                root,
+                setup::Needs {
+                    rustfmt: runs("fmt"),
+                    clippy: runs("clippy"),
+                    nextest: runs("test"),
+                    deny: runs("deny"),
+                    test_programs: runs("test"),
+                },
+            )?),
             "fmt" => run(&cargo, &["fmt", "--all", "--check"])?,
             "clippy" => run(
                 &cargo,
@@ -227,27 +217,28 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
                 ],
             )?,
             "test" => {
-                let unit = run_tee(
-                    &cargo,
-                    &[
-                        "nextest",
-                        "run",
-                        "--workspace",
-                        "--all-features",
-                        "--locked",
-                        "--no-fail-fast",
-                    ],
-                )?;
-                let doc = run_tee(
-                    &cargo,
-                    &["test", "--workspace", "--all-features", "--locked", "--doc"],
-                )?;
-                let (a, b) = (count_tests(&unit), count_tests(&doc));
-                tests = (a.0 + b.0, a.1 + b.1);
+                let totals = test(root)?;
+                warnings.extend(totals.skipped_a_peer.iter().map(|t| {
+                    format!("{t} SKIPPED its peer checks (the peer could not be installed)")
+                }));
+                if totals.flaky > 0 {
+                    notes.push(format!(
+                        "{} test(s) FLAKY: failed a try, passed the retry (see above)",
+                        totals.flaky
+                    ));
+                }
+                tests = Some(totals);
             }
             "features" => features(root)?,
-            "deny" => deny(root)?,
-            _ => dist::sizes(root, false)?,
+            "deny" => {
+                let advisories = deny::check()?;
+                if advisories == deny::Advisories::Missing {
+                    warnings.push(advisories.describe());
+                } else {
+                    notes.push(advisories.describe());
+                }
+            }
+            _ => dist::sizes(root, dist::Sizes::Gate)?,
         }
         timings.push((step, started.elapsed()));
     }
@@ -255,47 +246,79 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
     for (step, took) in timings {
         eprintln!("   {step:<9} {:>6.1} s", took.as_secs_f64());
     }
-    if !skip.iter().any(|s| s == "test") {
+    for note in &notes {
+        eprintln!("   {note}");
+    }
+    for warning in &warnings {
+        eprintln!("WARNING: {warning}");
+    }
+    if let Some(t) = tests {
         // The closing line: every test and doctest run, nextest and libtest together.
-        println!("{} passed, {} failed", tests.0, tests.1);
+        println!("{} passed, {} failed", t.passed, t.failed);
     }
     Ok(())
 }
 
-/// The binary's family features: every `[features]` key of crates/herald except `default`.
-fn family_features(root: &Path) -> Result<Vec<String>> {
-    let manifest = std::fs::read_to_string(root.join("crates/herald/Cargo.toml"))?;
-    let mut in_features = false;
-    let mut out = Vec::new();
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_features = line == "[features]";
-            continue;
-        }
-        if in_features && let Some((name, _)) = line.split_once('=') {
-            let name = name.trim();
-            if !name.is_empty() && !name.starts_with('#') && name != "default" {
-                out.push(name.to_owned());
-            }
-        }
+/// What the test step ran.
+#[derive(Debug)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    flaky: u64,
+    skipped_a_peer: Vec<String>,
+}
+
+/// Every test under nextest (profile `ci`, whose JUnit report is read for the counts), then
+/// the doctests under libtest.
+fn test(root: &Path) -> Result<Totals> {
+    let report = meta::target_dir(root)?.join("nextest/ci/junit.xml");
+    let _ = std::fs::remove_file(&report);
+    let args = [
+        "nextest",
+        "run",
+        "--profile",
+        "ci",
+        "--workspace",
+        "--all-features",
+        "--locked",
+        "--no-fail-fast",
+    ];
+    eprintln!("$ {} {}", cargo(), args.join(" "));
+    let status = Command::new(cargo())
+        .args(args)
+        .status()
+        .context("running cargo nextest")?;
+    let xml = std::fs::read_to_string(&report)
+        .with_context(|| format!("nextest wrote no report at {} ({status})", report.display()))?;
+    let run = report::junit(&xml)?;
+    if !status.success() {
+        bail!(
+            "{} of {} tests failed (nextest: {status})",
+            run.failed,
+            run.tests
+        );
     }
-    if out.is_empty() {
-        bail!("no features found in crates/herald/Cargo.toml");
-    }
-    Ok(out)
+    let doc = run_tee(
+        &cargo(),
+        &["test", "--workspace", "--all-features", "--locked", "--doc"],
+    )?;
+    let (doc_passed, doc_failed) = report::libtest_totals(&doc);
+    Ok(Totals {
+        passed: run.passed() + doc_passed,
+        failed: run.failed + doc_failed,
+        flaky: run.flaky,
+        skipped_a_peer: run.skipped_a_peer,
+    })
 }
 
 /// Checks herald (every target, tests too) with no family, each family alone, and all.
 ///
 /// Warnings that show only under some feature set (an import only one family uses) are the
-/// usual failure, so a warning fails the step. They are read from cargo's output (its
-/// "warning: `crate` (target) generated N warnings" line, which only workspace crates get and
-/// which cargo repeats for cached crates) rather than set with `RUSTFLAGS=-Dwarnings`: RUSTFLAGS
-/// would recheck every dependency under every set instead of reusing what the clippy step
-/// checked (about 2.5x the time on two cores).
+/// usual failure, so a warning fails the step. They are read from cargo's JSON messages
+/// (which replay the warnings of crates not rebuilt) rather than made errors with
+/// `RUSTFLAGS=-Dwarnings`: RUSTFLAGS would recheck every dependency under every set instead of
+/// reusing what the clippy step checked (about 2.5x the time on two cores).
 fn features(root: &Path) -> Result<()> {
-    let cargo = cargo();
     let mut sets: Vec<Vec<String>> = vec![vec!["--no-default-features".to_owned()]];
     for f in family_features(root)? {
         sets.push(vec![
@@ -306,21 +329,41 @@ fn features(root: &Path) -> Result<()> {
     }
     sets.push(vec!["--all-features".to_owned()]);
     for set in &sets {
-        let mut args = vec!["check", "-p", "herald", "--all-targets", "--locked"];
+        let mut args = vec![
+            "check",
+            "-p",
+            "herald",
+            "--all-targets",
+            "--locked",
+            "--message-format=json",
+        ];
         args.extend(set.iter().map(String::as_str));
-        let output = run_tee(&cargo, &args)?;
-        let warned: Vec<&str> = output.lines().filter(|l| warned_crate(l)).collect();
-        if !warned.is_empty() {
-            bail!("warnings under `{}`:\n{}", set.join(" "), warned.join("\n"));
+        eprintln!("$ {} {}", cargo(), args.join(" "));
+        let mut child = Command::new(cargo())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("running cargo check")?;
+        let mut json = String::new();
+        child
+            .stdout
+            .take()
+            .context("no stdout")?
+            .read_to_string(&mut json)?;
+        let status = child.wait()?;
+        let diagnostics = report::diagnostics(&json);
+        for (_, rendered) in &diagnostics {
+            eprint!("{rendered}");
+        }
+        if !status.success() {
+            bail!("`cargo {}` failed ({status})", args.join(" "));
+        }
+        let warnings = diagnostics.iter().filter(|(l, _)| l == "warning").count();
+        if warnings > 0 {
+            bail!("{warnings} warning(s) under `{}` (above)", set.join(" "));
         }
     }
     Ok(())
-}
-
-/// Whether a line of cargo's output is its closing warning count for one crate target.
-fn warned_crate(line: &str) -> bool {
-    let line = strip_ansi(line);
-    line.starts_with("warning: `") && line.contains(" generated ") && line.contains(" warning")
 }
 
 /// `cargo xtask docs`: rewrites the files generated from herald's clap command line (they are
@@ -340,64 +383,6 @@ fn docs() -> Result<()> {
     }
     eprintln!("regenerated docs/configuration.md (flags) and docs/cli/; review them with git diff");
     Ok(())
-}
-
-/// Where `../shared` is: next to the repository.
-fn shared(root: &Path) -> Option<PathBuf> {
-    root.ancestors()
-        .map(|d| d.join("../shared"))
-        .find(|p| p.join("advisory-db.tar.gz").exists())
-}
-
-fn deny(root: &Path) -> Result<()> {
-    if Command::new(cargo())
-        .args(["deny", "--version"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        bail!("cargo-deny is not installed: `cargo install cargo-deny --locked` (.ci/run does it)");
-    }
-    match shared(root) {
-        Some(shared) => {
-            let home = std::env::var("HOME").context("HOME is not set")?;
-            let dbs = Path::new(&home).join(".cargo/advisory-dbs");
-            // A database is there when a folder `advisory-db-*` holds advisories; a bare
-            // `db.lock` (left by a cargo-deny that could not fetch) does not count.
-            let has_db = std::fs::read_dir(&dbs)
-                .map(|entries| {
-                    entries.filter_map(Result::ok).any(|e| {
-                        e.file_name().to_string_lossy().starts_with("advisory-db")
-                            && e.path().join("crates").is_dir()
-                    })
-                })
-                .unwrap_or(false);
-            if !has_db {
-                std::fs::create_dir_all(&dbs)?;
-                let tarball = shared.join("advisory-db.tar.gz");
-                run(
-                    "tar",
-                    &[
-                        "xzf",
-                        &tarball.to_string_lossy(),
-                        "-C",
-                        &dbs.to_string_lossy(),
-                    ],
-                )?;
-            }
-            // `--offline` keeps cargo-deny from fetching the database, and also keeps
-            // `cargo metadata` offline: fetch every crate of every target first.
-            run(&cargo(), &["fetch", "--locked"])?;
-            run(&cargo(), &["deny", "--offline", "check"])
-        }
-        // On a machine that reaches the RustSec database (GitHub Actions), fetch it.
-        None if std::env::var("CI_ONLINE_ADVISORIES").as_deref() == Ok("1") => {
-            run(&cargo(), &["deny", "check"])
-        }
-        None => bail!(
-            "../shared/advisory-db.tar.gz not found; set CI_ONLINE_ADVISORIES=1 to fetch the database"
-        ),
-    }
 }
 
 /// `cargo xtask bench [daemon]`: everything, or only the daemon benchmark.

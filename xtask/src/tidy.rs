@@ -1,9 +1,10 @@
 //! The workspace invariants of ARCHITECTURE.md, checked by `cargo test`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::{cargo, family_features, root};
+use crate::meta::{self, family_features};
+use crate::root;
 
 fn crates() -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
@@ -72,33 +73,12 @@ fn family_features_are_wired_in_one_file() {
     }
 }
 
-/// The normal (non-dev) dependencies of a workspace crate, by name.
-fn dependencies(krate: &str) -> Vec<String> {
-    let out = Command::new(cargo())
-        .args([
-            "tree",
-            "-p",
-            krate,
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--all-features",
-            "--locked",
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo tree -p {krate}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect()
+/// The normal (non-dev) dependencies of a workspace crate, by name, transitively.
+fn dependencies(krate: &str) -> BTreeSet<String> {
+    meta::resolved(&root())
+        .unwrap()
+        .normal_dependencies(krate)
+        .unwrap()
 }
 
 #[test]
@@ -145,38 +125,6 @@ fn families_never_depend_on_each_other_or_the_daemon() {
     }
 }
 
-#[test]
-fn test_counts_are_read_from_both_runners() {
-    let out = "     Summary [  15.470s] 227 tests run: 225 passed, 2 failed, 0 skipped\n\
-               test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
-               test result: ok. 0 passed; 0 failed; 0 ignored\n";
-    assert_eq!(crate::count_tests(out), (228, 2));
-    // A flaky test: nextest shows the failed try's output (indented), then passes it.
-    let flaky = "  TRY 1 FAIL [  21.653s] (───────) herald::it daemon::hot_reload\n\
-                 \x20   test daemon::hot_reload ... FAILED\n\
-                 \x20   test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured\n\
-                 \x20    Summary [  32.772s] 234 tests run: 234 passed (1 flaky), 0 skipped\n";
-    assert_eq!(crate::count_tests(flaky), (234, 0));
-    // In colour (CARGO_TERM_COLOR=always, as on GitHub).
-    let coloured = "\x1b[32;1m     Summary\x1b[0m [  1.0s] 3 tests run: \x1b[32;1m3 passed\x1b[0m, 0 skipped\n\
-                    test result: \x1b[32mok\x1b[0m. 2 passed; 0 failed; 0 ignored\n";
-    assert_eq!(crate::count_tests(coloured), (5, 0));
-}
-
-#[test]
-fn feature_check_warnings_are_recognised() {
-    assert!(crate::warned_crate(
-        "warning: `herald` (test \"it\") generated 1 warning (run `cargo fix --test \"it\"` to apply 1 suggestion)"
-    ));
-    assert!(crate::warned_crate(
-        "\x1b[33mwarning\x1b[0m: `herald-chat` (lib) generated 2 warnings"
-    ));
-    assert!(!crate::warned_crate("warning: unused import: `std::fmt`"));
-    assert!(!crate::warned_crate(
-        "    Finished `dev` profile [unoptimized + debuginfo] target(s) in 1.28s"
-    ));
-}
-
 /// The instructions of one stage of a Dockerfile (continuation lines joined, comments dropped).
 fn docker_stage(text: &str, stage: &str) -> Vec<String> {
     let mut instructions = Vec::new();
@@ -208,26 +156,76 @@ fn docker_stage(text: &str, stage: &str) -> Vec<String> {
     out
 }
 
+/// A `RUN` instruction's `--mount=...` flags, and its commands (split at `&&`).
+fn run_parts(run: &str) -> (Vec<&str>, Vec<&str>) {
+    let mut rest = run;
+    let mut mounts = Vec::new();
+    while rest.starts_with("--mount=") {
+        let end = rest.find(' ').unwrap_or(rest.len());
+        mounts.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+    }
+    (mounts, rest.split("&&").map(str::trim).collect())
+}
+
 /// No container engine runs in CI, so this is the check that the image is built the way release
 /// tarballs are: its build stage's one cargo command is `cargo xtask dist` with the FEATURES
-/// argument, nothing else compiles, and the binary comes out of dist's tarball.
+/// argument, nothing else compiles, the binary comes out of dist's tarball, and the cargo
+/// registry and target directory are BuildKit caches (so a source change does not recompile
+/// every dependency).
 #[test]
 fn dockerfile_builds_with_the_xtask_dist_command() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(
+        text.starts_with("# syntax=docker/dockerfile:1\n"),
+        "the Dockerfile names the BuildKit syntax its cache mounts need"
+    );
     let build = docker_stage(&text, "build");
     assert!(!build.is_empty(), "the Dockerfile has no `AS build` stage");
-    let runs: Vec<&str> = build
+    let runs: Vec<(Vec<&str>, Vec<&str>)> = build
         .iter()
         .filter_map(|i| i.strip_prefix("RUN "))
+        .map(run_parts)
         .collect();
-    let compiling: Vec<&&str> = runs
+    let compiling: Vec<&str> = runs
         .iter()
-        .filter(|r| r.contains("cargo") || r.contains("rustc"))
+        .flat_map(|(_, commands)| commands.iter().copied())
+        .filter(|c| c.contains("cargo") || c.contains("rustc"))
         .collect();
     assert_eq!(
         compiling,
-        [&r#"cargo xtask dist --features "${FEATURES}""#],
+        [r#"cargo xtask dist --features "${FEATURES}""#],
         "the build stage must compile only through `cargo xtask dist`"
+    );
+    let (mounts, commands) = runs
+        .iter()
+        .find(|(_, commands)| commands.contains(&compiling[0]))
+        .unwrap();
+    for cached in [
+        "target=/usr/local/cargo/registry",
+        "target=/usr/local/cargo/git",
+        "target=/src/target",
+    ] {
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.starts_with("--mount=type=cache,") && m.contains(cached)),
+            "the dist RUN has no cache mount {cached}: {mounts:?}"
+        );
+    }
+    // The target directory is a cache, not a layer: the tarball is unpacked in the same RUN,
+    // from where dist writes it, under dist's file name, and only this build's tarball is
+    // there (the cache keeps earlier builds' otherwise).
+    assert_eq!(
+        commands.first(),
+        Some(&"rm -rf target/dist"),
+        "the dist RUN clears target/dist first: {commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("tar -xzf target/dist/herald-*.tar.gz")),
+        "the dist RUN unpacks target/dist/herald-*.tar.gz: {commands:?}"
     );
     // The command's arguments are the ones `cargo xtask dist` takes.
     let known = family_features(&root()).unwrap();
@@ -236,12 +234,6 @@ fn dockerfile_builds_with_the_xtask_dist_command() {
         .find_map(|i| i.strip_prefix("ARG FEATURES="))
         .expect("the build stage declares ARG FEATURES with a default");
     crate::dist::parse_args(&["--features".to_owned(), default.to_owned()], &known).unwrap();
-    // The tarball is unpacked from where dist writes it, under dist's file name.
-    assert!(
-        runs.iter()
-            .any(|r| r.contains("tar -xzf target/dist/herald-*.tar.gz")),
-        "the build stage unpacks target/dist/herald-*.tar.gz: {runs:?}"
-    );
     // The final stage runs as a non-root user and probes /readyz.
     assert!(
         text.contains("\nUSER 65532:65532\n"),
@@ -256,4 +248,14 @@ fn dockerfile_stages_are_read_with_continuations() {
     let text = "FROM a AS build\n# comment\nRUN one \\\n    two\nARG X=1\nFROM b\nRUN three\n";
     assert_eq!(docker_stage(text, "build"), ["RUN one two", "ARG X=1"]);
     assert!(docker_stage(text, "other").is_empty());
+    let (mounts, commands) =
+        run_parts("--mount=type=cache,target=/a --mount=type=cache,target=/b make x && tar y");
+    assert_eq!(
+        mounts,
+        [
+            "--mount=type=cache,target=/a",
+            "--mount=type=cache,target=/b"
+        ]
+    );
+    assert_eq!(commands, ["make x", "tar y"]);
 }

@@ -4,8 +4,9 @@
 //! authority ([`TestCa`]), the Flux test event ([`fixture_event`]), golden-file comparison
 //! ([`assert_golden`]), the harness every provider family's tests share ([`Family`],
 //! [`golden_cases`], [`request_summary`]) with the layout check of the provider recipe
-//! ([`assert_family_layout`]), and the start and stop
-//! wrappers for the real services in `../shared/peers` ([`start_peer`], [`stop_peer`]).
+//! ([`assert_family_layout`]), and the start and stop wrappers for the real services whose
+//! scripts live in this crate's `peers/` folder ([`start_peer`], [`stop_peer`],
+//! [`peer_command`]).
 //!
 //! It is *not* part of herald: it is a dev-dependency only. It panics freely, with messages
 //! meant for whoever reads a failing test, and it never talks to anything but 127.0.0.1.
@@ -36,7 +37,7 @@ pub use golden::assert_golden;
 pub use harness::{
     Family, assert_family_layout, golden_cases, golden_path, provider_config, request_summary,
 };
-pub use peer::{start_peer, start_peer_with, stop_peer};
+pub use peer::{in_ci, peer_command, peer_script, start_peer, start_peer_with, stop_peer};
 pub use proxy::{Proxied, RecordingProxy};
 pub use recorder::{Recorded, Recorder, Reply};
 pub use tls::{ServerTls, TestCa};

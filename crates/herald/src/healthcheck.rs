@@ -1,7 +1,7 @@
 //! `herald healthcheck`: an HTTP probe of a running daemon, for container images without curl.
 //!
-//! One plain HTTP/1.1 GET through `http1` (health endpoints are plain HTTP; there is no TLS
-//! here): exit 0 when the answer's status is 2xx, 1 otherwise, with what went wrong. No
+//! One plain HTTP/1.1 GET through `http1` (hyper; health endpoints are plain HTTP, there is no
+//! TLS here): exit 0 when the answer's status is 2xx, 1 otherwise, with what went wrong. No
 //! redirects, no proxy.
 
 use std::process::ExitCode;
@@ -45,41 +45,44 @@ pub(crate) fn run(args: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
 
 /// The parts of an `http://host[:port][/path]` URL.
 #[derive(Debug, PartialEq, Eq)]
-struct Target<'a> {
+struct Target {
     /// `host:port` as connected to (and sent as `Host`).
     authority: String,
-    path: &'a str,
+    /// The path and query, `/` when the URL has none.
+    path: String,
 }
 
-fn parse_url(url: &str) -> Result<Target<'_>, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| "only http:// URLs can be probed".to_owned())?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err("the URL has no host".to_owned());
+fn parse_url(url: &str) -> Result<Target, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("not a URL ({e}): use http://HOST[:PORT]/PATH"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// URLs can be probed".to_owned());
     }
-    // A port is there when the last `:` comes after any IPv6 literal's `]`.
-    let has_port = match (authority.rfind(':'), authority.rfind(']')) {
-        (Some(colon), Some(bracket)) => colon > bracket,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    let authority = if has_port {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    Ok(Target { authority, path })
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty())
+        .ok_or_else(|| "the URL has no host".to_owned())?;
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    Ok(Target {
+        // host() keeps an IPv6 literal's brackets.
+        authority: format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        ),
+        path: path.to_owned(),
+    })
 }
 
 /// GETs `url` and returns the status code of the answer.
 fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
     let target = parse_url(url)?;
-    crate::http1::request(&target.authority, "GET", target.path, timeout).map(|a| a.status)
+    crate::http1::request(&target.authority, "GET", &target.path, timeout).map(|a| a.status)
 }
 
 #[cfg(test)]
@@ -163,28 +166,34 @@ mod tests {
             parse_url("http://127.0.0.1:9440/readyz"),
             Ok(Target {
                 authority: "127.0.0.1:9440".to_owned(),
-                path: "/readyz"
+                path: "/readyz".to_owned()
             })
         );
         assert_eq!(
             parse_url("http://localhost"),
             Ok(Target {
                 authority: "localhost:80".to_owned(),
-                path: "/"
+                path: "/".to_owned()
             })
         );
         assert_eq!(
             parse_url("http://[::1]/healthz"),
             Ok(Target {
                 authority: "[::1]:80".to_owned(),
-                path: "/healthz"
+                path: "/healthz".to_owned()
             })
         );
         assert_eq!(
             parse_url("http://[::1]:9440/x").map(|t| t.authority),
             Ok("[::1]:9440".to_owned())
         );
+        assert_eq!(
+            parse_url("http://127.0.0.1:9440/readyz?verbose=1").map(|t| t.path),
+            Ok("/readyz?verbose=1".to_owned())
+        );
         assert!(parse_url("https://example.com/").is_err());
+        assert!(parse_url("127.0.0.1:9440/readyz").is_err());
         assert!(parse_url("http:///readyz").is_err());
+        assert!(parse_url("http://a b/").is_err());
     }
 }

@@ -1,13 +1,12 @@
-//! Matrix against a real homeserver: Synapse from `../shared/peers/matrix-synapse.sh`.
+//! Matrix against a real homeserver: Synapse from herald-testkit's `peers/matrix-synapse.sh`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use herald_core::manifest::parse_str;
 use herald_core::{Event, Timestamp};
-use herald_testkit::{start_peer, stop_peer};
+use herald_testkit::{peer_command, start_peer, stop_peer};
 
 use crate::fixture;
 
@@ -23,22 +22,10 @@ impl Drop for Peer {
     }
 }
 
-/// The script in the `shared/peers` folder beside the repository, wherever it is checked out
-/// (found as herald-testkit's `start_peer` finds it).
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("../shared/peers/matrix-synapse.sh"))
-        .find(|p| p.exists())
-        .expect("shared/peers/matrix-synapse.sh next to the repository")
-}
-
 /// The last `n` `m.room.message` events of the peer's room, oldest first.
 fn messages(peer: &Peer, n: usize) -> Vec<serde_json::Value> {
-    let out = Command::new("bash")
-        .arg(script())
+    let out = peer_command("matrix-synapse.sh", &peer.state)
         .args(["messages", &n.to_string(), "--port", &peer.port])
-        .env("HERALD_PEERS_STATE", &peer.state)
         .output()
         .unwrap();
     assert!(

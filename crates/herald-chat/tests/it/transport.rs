@@ -1,4 +1,4 @@
-//! Custom CA, the real authenticated proxy (`../shared/peers/proxy.sh`), timeouts, and the
+//! Custom CA, the real authenticated proxy (herald-testkit's `peers/proxy.sh`), timeouts, and the
 //! manifest path, for every chat type (the issue asks for at least Slack, Discord and Teams).
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-//! `azureeventhub` against a real AMQP 1.0 broker on loopback (`../shared/peers/eventhub-mock.sh`:
-//! Event Hubs' CBS and management handshakes, SAS tokens verified, every message logged).
+//! `azureeventhub` against a real AMQP 1.0 broker on loopback (herald-testkit's
+//! `peers/eventhub-mock.sh`: Event Hubs' CBS and management handshakes, SAS tokens verified,
+//! every message logged).
 
 // Test helpers unwrap: a panic there is a test failure with a location.
 #![allow(clippy::unwrap_used)]

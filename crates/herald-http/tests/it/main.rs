@@ -1,6 +1,6 @@
 //! herald-http against real servers on loopback: the testkit's recorder (HTTP and HTTPS, with
 //! and without client certificates), closed ports, a SOCKS5 server written here, and the real
-//! authenticated proxy of `../shared/peers/proxy.sh`.
+//! authenticated proxy of herald-testkit's `peers/proxy.sh`.
 
 mod errors;
 mod headers;

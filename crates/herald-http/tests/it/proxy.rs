@@ -1,14 +1,16 @@
-//! Proxies: the real authenticated tinyproxy of `../shared/peers/proxy.sh`, and a SOCKS5
+//! Proxies: the real authenticated tinyproxy of herald-testkit's `peers/proxy.sh`, and a SOCKS5
 //! server written here (there is no SOCKS peer).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_core::{ProxyConfig, SecretBytes, SecretString};
 use herald_http::HttpClient;
-use herald_testkit::{Recorder, RecordingProxy, ServerTls, TestCa, start_peer, stop_peer};
+use herald_testkit::{
+    Recorder, RecordingProxy, ServerTls, TestCa, peer_command, start_peer, stop_peer,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -33,12 +35,8 @@ impl Drop for PeerGuard {
     fn drop(&mut self) {
         if self.armed {
             // Best effort while a failing test unwinds: no panic here.
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/proxy.sh");
-            let _ = std::process::Command::new("bash")
-                .arg(script)
+            let _ = peer_command("proxy.sh", &self.state)
                 .args(["stop", &self.port])
-                .env("HERALD_PEERS_STATE", &self.state)
                 .output();
         }
     }

@@ -1,5 +1,5 @@
 //! The alerting family through `herald serve`, against the real Prometheus Alertmanager
-//! (`../shared/peers/alertmanager.sh`).
+//! (herald-testkit's `peers/alertmanager.sh`).
 
 use std::time::{Duration, Instant, SystemTime};
 

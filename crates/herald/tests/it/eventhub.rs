@@ -1,5 +1,5 @@
 //! The eventhub family through `herald serve`, against the AMQP 1.0 Event Hubs stand-in
-//! (`../shared/peers/eventhub-mock.sh`), whose log must hold the event JSON.
+//! (herald-testkit's `peers/eventhub-mock.sh`), whose log must hold the event JSON.
 
 use std::time::{Duration, Instant};
 
