@@ -39,6 +39,7 @@
 mod client;
 mod connect;
 mod endpoint;
+pub mod jwt;
 pub mod provider;
 mod text;
 mod tls;

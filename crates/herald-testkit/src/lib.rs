@@ -26,6 +26,7 @@ mod bench;
 mod fixture;
 mod golden;
 mod harness;
+mod keys;
 mod peer;
 mod proxy;
 mod recorder;
@@ -37,6 +38,7 @@ pub use golden::assert_golden;
 pub use harness::{
     Family, assert_family_layout, golden_cases, golden_path, provider_config, request_summary,
 };
+pub use keys::{RSA_PKCS1_PEM, RSA_PKCS8_PEM, rsa_public_key_der};
 pub use peer::{in_ci, peer_command, peer_script, start_peer, start_peer_with, stop_peer};
 pub use proxy::{Proxied, RecordingProxy};
 pub use recorder::{Recorded, Recorder, Reply};
