@@ -15,7 +15,8 @@
 //! [`provider`] is the toolkit every HTTP provider is built with: the endpoint ([`provider::Endpoint`]),
 //! credentials and masking ([`provider::Setup`]), the provider shape ([`provider::HttpProvider`]:
 //! typed config, pure render, request, answer check), the notifier that sends, and the family
-//! tables ([`provider::Table`]).
+//! tables ([`provider::Table`]). [`jwt`] signs the RS256 assertions of services that trade one
+//! for an access token (GitHub Apps, Google service accounts) and caches those tokens.
 //!
 //! It is *not* a provider itself: it renders no payload, follows no redirects, sends no body it
 //! was not given and decodes no compressed responses. It never logs secrets.
