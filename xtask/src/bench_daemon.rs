@@ -1,40 +1,120 @@
-//! The daemon benchmark: `wrk` drives `herald serve` with one generic provider whose receiver
-//! is a fast loopback sink (`herald receive --quiet`), and the same `wrk` posts straight to the
-//! sink for the raw limit. Every accepted event goes through the outbox (answered 202 only once
-//! committed to disk), so the rates include durability; the outbox's size gives the disk bytes
-//! per event. Also idle and peak RSS, and start-up time with 1,000 Providers and
-//! 1,000 Alerts.
+//! The daemon benchmark: `wrk` drives `herald serve` (default flags and log level) with one
+//! generic provider whose receiver is a fast loopback sink (`herald receive --quiet`), and the
+//! same `wrk` posts straight to the sink for the raw limit, in the same run. Events are distinct
+//! and spread over 256 objects. Every accepted event goes through the outbox (answered 202 only
+//! once committed to disk), so the accepted rate is the durable rate; the delivered rate counts
+//! deliveries made *during* the 10 s load. Then the same with every event about one object
+//! (one ordering key: strictly one after another), and against a sink that rate-limits with
+//! 429 and `Retry-After`. Also idle and peak RSS, the outbox's disk bytes per event, recovery
+//! after `kill -9`, and start-up time with 1,000 Providers and 1,000 Alerts.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+/// What one load run measured.
+#[derive(Debug, Default)]
+pub(crate) struct LoadRun {
+    /// Answered 202 (durably recorded) per second of the load.
+    pub(crate) accepted_rps: f64,
+    /// Answered 503 (shed: a full quota) during the load.
+    pub(crate) shed: u64,
+    /// Delivered per second *during* the load.
+    pub(crate) delivered_rps: f64,
+    /// Delivered per second from the start of the load until the queue was empty.
+    pub(crate) drained_rps: f64,
+    /// Events delivered in all.
+    pub(crate) delivered: u64,
+    /// Events accepted in all.
+    pub(crate) accepted: u64,
+    /// wrk's p50 and p99 latency, in ms.
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    /// Accepted-to-delivered p50 and p99, in ms.
+    pub(crate) lag_p50_ms: f64,
+    pub(crate) lag_p99_ms: f64,
+    /// `VmRSS` one second after ready, and `VmHWM` after the run, in KiB.
+    pub(crate) idle_rss_kib: u64,
+    pub(crate) peak_rss_kib: u64,
+    /// The outbox file after the run.
+    pub(crate) outbox_bytes: u64,
+    /// herald's CPU time (user + system) per delivered event, in µs.
+    pub(crate) cpu_us_per_event: f64,
+    /// During the load: mean outbox commit time (ms) and deliveries appended per commit.
+    pub(crate) commit_ms: f64,
+    pub(crate) appended_per_commit: f64,
+    /// The rate-limited run: the sink's limit, and the 429 answers herald got.
+    pub(crate) limit_rps: f64,
+    pub(crate) answered_429: u64,
+}
 
 /// What the daemon benchmark measured.
 #[derive(Debug)]
 pub(crate) struct DaemonBench {
     pub(crate) raw_rps: f64,
-    pub(crate) accepted_rps: f64,
-    pub(crate) shed: u64,
-    pub(crate) delivered_rps: f64,
-    pub(crate) delivered: u64,
-    pub(crate) p50_added_ms: f64,
-    pub(crate) p99_added_ms: f64,
-    pub(crate) lag_p50_ms: f64,
-    pub(crate) lag_p99_ms: f64,
-    pub(crate) idle_rss_kib: u64,
-    pub(crate) peak_rss_kib: u64,
+    pub(crate) raw_p50_ms: f64,
+    pub(crate) raw_p99_ms: f64,
+    /// 256 objects.
+    pub(crate) spread: LoadRun,
+    /// One object: one ordering key.
+    pub(crate) single: LoadRun,
+    /// 256 objects against a sink that answers 429 beyond its limit.
+    pub(crate) limited: LoadRun,
     pub(crate) startup_ms: f64,
-    pub(crate) outbox_bytes: u64,
     pub(crate) recovery_ms: f64,
+    /// A 16 KiB write and `fdatasync` in the data dir's file system, in ms: p50 and mean.
+    pub(crate) fsync_p50_ms: f64,
+    pub(crate) fsync_mean_ms: f64,
+}
+
+impl DaemonBench {
+    /// The most events per second that `wrk`'s connections can get answered 202 when every
+    /// answer waits for one fsync (one commit at a time, each carrying at most one request per
+    /// connection): connections / mean fsync time.
+    pub(crate) fn fsync_bound_rps(&self) -> f64 {
+        let connections: f64 = CONNECTIONS.parse().unwrap_or(32.0);
+        connections / (self.fsync_mean_ms / 1000.0)
+    }
+}
+
+/// Times `rounds` 16 KiB writes, each followed by `fdatasync`, in `dir`: p50 and mean, in ms.
+fn fsync_ms(dir: &Path, rounds: usize) -> Result<(f64, f64)> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fsync-probe");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let block = vec![7u8; 16 * 1024];
+    let mut times = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let started = Instant::now();
+        file.write_all_at(&block, (i % 64) as u64 * block.len() as u64)?;
+        file.sync_data()?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], mean))
 }
 
 const DURATION: &str = "10s";
-const CONNECTIONS: &str = "32";
+const SECONDS: f64 = 10.0;
+pub(crate) const CONNECTIONS: &str = "32";
+/// The rate-limited sink's limit, per second.
+const LIMIT_RPS: u64 = 2000;
 
+/// The wrk script; `OBJECTS` is replaced by how many objects the events are spread over.
 const LUA: &str = r#"
 local n = 0
 function setup(thread)
@@ -52,7 +132,7 @@ delay = function()
 end
 request = function()
   counter = counter + 1
-  local body = '{"involvedObject":{"kind":"Kustomization","namespace":"bench","name":"app",' ..
+  local body = '{"involvedObject":{"kind":"Kustomization","namespace":"bench","name":"app-' .. tostring(counter % OBJECTS) .. '",' ..
     '"apiVersion":"kustomize.toolkit.fluxcd.io/v1"},"severity":"info","timestamp":"2026-11-28T10:00:00Z",' ..
     '"message":"Reconciliation finished, event ' .. tostring(tid) .. '-' .. counter .. '",' ..
     '"reason":"ReconciliationSucceeded","metadata":{"kustomize.toolkit.fluxcd.io/revision":"main@sha1:69b59063470310ebbd88a9156325322a124e55a3"},' ..
@@ -115,6 +195,22 @@ pub(crate) fn rss_kib(pid: u32, field: &str) -> Result<u64> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// A process's CPU time so far (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces: count fields after its closing parenthesis.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no field {i} in /proc/{pid}/stat"))
+    };
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    Ok(field(11)? + field(12)?)
 }
 
 fn ensure_wrk() -> Result<()> {
@@ -229,13 +325,16 @@ pub(crate) fn metric(port: u16, prefix: &str) -> Result<f64> {
         .unwrap_or(0.0))
 }
 
+/// `herald serve` at its default flags and log level (its logs are dropped).
 fn serve(bin: &Path, manifests: &Path, data: &Path, ports: (u16, u16, u16)) -> Result<Killed> {
     let child = Command::new(bin)
-        .args(["--log-level", "warn", "serve", "--manifests"])
+        .args(["serve", "--manifests"])
         .arg(manifests)
         .args(["--events-addr", &format!("127.0.0.1:{}", ports.0)])
         .args(["--metrics-addr", &format!("127.0.0.1:{}", ports.1)])
         .args(["--health-addr", &format!("127.0.0.1:{}", ports.2)])
+        // The status API is not measured; a free port keeps its default from colliding.
+        .args(["--api-addr", &format!("127.0.0.1:{}", free_port()?)])
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())
@@ -245,30 +344,38 @@ fn serve(bin: &Path, manifests: &Path, data: &Path, ports: (u16, u16, u16)) -> R
     Ok(Killed(child))
 }
 
-/// Runs the daemon benchmark with the release binary `bin`.
-pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
-    ensure_wrk()?;
-    std::fs::create_dir_all(work)?;
-    let script = work.join("post.lua");
-    std::fs::write(&script, LUA)?;
+fn script(work: &Path, objects: u64) -> Result<PathBuf> {
+    let path = work.join(format!("post-{objects}.lua"));
+    std::fs::write(&path, LUA.replace("OBJECTS", &objects.to_string()))?;
+    Ok(path)
+}
 
-    let sink_port = free_port()?;
-    let _sink = Killed(
-        Command::new(bin)
-            .args([
-                "receive",
-                "--quiet",
-                "--addr",
-                &format!("127.0.0.1:{sink_port}"),
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the sink")?,
-    );
+const DELIVERED: &str = "herald_deliveries_total{namespace=\"bench\",name=\"sink\",type=\"generic\",outcome=\"success\"}";
+
+/// Starts `herald receive --quiet` on a free port.
+fn sink(bin: &Path) -> Result<(u16, Killed)> {
+    let port = free_port()?;
+    let child = Command::new(bin)
+        .args(["receive", "--quiet", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the sink")?;
     std::thread::sleep(Duration::from_millis(300));
-    let raw = wrk(&script, sink_port)?;
+    Ok((port, Killed(child)))
+}
 
-    let manifests = work.join("manifests");
+/// One load run against a fresh daemon with a fresh outbox. `drain`: wait until everything
+/// accepted is delivered and check that it was (otherwise the daemon is killed at the end of
+/// the load). Returns the run and the data dir.
+fn load_run(
+    bin: &Path,
+    work: &Path,
+    name: &str,
+    objects: u64,
+    sink_port: u16,
+    drain: bool,
+) -> Result<(LoadRun, PathBuf)> {
+    let manifests = work.join(format!("manifests-{name}"));
     std::fs::create_dir_all(&manifests)?;
     std::fs::write(
         manifests.join("bench.yaml"),
@@ -277,7 +384,7 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
         ),
     )?;
     let ports = (free_port()?, free_port()?, free_port()?);
-    let data = work.join("data");
+    let data = work.join(format!("data-{name}"));
     // A fresh outbox, so that its size is this run's.
     if data.exists() {
         std::fs::remove_dir_all(&data)?;
@@ -286,38 +393,88 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
     wait_ready(ports.2, Duration::from_secs(10))?;
     std::thread::sleep(Duration::from_secs(1));
     let pid = daemon.0.id();
-    let idle_rss_kib = rss_kib(pid, "VmRSS:")?;
+    let mut run = LoadRun {
+        idle_rss_kib: rss_kib(pid, "VmRSS:")?,
+        ..LoadRun::default()
+    };
+    let script = script(work, objects)?;
+    let before = metric(ports.1, DELIVERED)?;
+    let commits = |port| -> Result<(f64, f64, f64)> {
+        Ok((
+            metric(port, "herald_outbox_commits_total")?,
+            metric(port, "herald_outbox_commit_seconds_total")?,
+            metric(port, "herald_outbox_appended_deliveries_total")?,
+        ))
+    };
+    let commits_before = commits(ports.1)?;
+    let cpu_before = cpu_ticks(pid)?;
     let started = Instant::now();
     let loaded = wrk(&script, ports.0)?;
-    let drain_deadline = Instant::now() + Duration::from_secs(120);
-    while metric(ports.1, "herald_queue_depth")? > 0.0 {
-        if Instant::now() > drain_deadline {
-            bail!("the daemon did not drain its queue within 2 minutes");
+    // Delivered while the load ran: read as soon as wrk is done.
+    let during = metric(ports.1, DELIVERED)? - before;
+    let commits_after = commits(ports.1)?;
+    let n = (commits_after.0 - commits_before.0).max(1.0);
+    run.commit_ms = (commits_after.1 - commits_before.1) * 1000.0 / n;
+    run.appended_per_commit = (commits_after.2 - commits_before.2) / n;
+    let load_secs = started.elapsed().as_secs_f64().max(SECONDS);
+    run.accepted = loaded.requests - loaded.non_2xx;
+    run.accepted_rps = run.accepted as f64 / SECONDS;
+    run.shed = loaded.non_2xx;
+    run.delivered_rps = during / load_secs;
+    run.p50_ms = loaded.p50_ms;
+    run.p99_ms = loaded.p99_ms;
+    if drain {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while metric(ports.1, "herald_queue_depth")? > 0.0 {
+            if Instant::now() > deadline {
+                bail!("{name}: the daemon did not drain its queue within 3 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        run.drained_rps = metric(ports.1, DELIVERED)? / started.elapsed().as_secs_f64();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let delivered = metric(
-        ports.1,
-        "herald_deliveries_total{namespace=\"bench\",name=\"sink\",type=\"generic\",outcome=\"success\"}",
-    )? as u64;
-    let peak_rss_kib = rss_kib(pid, "VmHWM:")?;
-    let (lag_p50_ms, lag_p99_ms) = lag_quantiles(ports.1)?;
+    run.delivered = metric(ports.1, DELIVERED)? as u64;
+    // Ticks of 10 ms (USER_HZ is 100 on Linux).
+    let cpu_ms = (cpu_ticks(pid)? - cpu_before) as f64 * 10.0;
+    run.cpu_us_per_event = cpu_ms * 1000.0 / (run.delivered.max(1) as f64);
+    run.peak_rss_kib = rss_kib(pid, "VmHWM:")?;
+    (run.lag_p50_ms, run.lag_p99_ms) = lag_quantiles(ports.1).unwrap_or((0.0, 0.0));
     drop(daemon);
     // Nothing is pruned within the run (retention 1h), so this holds every accepted event.
-    let outbox_bytes = std::fs::metadata(data.join("outbox.redb"))
+    run.outbox_bytes = std::fs::metadata(data.join("outbox.redb"))
         .context("the outbox file")?
         .len();
-    let accepted = loaded.requests - loaded.non_2xx;
     // wrk stops counting at the deadline: up to one request per connection was accepted
     // without being counted.
     let in_flight: u64 = CONNECTIONS.parse()?;
-    if delivered < accepted || delivered > accepted + in_flight {
-        bail!("{delivered} events delivered, but {accepted} were accepted (answered 202)");
+    if drain && (run.delivered < run.accepted || run.delivered > run.accepted + in_flight) {
+        bail!(
+            "{name}: {} events delivered, but {} were accepted (answered 202)",
+            run.delivered,
+            run.accepted
+        );
     }
+    Ok((run, data))
+}
 
+/// Runs the daemon benchmark with the release binary `bin`.
+pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
+    ensure_wrk()?;
+    std::fs::create_dir_all(work)?;
+
+    let (sink_port, _sink) = sink(bin)?;
+    let raw = wrk(&script(work, 256)?, sink_port)?;
+    let (spread, data) = load_run(bin, work, "spread", 256, sink_port, true)?;
+    let (single, _) = load_run(bin, work, "single", 1, sink_port, true)?;
+    let limiter = LimitedSink::start(LIMIT_RPS)?;
+    let (mut limited, _) = load_run(bin, work, "limited", 256, limiter.port, false)?;
+    limited.limit_rps = LIMIT_RPS as f64;
+    limited.answered_429 = limiter.refused();
+
+    let (fsync_p50_ms, fsync_mean_ms) = fsync_ms(work, 300)?;
     let startup_ms = startup(bin, work)?;
-    // The load run ended with SIGKILL: the next start checks and repairs the outbox.
+    // The spread run ended with SIGKILL: the next start checks and repairs its outbox.
+    let manifests = work.join("manifests-spread");
     let ports = (free_port()?, free_port()?, free_port()?);
     let started = Instant::now();
     let daemon = serve(bin, &manifests, &data, ports)?;
@@ -326,20 +483,101 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
     drop(daemon);
     Ok(DaemonBench {
         raw_rps: raw.rps,
-        accepted_rps: accepted as f64 / 10.0,
-        shed: loaded.non_2xx,
-        delivered_rps: delivered as f64 / elapsed,
-        delivered,
-        p50_added_ms: loaded.p50_ms - raw.p50_ms,
-        p99_added_ms: loaded.p99_ms - raw.p99_ms,
-        lag_p50_ms,
-        lag_p99_ms,
-        idle_rss_kib,
-        peak_rss_kib,
+        raw_p50_ms: raw.p50_ms,
+        raw_p99_ms: raw.p99_ms,
+        spread,
+        single,
+        limited,
         startup_ms,
-        outbox_bytes,
         recovery_ms,
+        fsync_p50_ms,
+        fsync_mean_ms,
     })
+}
+
+/// A sink that answers 200 to at most `limit` requests per second (fixed one-second windows)
+/// and `429 Too Many Requests` with `Retry-After: 1` beyond: a service with a published rate
+/// limit. One thread per connection; HTTP/1.1 with `Content-Length` bodies, kept alive.
+struct LimitedSink {
+    port: u16,
+    refused: Arc<AtomicU64>,
+}
+
+impl LimitedSink {
+    fn start(limit: u64) -> Result<LimitedSink> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let refused = Arc::new(AtomicU64::new(0));
+        let window = Arc::new(Mutex::new((Instant::now(), 0u64)));
+        let counter = refused.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let window = window.clone();
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_limited(stream, &window, &counter, limit);
+                });
+            }
+        });
+        Ok(LimitedSink { port, refused })
+    }
+
+    fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_limited(
+    stream: TcpStream,
+    window: &Mutex<(Instant, u64)>,
+    refused: &AtomicU64,
+    limit: u64,
+) -> Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    loop {
+        // The request line, then headers up to the blank line, then the body.
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        let allowed = {
+            let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
+            if w.0.elapsed() >= Duration::from_secs(1) {
+                *w = (Instant::now(), 0);
+            }
+            w.1 += 1;
+            w.1 <= limit
+        };
+        if allowed {
+            writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
+        } else {
+            refused.fetch_add(1, Ordering::SeqCst);
+            writer.write_all(
+                b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n",
+            )?;
+        }
+    }
 }
 
 /// Median time from spawn to `/readyz` answering 200, with 1,000 Providers and 1,000 Alerts.

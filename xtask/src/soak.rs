@@ -99,6 +99,7 @@ pub(crate) fn run(bin: &Path, work: &Path, minutes: f64, svg: &Path) -> Result<(
             .args(["--events-addr", &format!("127.0.0.1:{events}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .args(["--health-addr", &format!("127.0.0.1:{health}")])
+            .args(["--api-addr", &format!("127.0.0.1:{}", free_port()?)])
             .args(["--rate-limit-interval", "30s", "--data-dir"])
             .arg(work.join("data"))
             .stdout(Stdio::null())

@@ -1,6 +1,7 @@
 //! The two ways a provider can fail: building it, and delivering to it.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::{Family, ProviderType};
 
@@ -62,6 +63,7 @@ pub struct DeliveryError {
     message: String,
     retryable: bool,
     status: Option<u16>,
+    retry_after: Option<Duration>,
 }
 
 impl DeliveryError {
@@ -71,6 +73,7 @@ impl DeliveryError {
             message: message.into(),
             retryable: true,
             status: None,
+            retry_after: None,
         }
     }
 
@@ -80,12 +83,19 @@ impl DeliveryError {
             message: message.into(),
             retryable: false,
             status: None,
+            retry_after: None,
         }
     }
 
     /// Attaches the HTTP status the service answered.
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Attaches the wait the service asked for before the next attempt (`Retry-After`).
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
         self
     }
 
@@ -99,9 +109,26 @@ impl DeliveryError {
         self.status
     }
 
+    /// The wait the service asked for before the next attempt, if it said (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether the service said it is rate limiting (HTTP 429): the whole Provider should slow
+    /// down, not just this delivery.
+    pub fn is_rate_limited(&self) -> bool {
+        self.status == Some(429)
+    }
+
     /// The message.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// Rewrites the message (to mask it, say), keeping the classification.
+    pub fn map_message(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        self.message = f(&self.message);
+        self
     }
 
     /// Prefixes the message with context, keeping the classification.

@@ -5,7 +5,8 @@
 //! ([`manifest`]), the list of every upstream provider type with the family and cargo feature
 //! that implements it ([`ProviderType`], [`Family`]), the resolved configuration a provider is
 //! built from ([`ProviderConfig`]), the [`Notifier`] trait with its [`Registry`] of factories,
-//! and the typed errors ([`BuildError`], [`DeliveryError`]).
+//! the typed errors ([`BuildError`], [`DeliveryError`]), the one retry policy ([`retry`]) and
+//! the ordering key that says which deliveries must go out one after another ([`OrderingKey`]).
 //!
 //! It is *not* a client: it does no I/O at all, spawns nothing and knows no HTTP library.
 //! Manifests are parsed from text that the caller reads ([`manifest::ManifestSet::add_file`]),
@@ -35,7 +36,9 @@ pub mod manifest;
 pub mod matching;
 pub mod metadata;
 mod notifier;
+mod ordering;
 mod provider_type;
+pub mod retry;
 mod secret;
 pub mod text;
 
@@ -43,5 +46,7 @@ pub use config::{ProviderConfig, ProxyConfig, TlsMaterial};
 pub use error::{BuildError, DeliveryError};
 pub use event::{Event, ObjectReference, Severity, Timestamp};
 pub use notifier::{Factory, Notifier, NotifyFuture, Registry};
+pub use ordering::OrderingKey;
 pub use provider_type::{Family, ProviderType};
+pub use retry::RetryPolicy;
 pub use secret::{Masker, REDACTED, SecretBytes, SecretString};

@@ -14,8 +14,10 @@ pub type NotifyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError
 /// A destination built from one Provider: posts events to it.
 ///
 /// `post` receives the event as the provider should see it (metadata already combined and
-/// stripped). It does its own per-request retries within the provider timeout and returns a
-/// [`DeliveryError`] that says whether a later attempt is worth it.
+/// stripped) and makes one attempt, bounded by the provider timeout (unless the notifier was
+/// built with a retry policy of its own). Its [`DeliveryError`] says whether a later attempt is
+/// worth it and, when the service said so, after how long (`Retry-After`): retrying is the
+/// caller's job, with [`crate::RetryPolicy`].
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// Delivers one event.
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a>;

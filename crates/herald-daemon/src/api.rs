@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::dispatch::rfc3339;
+use crate::engine::RemoveError;
 use crate::outbox::{Record, State};
 
 type Reply = Response<Full<Bytes>>;
@@ -54,18 +55,28 @@ pub fn delivery_json(r: &Record, in_flight: bool) -> Value {
         "object": r.object,
         "reason": r.reason,
         "state": if in_flight { "in-flight" } else { r.state.as_str() },
+        "dead_reason": r.dead_reason.map(|d| d.as_str()),
         "attempts": r.attempts,
         "accepted": rfc3339(r.accepted_at),
         "last_attempt": r.last_attempt_at.map(rfc3339),
         "next_attempt": r.next_attempt_at.map(rfc3339),
+        "age_from": rfc3339(r.clock_from),
         "finished": r.finished_at.map(rfc3339),
         "last_error": r.last_error,
     })
 }
 
+/// A delivery's event for the API: `null` once delivered (the outbox keeps only what the
+/// listing shows of it then).
+pub fn event_json(event: Option<&herald_core::Event>) -> Value {
+    event.map_or(Value::Null, |e| {
+        serde_json::to_value(e).unwrap_or(Value::Null)
+    })
+}
+
 /// The query of a URI as decoded pairs.
 fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect()
 }
@@ -130,7 +141,7 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
     // State changes reach the outbox through its writer a moment after they happen: commit
     // them first, so that what the outbox says agrees with `/api/v1/providers`.
     if segments.first() == Some(&"deliveries")
-        && let Err(e) = d.store().flush().await
+        && let Err(e) = crate::outbox::flush(&**d.store()).await
     {
         return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
     }
@@ -152,7 +163,7 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
             };
             let provider = param("provider");
             let in_flight = d.in_flight();
-            match d.store().list(limit, |r| {
+            match d.store().list(limit, &mut |r| {
                 state.is_none_or(|s| s == r.state) && provider.is_none_or(|p| p == r.provider)
             }) {
                 Ok(list) => {
@@ -189,7 +200,7 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
                 (&Method::GET, []) => match d.store().get_with_event(id) {
                     Ok(Some((r, event))) => {
                         let mut v = delivery_json(&r, d.in_flight().contains(&id));
-                        v["event"] = serde_json::to_value(event).unwrap_or(Value::Null);
+                        v["event"] = event_json(event.as_ref());
                         json_reply(StatusCode::OK, &v)
                     }
                     Ok(None) => not_found(id),
@@ -199,7 +210,10 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
                 (&Method::DELETE, []) => match d.remove(id).await {
                     Ok(Some(_)) => json_reply(StatusCode::OK, &json!({ "dropped": id })),
                     Ok(None) => not_found(id),
-                    Err(e) => error(StatusCode::CONFLICT, &e),
+                    Err(e @ RemoveError::InFlight(_)) => {
+                        error(StatusCode::CONFLICT, &e.to_string())
+                    }
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
                 },
                 _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             }

@@ -8,8 +8,8 @@
 //! configured, and errors name files, never their contents.
 //!
 //! It is not the HTTP server: `server.rs` asks it for a TLS acceptor, the limits, and whether a
-//! request is authorized. The HMAC scheme is the `generic-hmac` one checked by
-//! [`crate::receiver::verify`], so one herald's `generic-hmac` Provider can feed another herald.
+//! request is authorized. The HMAC scheme is `generic-hmac`'s, checked by
+//! [`herald_webhook::verify`], so one herald's `generic-hmac` Provider can feed another herald.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,67 @@ use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
 
 use crate::Options;
-use crate::receiver::{Signature, verify};
+use herald_webhook::{Signature, verify};
+
+/// Why the event endpoint's defences cannot be set up; every message names the flag or file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// `--events-max-connections 0`.
+    #[error("--events-max-connections must be at least 1")]
+    NoConnections,
+    /// A zero header or read timeout.
+    #[error("--events-header-timeout and --events-read-timeout must be more than 0s")]
+    ZeroTimeout,
+    /// A certificate without a key, or a key without a certificate.
+    #[error("--events-tls-cert and --events-tls-key must be given together")]
+    HalfTls,
+    /// A file cannot be read.
+    #[error("cannot read the {what} file {}: {source}", path.display())]
+    Read {
+        /// `bearer token`, `HMAC key`, `TLS key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A secret file holds only whitespace.
+    #[error("the {what} file {} is empty", path.display())]
+    Empty {
+        /// `bearer token`, `HMAC key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The certificate file is not PEM.
+    #[error("cannot read PEM certificates from {}: {message}", path.display())]
+    Certificates {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The certificate file holds no certificate.
+    #[error("no PEM certificate in {}", .0.display())]
+    NoCertificate(PathBuf),
+    /// The key file holds no usable key (its content is never shown).
+    #[error("no usable PEM private key in {}", .0.display())]
+    NoKey(PathBuf),
+    /// rustls refused the configuration.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// The key does not belong to the certificate.
+    #[error("the TLS certificate {} and key {} do not work together: {message}", cert.display(), key.display())]
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls' reason.
+        message: String,
+    },
+}
 
 /// Why a request was refused before its event was looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,23 +126,17 @@ impl fmt::Debug for Guard {
 
 impl Guard {
     /// Reads every configured file; an error names the file and what is wrong with it.
-    pub(crate) fn load(options: &Options) -> Result<Guard, String> {
+    pub(crate) fn load(options: &Options) -> Result<Guard, GuardError> {
         if options.events_max_connections == 0 {
-            return Err("--events-max-connections must be at least 1".to_owned());
+            return Err(GuardError::NoConnections);
         }
         if options.events_header_timeout.is_zero() || options.events_read_timeout.is_zero() {
-            return Err(
-                "--events-header-timeout and --events-read-timeout must be more than 0s".to_owned(),
-            );
+            return Err(GuardError::ZeroTimeout);
         }
         let tls_files = match (&options.events_tls_cert, &options.events_tls_key) {
             (Some(c), Some(k)) => Some((c.clone(), k.clone())),
             (None, None) => None,
-            _ => {
-                return Err(
-                    "--events-tls-cert and --events-tls-key must be given together".to_owned(),
-                );
-            }
+            _ => return Err(GuardError::HalfTls),
         };
         let guard = Guard {
             tls_files,
@@ -101,7 +155,7 @@ impl Guard {
 
     /// Re-reads the files. On an error nothing changes: the previous certificate, token and
     /// key stay in force.
-    pub(crate) fn reload(&self) -> Result<(), String> {
+    pub(crate) fn reload(&self) -> Result<(), GuardError> {
         let tls = match &self.tls_files {
             Some((cert, key)) => Some(load_tls(cert, key)?),
             None => None,
@@ -177,7 +231,7 @@ impl fmt::Debug for BearerToken {
 
 impl BearerToken {
     /// Reads the token in `file`; an error names the file, never its content.
-    pub(crate) fn load(file: &Path) -> Result<BearerToken, String> {
+    pub(crate) fn load(file: &Path) -> Result<BearerToken, GuardError> {
         Ok(BearerToken {
             digest: RwLock::new(token_digest(file, "API token")?),
             file: file.to_owned(),
@@ -185,7 +239,7 @@ impl BearerToken {
     }
 
     /// Re-reads the file; on an error the previous token stays in force.
-    pub(crate) fn reload(&self) -> Result<(), String> {
+    pub(crate) fn reload(&self) -> Result<(), GuardError> {
         let digest = token_digest(&self.file, "API token")?;
         *self.digest.write().unwrap_or_else(|e| e.into_inner()) = digest;
         Ok(())
@@ -199,7 +253,7 @@ impl BearerToken {
 }
 
 /// The digest of the token in `path`.
-fn token_digest(path: &Path, what: &str) -> Result<[u8; 32], String> {
+fn token_digest(path: &Path, what: &'static str) -> Result<[u8; 32], GuardError> {
     Ok(digest(&read_secret_file(path, what)?))
 }
 
@@ -231,43 +285,52 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// Reads a secret file: surrounding whitespace and line ends are dropped (as Kubernetes Secret
 /// volumes and `echo` leave them); an empty file is an error. Errors never include the content.
-fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    let raw = std::fs::read(path)
-        .map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?;
+fn read_secret_file(path: &Path, what: &'static str) -> Result<Vec<u8>, GuardError> {
+    let raw = std::fs::read(path).map_err(|source| GuardError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
     let text = raw.trim_ascii();
     if text.is_empty() {
-        return Err(format!("the {what} file {} is empty", path.display()));
+        return Err(GuardError::Empty {
+            what,
+            path: path.to_owned(),
+        });
     }
     Ok(text.to_vec())
 }
 
 /// Builds a TLS 1.2/1.3 acceptor with *ring*, announcing HTTP/1.1 only.
-fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, GuardError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("cannot read PEM certificates from {}: {e}", cert.display()))?;
+        .map_err(|e| GuardError::Certificates {
+            path: cert.to_owned(),
+            message: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(format!("no PEM certificate in {}", cert.display()));
+        return Err(GuardError::NoCertificate(cert.to_owned()));
     }
     // The error of a key file is not printed: a malformed key's text could appear in it.
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
-        rustls_pki_types::pem::Error::Io(io) => {
-            format!("cannot read the TLS key file {}: {io}", key.display())
-        }
-        _ => format!("no usable PEM private key in {}", key.display()),
+        rustls_pki_types::pem::Error::Io(source) => GuardError::Read {
+            what: "TLS key",
+            path: key.to_owned(),
+            source,
+        },
+        _ => GuardError::NoKey(key.to_owned()),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .map_err(|e| GuardError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| {
-            format!(
-                "the TLS certificate {} and key {} do not work together: {e}",
-                cert.display(),
-                key.display()
-            )
+        .map_err(|e| GuardError::Mismatch {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            message: e.to_string(),
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
@@ -300,7 +363,9 @@ mod tests {
             b"s3cr3t-value"
         );
         std::fs::write(&path, "\n\n").unwrap();
-        let err = read_secret_file(&path, "bearer token").unwrap_err();
+        let err = read_secret_file(&path, "bearer token")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is empty"), "{err}");
         std::fs::write(
             dir.join("key.pem"),
@@ -311,6 +376,7 @@ mod tests {
         let Err(err) = load_tls(&dir.join("cert.pem"), &dir.join("key.pem")) else {
             panic!("bad TLS files were accepted");
         };
+        let err = err.to_string();
         assert!(err.contains("no PEM certificate"), "{err}");
         std::fs::write(
             dir.join("cert.pem"),
@@ -320,6 +386,7 @@ mod tests {
         let Err(err) = load_tls(&dir.join("cert.pem"), &dir.join("key.pem")) else {
             panic!("bad TLS files were accepted");
         };
+        let err = err.to_string();
         assert!(err.contains("no usable PEM private key"), "{err}");
         assert!(!err.contains("s3cr3t"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);

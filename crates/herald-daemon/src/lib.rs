@@ -2,12 +2,14 @@
 //!
 //! It listens for Flux events on the events address (any path, POST of a Flux event, 202 as
 //! Flux answers), suppresses duplicates with Flux's key and window, matches the event against
-//! the Alerts, applies Flux's per-alert gating and metadata rules, and queues one delivery per
-//! (event, Alert, Provider), delivered in arrival order per Provider with bounded concurrency
-//! overall. It serves `/healthz`, `/readyz`, Prometheus `/metrics` and the status API
-//! ([`api`]), each on its own address. It takes the manifests object by object, as Flux does:
-//! a broken object is reported (log, `/readyz`, `/api/v1/objects`, `herald_object_ready`) and
-//! every other one works. It reloads the manifests when they change or on SIGHUP, and on
+//! the Alerts, applies Flux's per-alert gating and metadata rules, records one delivery per
+//! (event, Alert, Provider) in its outbox before it answers 202, and delivers them: several at
+//! once per Provider, in order per ordering key (see [`herald_core::OrderingKey`]), retried
+//! durably, with per-Provider quotas. It serves `/healthz`, `/readyz`, Prometheus `/metrics`
+//! and the status API ([`api`]), each on its own address. It takes the manifests object by
+//! object, as Flux does: a broken object is reported (log, `/readyz`, `/api/v1/objects`,
+//! `herald_object_ready`) and every other one works. It reloads the manifests when they change
+//! or on SIGHUP, and on
 //! SIGTERM stops accepting and finishes what it accepted, up to a deadline.
 //!
 //! It is not a provider: it knows providers only through [`herald_core::Notifier`], built by
@@ -16,6 +18,7 @@
 
 pub mod api;
 mod dispatch;
+mod engine;
 mod guard;
 pub mod manifests;
 mod metrics;
@@ -24,6 +27,7 @@ pub mod ratelimit;
 pub mod receiver;
 mod server;
 mod state;
+mod transition;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,11 +41,14 @@ use tokio::sync::watch;
 use herald_core::Registry;
 use herald_core::manifest::{self, ObjectKey};
 
+pub use engine::default_window;
+pub use guard::GuardError;
 pub use server::{HEADER_TIMEOUT, MAX_BODY, MAX_DRAIN, MAX_HEADER_BYTES, READ_TIMEOUT};
 pub use state::Snapshot;
 
 use crate::dispatch::Dispatcher;
 use crate::metrics::{Metrics, ObjectLabels, ResultLabels};
+use crate::outbox::{Backend, Health, OpenError, StoreError};
 use crate::ratelimit::RateLimiter;
 
 /// How the daemon runs (the flags of `herald serve`).
@@ -69,10 +76,16 @@ pub struct Options {
     pub reload_interval: Duration,
     /// How long SIGTERM waits for accepted deliveries to finish.
     pub shutdown_timeout: Duration,
-    /// Deliveries running at once, over all Providers.
+    /// Attempts running at once, over all Providers (a Provider with none in flight may
+    /// always start one).
     pub concurrency: usize,
-    /// Deliveries waiting before new events get 503.
+    /// Deliveries waiting over all Providers before new ones are refused.
     pub max_pending: usize,
+    /// Deliveries waiting per Provider before its new ones are refused (dead, reason `quota`).
+    pub provider_max_pending: usize,
+    /// Every Provider's window (its deliveries attempted at once), unless its
+    /// `herald.dev/max-in-flight` annotation says otherwise; `None`: its family's default.
+    pub provider_max_in_flight: Option<usize>,
     /// Where the outbox lives.
     pub data_dir: PathBuf,
     /// A delivery still failing this long after it was accepted is dead-lettered.
@@ -104,21 +117,71 @@ pub struct Options {
 /// Event connections served at once unless told otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
+/// A listen address that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid listen address {input:?}: {reason} (expected HOST:PORT or :PORT)")]
+pub struct AddrError {
+    /// What was given.
+    pub input: String,
+    /// Why it is not an address.
+    pub reason: String,
+}
+
 /// Parses a listen address; `:9090` means every interface, as in Flux.
-pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, AddrError> {
     let full = if s.starts_with(':') {
         format!("0.0.0.0{s}")
     } else {
         s.to_owned()
     };
     full.parse()
-        .map_err(|e| format!("invalid listen address {s:?}: {e} (expected HOST:PORT or :PORT)"))
+        .map_err(|e: std::net::AddrParseError| AddrError {
+            input: s.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Why the daemon could not start, or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The event endpoint's TLS, token or HMAC settings.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    /// `--require-all-objects` and some object is not ready (every problem, with file and line).
+    #[error("--require-all-objects: not starting, {0}")]
+    NotAllReady(manifest::ManifestErrors),
+    /// The outbox cannot be opened.
+    #[error(transparent)]
+    Outbox(#[from] OpenError),
+    /// The outbox opened but cannot be read.
+    #[error("cannot read the outbox {}: {source}", path.display())]
+    Load {
+        /// The outbox file.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// A listener cannot be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// `events`, `metrics`, `health` or `status API`.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The outbox stopped for good while running (its writer crashed). What was accepted is on
+    /// disk: a restart resumes it.
+    #[error("the outbox cannot go on ({0}); herald stops so that it is restarted")]
+    OutboxStopped(String),
 }
 
 /// State shared by the listeners and the background tasks.
 struct Shared {
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
-    limiter: RateLimiter,
+    limiter: Arc<RateLimiter>,
     dispatcher: Dispatcher,
     metrics: Arc<Metrics>,
     prometheus: prometheus_client::registry::Registry,
@@ -157,7 +220,7 @@ pub async fn run(
     registry: Registry,
     stop: impl std::future::Future<Output = ()>,
     on_bound: impl FnOnce(Bound),
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let started = Instant::now();
     let guard = Arc::new(guard::Guard::load(&options)?);
     tracing::info!(guard = ?guard, "event endpoint limits and defences");
@@ -171,10 +234,7 @@ pub async fn run(
     let snapshot = Snapshot::load(&options.manifests, &registry);
     if options.require_all_objects && !snapshot.catalog.all_ready() {
         let problems = snapshot.catalog.problems().into_iter().cloned().collect();
-        return Err(format!(
-            "--require-all-objects: not starting, {}",
-            manifest::ManifestErrors(problems)
-        ));
+        return Err(RunError::NotAllReady(manifest::ManifestErrors(problems)));
     }
     log_objects(&snapshot, None);
     tracing::info!(
@@ -186,8 +246,10 @@ pub async fn run(
         "manifests loaded"
     );
 
-    let store = outbox::Store::open(&options.data_dir).map_err(|e| e.to_string())?;
-    tracing::info!(file = %store.path().display(), bytes = store.disk_bytes(), "outbox opened");
+    let redb = outbox::Store::open(&options.data_dir)?;
+    let path = redb.path().to_owned();
+    let store: Arc<dyn Backend> = Arc::new(redb);
+    tracing::info!(file = %path.display(), bytes = store.disk_bytes(), "outbox opened");
     let mut prometheus = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::new(&mut prometheus));
     set_object_metrics(&metrics, &snapshot);
@@ -196,9 +258,11 @@ pub async fn run(
     let dispatcher = Dispatcher::new(
         store.clone(),
         snapshot.clone(),
-        dispatch::Settings {
+        &dispatch::Settings {
             concurrency: options.concurrency,
             max_pending: options.max_pending,
+            provider_max_pending: options.provider_max_pending,
+            provider_max_in_flight: options.provider_max_in_flight,
             no_cross_namespace_refs: options.no_cross_namespace_refs,
             max_age: options.delivery_max_age,
             backoff_max: options.retry_backoff_max,
@@ -207,10 +271,10 @@ pub async fn run(
         metrics.clone(),
         stop_rx.clone(),
     )
-    .map_err(|e| format!("cannot read the outbox {}: {e}", store.path().display()))?;
+    .map_err(|source| RunError::Load { path, source })?;
     let shared = Arc::new(Shared {
         snapshot,
-        limiter: RateLimiter::new(options.rate_limit_interval),
+        limiter: Arc::new(RateLimiter::new(options.rate_limit_interval)),
         dispatcher,
         metrics,
         prometheus,
@@ -221,20 +285,24 @@ pub async fn run(
     });
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
-        TcpListener::bind(addr)
+        let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+            .map_err(|source| RunError::Listen { addr, what, source })?;
+        let local =
+            listener
+                .local_addr()
+                .map_err(|source| RunError::Listen { addr, what, source })?;
+        Ok::<_, RunError>((listener, local))
     };
-    let events = bind(options.events_addr, "events").await?;
-    let metrics_l = bind(options.metrics_addr, "metrics").await?;
-    let health = bind(options.health_addr, "health").await?;
-    let api = bind(options.api_addr, "status API").await?;
-    let local = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
+    let (events, events_addr) = bind(options.events_addr, "events").await?;
+    let (metrics_l, metrics_addr) = bind(options.metrics_addr, "metrics").await?;
+    let (health, health_addr) = bind(options.health_addr, "health").await?;
+    let (api, api_addr) = bind(options.api_addr, "status API").await?;
     let bound = Bound {
-        events: local(&events)?,
-        metrics: local(&metrics_l)?,
-        health: local(&health)?,
-        api: local(&api)?,
+        events: events_addr,
+        metrics: metrics_addr,
+        health: health_addr,
+        api: api_addr,
     };
 
     let s = shared.clone();
@@ -285,7 +353,10 @@ pub async fn run(
     );
     on_bound(bound);
 
-    stop.await;
+    let outcome = tokio::select! {
+        () = stop => Ok(()),
+        why = outbox_stopped(store.clone()) => Err(RunError::OutboxStopped(why)),
+    };
     tracing::info!(
         pending = shared.dispatcher.pending(),
         "shutting down: no new events accepted"
@@ -304,7 +375,7 @@ pub async fn run(
     ] {
         task.abort();
     }
-    if let Err(e) = store.flush().await {
+    if let Err(e) = outbox::flush(&*store).await {
         tracing::error!(error = %e, "the outbox could not record the last delivery states; those deliveries may be sent again at the next start");
     }
     store.close();
@@ -316,7 +387,17 @@ pub async fn run(
     } else {
         tracing::info!("stopped; all accepted deliveries finished");
     }
-    Ok(())
+    outcome
+}
+
+/// Resolves, with the reason, if the outbox stops for good.
+async fn outbox_stopped(store: Arc<dyn Backend>) -> String {
+    loop {
+        if let Health::Stopped(why) = store.health() {
+            return why;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Resolves once the stop flag is set (or its sender is gone).
@@ -341,6 +422,10 @@ async fn sweep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// The most records one prune removes: pruning goes in chunks, each its own commit, so that
+/// the events committed beside it never wait long.
+const PRUNE_CHUNK: usize = 2000;
+
 /// Prunes delivered and dead records past their retention, every so often.
 async fn prune(
     shared: Arc<Shared>,
@@ -349,14 +434,27 @@ async fn prune(
     mut stop: watch::Receiver<bool>,
 ) {
     let every = (retention / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    let mut wait = every;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {
+            _ = tokio::time::sleep(wait) => {
                 let now = outbox::now_ms();
                 let before = |d: Duration| now.saturating_sub(d.as_millis() as u64);
-                if let Err(e) = shared.dispatcher.store().prune(before(retention), before(dead_retention)) {
-                    tracing::warn!(error = %e, "cannot prune the outbox");
-                }
+                let (done, pruned) = outbox::done_channel();
+                let store = shared.dispatcher.store();
+                let pruned = match store.prune(before(retention), before(dead_retention), PRUNE_CHUNK, done) {
+                    Ok(()) => pruned.await.unwrap_or(Err(StoreError::Stopped)),
+                    Err(e) => Err(e),
+                };
+                // A full chunk: there is more, go on soon (but let other commits through).
+                wait = match pruned {
+                    Ok(n) if n >= PRUNE_CHUNK => Duration::from_millis(20),
+                    Ok(_) => every,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot prune the outbox");
+                        every
+                    }
+                };
             }
             _ = stopped(&mut stop) => return,
         }
@@ -455,6 +553,7 @@ fn reload(shared: &Shared, registry: &Registry, options: &Options, reason: &str)
             "manifests reloaded"
         );
         set_object_metrics(&shared.metrics, &snapshot);
+        shared.dispatcher.configure(&snapshot);
         *shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         "success"
     };
@@ -523,6 +622,7 @@ mod tests {
         assert!(
             parse_listen_addr("localhost")
                 .unwrap_err()
+                .to_string()
                 .contains("expected HOST:PORT")
         );
     }

@@ -1,5 +1,9 @@
 //! Prometheus metrics, herald's own and Flux's `gotk_event_http_request_duration_seconds`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,7 +23,7 @@ pub(crate) struct CodeLabels {
 pub(crate) struct HttpLabels {
     /// HTTP status code answered.
     pub(crate) code: String,
-    /// Request method.
+    /// Request method: one of [`method_label`]'s, so that a client cannot grow the label set.
     pub(crate) method: String,
     /// Always `/`, as in Flux without `--export-http-path-metrics`.
     pub(crate) handler: String,
@@ -76,6 +80,9 @@ pub(crate) struct ResultLabels {
     pub(crate) result: String,
 }
 
+/// The event server's counter and histogram per (code, method).
+type EventHandles = HashMap<(u16, &'static str), (Counter, Histogram)>;
+
 /// Every metric the daemon exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -107,10 +114,21 @@ pub(crate) struct Metrics {
     pub(crate) provider_last_failure: Family<ProviderLabels, Gauge>,
     /// 1 while a Provider has been failing for longer than `--degraded-after`.
     pub(crate) provider_degraded: Family<ProviderLabels, Gauge>,
+    /// Deliveries being attempted per Provider.
+    pub(crate) provider_in_flight: Family<ProviderLabels, Gauge>,
+    /// Deliveries refused because their Provider (or herald) had too many waiting.
+    pub(crate) refused: Counter,
+    /// The event server's metric handles by (code, method), made once each.
+    event_handles: Mutex<EventHandles>,
     /// Deliveries given up (dead-lettered).
     pub(crate) dead_lettered: Counter,
     /// The outbox file's size.
     pub(crate) outbox_bytes: Gauge,
+    /// Outbox commits, their total time and the deliveries they appended (set from the
+    /// backend's own counts at each scrape).
+    pub(crate) outbox_commits: Counter,
+    pub(crate) outbox_commit_seconds: Counter<f64, AtomicU64>,
+    pub(crate) outbox_appended: Counter,
     /// Events refused because the outbox could not record them.
     pub(crate) outbox_errors: Counter,
     /// 1 for each object of the manifests that is ready, 0 for one that is not.
@@ -148,8 +166,14 @@ impl Metrics {
             provider_last_success: Family::default(),
             provider_last_failure: Family::default(),
             provider_degraded: Family::default(),
+            provider_in_flight: Family::default(),
+            refused: Counter::default(),
+            event_handles: Mutex::new(HashMap::new()),
             dead_lettered: Counter::default(),
             outbox_bytes: Gauge::default(),
+            outbox_commits: Counter::default(),
+            outbox_commit_seconds: Counter::default(),
+            outbox_appended: Counter::default(),
             outbox_errors: Counter::default(),
             object_ready: Family::default(),
             alert_events_dropped: Family::default(),
@@ -225,6 +249,16 @@ impl Metrics {
             m.provider_degraded.clone(),
         );
         registry.register(
+            "herald_provider_in_flight",
+            "Deliveries being attempted per provider",
+            m.provider_in_flight.clone(),
+        );
+        registry.register(
+            "herald_deliveries_refused_quota",
+            "Deliveries refused (kept as dead, reason quota) because their provider had --provider-max-pending waiting, or herald --max-pending",
+            m.refused.clone(),
+        );
+        registry.register(
             "herald_deliveries_dead_lettered",
             "Deliveries given up and kept as dead",
             m.dead_lettered.clone(),
@@ -233,6 +267,21 @@ impl Metrics {
             "herald_outbox_size_bytes",
             "Size of the outbox file",
             m.outbox_bytes.clone(),
+        );
+        registry.register(
+            "herald_outbox_commits",
+            "Outbox commits (each one fsync, shared by the changes queued meanwhile)",
+            m.outbox_commits.clone(),
+        );
+        registry.register(
+            "herald_outbox_commit_seconds",
+            "Time spent in outbox commits, writing and syncing",
+            m.outbox_commit_seconds.clone(),
+        );
+        registry.register(
+            "herald_outbox_appended_deliveries",
+            "Deliveries recorded by outbox commits",
+            m.outbox_appended.clone(),
         );
         registry.register(
             "herald_outbox_write_errors",
@@ -250,5 +299,88 @@ impl Metrics {
             m.alert_events_dropped.clone(),
         );
         m
+    }
+}
+
+impl Metrics {
+    /// Brings the outbox counters up to the backend's counts.
+    pub(crate) fn outbox_commits(&self, now: crate::outbox::Commits) {
+        let add = |counter: &Counter, to: u64| {
+            let have = counter.get();
+            if to > have {
+                counter.inc_by(to - have);
+            }
+        };
+        add(&self.outbox_commits, now.count);
+        add(&self.outbox_appended, now.appended);
+        let seconds = now.micros as f64 / 1e6;
+        let have = self.outbox_commit_seconds.get();
+        if seconds > have {
+            self.outbox_commit_seconds.inc_by(seconds - have);
+        }
+    }
+
+    /// Counts an event request answered `code`, and how long it took.
+    pub(crate) fn event_answered(&self, code: u16, method: &'static str, seconds: f64) {
+        let (counter, histogram) = {
+            let mut handles = self.event_handles.lock().unwrap_or_else(|e| e.into_inner());
+            handles
+                .entry((code, method))
+                .or_insert_with(|| {
+                    let code = code.to_string();
+                    let counter = self
+                        .events_received
+                        .get_or_create(&CodeLabels { code: code.clone() })
+                        .clone();
+                    let histogram = self
+                        .http_seconds
+                        .get_or_create(&HttpLabels {
+                            code,
+                            method: method.to_owned(),
+                            handler: "/".to_owned(),
+                        })
+                        .clone();
+                    (counter, histogram)
+                })
+                .clone()
+        };
+        counter.inc();
+        histogram.observe(seconds);
+    }
+}
+
+/// The method label of a request: the standard methods by name, anything else `other`.
+pub(crate) fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_a_fixed_set() {
+        assert_eq!(method_label(&http::Method::POST), "POST");
+        let odd = http::Method::from_bytes("X".repeat(4096).as_bytes()).unwrap();
+        assert_eq!(method_label(&odd), "other");
+        let mut registry = Registry::default();
+        let m = Metrics::new(&mut registry);
+        for i in 0..100 {
+            let method = http::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+            m.event_answered(400, method_label(&method), 0.001);
+        }
+        assert_eq!(m.event_handles.lock().unwrap().len(), 1);
     }
 }

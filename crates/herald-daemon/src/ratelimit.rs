@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -50,19 +51,34 @@ struct Bucket {
     last_seen: Instant,
 }
 
+/// Duplicate windows kept at most (about 100 bytes each). Only events that matched an Alert
+/// get one.
+pub const MAX_KEYS: usize = 100_000;
+
 /// The in-memory limiter shared by every connection.
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
+    max_keys: usize,
     buckets: Mutex<HashMap<[u8; 32], Bucket>>,
+    full_logged: AtomicBool,
 }
 
 impl RateLimiter {
     /// A limiter with windows of `interval`; zero turns suppression off.
     pub fn new(interval: Duration) -> Self {
+        RateLimiter::with_max_keys(interval, MAX_KEYS)
+    }
+
+    /// A limiter that keeps at most `max_keys` windows. Beyond that, once the stale ones are
+    /// swept, new events are let through without a window of their own: at worst a duplicate
+    /// is delivered, never an event lost.
+    pub fn with_max_keys(interval: Duration, max_keys: usize) -> Self {
         RateLimiter {
             interval,
+            max_keys,
             buckets: Mutex::new(HashMap::new()),
+            full_logged: AtomicBool::new(false),
         }
     }
 
@@ -78,6 +94,22 @@ impl RateLimiter {
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let interval = self.interval.as_nanos();
+        if buckets.len() >= self.max_keys && !buckets.contains_key(&key) {
+            let ttl = self.interval * 2;
+            buckets.retain(|_, b| now.saturating_duration_since(b.last_seen) < ttl);
+            if buckets.len() >= self.max_keys {
+                if !self.full_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        windows = buckets.len(),
+                        "duplicate suppression is full: new events are accepted without a window until old ones expire"
+                    );
+                }
+                return Decision::Allowed {
+                    reset: wall + self.interval,
+                };
+            }
+            self.full_logged.store(false, Ordering::Relaxed);
+        }
         let bucket = buckets.entry(key).or_insert(Bucket {
             start: now,
             used_tick: u64::MAX,
@@ -211,6 +243,46 @@ mod tests {
             RateLimiter::new(Duration::ZERO).check(k, t0, wall),
             Decision::Off
         );
+    }
+
+    #[test]
+    fn windows_are_capped() {
+        let rl = RateLimiter::with_max_keys(Duration::from_secs(60), 2);
+        let t0 = Instant::now();
+        let wall = SystemTime::now();
+        let k = |m: &str| key(&event(m, &[]));
+        assert!(matches!(
+            rl.check(k("a"), t0, wall),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            rl.check(k("b"), t0, wall),
+            Decision::Allowed { .. }
+        ));
+        // Full: a third event goes through, but gets no window, so its repeat goes through too.
+        assert!(matches!(
+            rl.check(k("c"), t0, wall),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            rl.check(k("c"), t0, wall),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            rl.check(k("a"), t0, wall),
+            Decision::Duplicate { .. }
+        ));
+        assert_eq!(rl.sweep(t0), 2);
+        // Once the old windows are stale they make room.
+        let later = t0 + Duration::from_secs(121);
+        assert!(matches!(
+            rl.check(k("c"), later, wall),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            rl.check(k("c"), later, wall),
+            Decision::Duplicate { .. }
+        ));
     }
 
     #[test]

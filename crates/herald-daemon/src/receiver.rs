@@ -1,5 +1,5 @@
 //! `herald receive`: a small webhook receiver that prints what it gets and checks the
-//! `generic-hmac` signature. Useful to see what herald (or Flux) sends, and as a reference
+//! `generic-hmac` signature (with [`herald_webhook::verify`]). Useful to see what herald (or Flux) sends, and as a reference
 //! for anyone writing a receiver.
 
 use std::net::SocketAddr;
@@ -7,50 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::server::{self, MAX_BODY};
 
-/// The signature check of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Signature {
-    /// No key was configured: nothing checked.
-    NotChecked,
-    /// `X-Signature` matches the HMAC-SHA256 of the body.
-    Valid,
-    /// The header is missing.
-    Missing,
-    /// The header does not match (or is not `sha256=<hex>`).
-    Invalid,
-}
-
-/// Checks `X-Signature: sha256=<hex>` against `body` in constant time.
-pub fn verify(key: &[u8], body: &[u8], header: Option<&str>) -> Signature {
-    let Some(header) = header else {
-        return Signature::Missing;
-    };
-    let Some(hex_sig) = header.strip_prefix("sha256=") else {
-        return Signature::Invalid;
-    };
-    let Ok(sig) = hex::decode(hex_sig.trim()) else {
-        return Signature::Invalid;
-    };
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
-        return Signature::Invalid;
-    };
-    mac.update(body);
-    if mac.verify_slice(&sig).is_ok() {
-        Signature::Valid
-    } else {
-        Signature::Invalid
-    }
-}
+pub use herald_webhook::Signature;
+use herald_webhook::verify;
 
 /// One received request, as printed.
 #[derive(Debug, Clone)]
@@ -156,21 +122,4 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = code;
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verifies_the_flux_golden() {
-        let body = br#"{"involvedObject":{"kind":"GitRepository","namespace":"gitops-system","name":"webapp"},"severity":"info","timestamp":"2022-09-30T06:40:29Z","message":"message","reason":"reason","metadata":{"test":"metadata"},"reportingController":"source-controller","reportingInstance":"source-controller-xyz"}"#;
-        let key = b"7152fed34dd6149a7c75a276c510da27cb6f82b0";
-        let good = "sha256=65b018549b1254e7226d1c08f9567ee45bc9de0fc4e7b1a40253f9a018b08be7";
-        assert_eq!(verify(key, body, Some(good)), Signature::Valid);
-        assert_eq!(verify(key, b"tampered", Some(good)), Signature::Invalid);
-        assert_eq!(verify(key, body, None), Signature::Missing);
-        assert_eq!(verify(key, body, Some("sha1=00")), Signature::Invalid);
-        assert_eq!(verify(key, body, Some("sha256=zz")), Signature::Invalid);
-    }
 }

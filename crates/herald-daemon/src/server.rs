@@ -23,7 +23,8 @@ use herald_core::{Event, metadata};
 use crate::Shared;
 use crate::dispatch::Rejection;
 use crate::guard::{Guard, Refusal};
-use crate::metrics::{CodeLabels, HttpLabels};
+use crate::metrics::method_label;
+use crate::outbox::{Health, StoreError};
 use crate::ratelimit::{self, Decision};
 
 /// The largest event body accepted: 3 MiB, exactly as Flux.
@@ -191,23 +192,13 @@ fn json_error(status: StatusCode, message: &str) -> Reply {
 /// The event endpoint: any path, any method, like Flux.
 pub(crate) async fn handle_event(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let resp = event_response(&shared, req).await;
-    let code = resp.status().as_u16().to_string();
-    shared
-        .metrics
-        .events_received
-        .get_or_create(&CodeLabels { code: code.clone() })
-        .inc();
-    shared
-        .metrics
-        .http_seconds
-        .get_or_create(&HttpLabels {
-            code,
-            method,
-            handler: "/".to_owned(),
-        })
-        .observe(started.elapsed().as_secs_f64());
+    shared.metrics.event_answered(
+        resp.status().as_u16(),
+        method,
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }
 
@@ -279,6 +270,12 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     if !shared.dispatcher.has_room() {
         return queue_full();
     }
+    let snapshot = shared.snapshot();
+    let planned = shared.dispatcher.plan(&snapshot, &event);
+    if planned.is_empty() {
+        // Nothing to deliver: no duplicate window is kept for it (they would only grow).
+        return reply(StatusCode::ACCEPTED, None, Bytes::new());
+    }
 
     let key = ratelimit::key(&event);
     let decision = shared.limiter.check(key, Instant::now(), SystemTime::now());
@@ -298,17 +295,20 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         Decision::Off => None,
     };
 
-    let snapshot = shared.snapshot();
-    let planned = shared.dispatcher.plan(&snapshot, &event);
-    let accepted = shared.dispatcher.accept(planned).await;
+    // Not recorded, so not accepted: the emitter must retry, and its retry must not be taken
+    // for a duplicate. This holds even if the client is gone before the commit ends.
+    let limiter = shared.limiter.clone();
+    let forget = Box::new(move || limiter.forget(&key));
+    let accepted = shared.dispatcher.accept(planned, forget).await;
     if accepted.is_err() {
-        // Not recorded, so not accepted: the emitter must retry, and its retry must not be
-        // taken for a duplicate.
         shared.limiter.forget(&key);
     }
     let mut resp = match accepted {
         Ok(_) => reply(StatusCode::ACCEPTED, None, Bytes::new()),
         Err(Rejection::Full) => queue_full(),
+        Err(Rejection::Store(StoreError::Busy)) => {
+            retry_later("herald has too many events waiting to be recorded; retry later")
+        }
         Err(Rejection::Store(e)) => {
             shared.metrics.outbox_errors.inc();
             tracing::error!(error = %e, "event refused: the outbox cannot record it");
@@ -465,6 +465,26 @@ pub(crate) async fn handle_health(shared: Arc<Shared>, req: Request<Incoming>) -
             reply(StatusCode::OK, Some("text/plain"), "ok\n")
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {
+            match shared.dispatcher.store().health() {
+                Health::Ok => {}
+                Health::Failing { since, error } => {
+                    return reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("text/plain"),
+                        format!(
+                            "not ready: the outbox cannot record events since {}: {error}\n",
+                            crate::dispatch::rfc3339(since)
+                        ),
+                    );
+                }
+                Health::Stopped(why) => {
+                    return reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("text/plain"),
+                        format!("not ready: {why}\n"),
+                    );
+                }
+            }
             if shared.ready.load(Ordering::SeqCst) && !shared.stopping.load(Ordering::SeqCst) {
                 // A failing Provider is reported, but readiness holds: failing it would take
                 // herald out of its Service and lose the events of every other Provider.
@@ -532,7 +552,7 @@ pub(crate) async fn handle_metrics(shared: Arc<Shared>, req: Request<Incoming>) 
     if req.uri().path() != "/metrics" {
         return reply(StatusCode::NOT_FOUND, Some("text/plain"), "not found\n");
     }
-    shared.dispatcher.refresh_metrics();
+    shared.dispatcher.refresh_metrics(&shared.metrics);
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &shared.prometheus) {
         return reply(

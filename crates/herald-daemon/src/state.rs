@@ -27,6 +27,8 @@ pub struct ProviderEntry {
     pub notifier: Arc<dyn Notifier>,
     /// Masks this Provider's secrets.
     pub masker: Masker,
+    /// `herald.dev/max-in-flight`: its window, when set.
+    pub max_in_flight: Option<usize>,
 }
 
 /// An Alert that matches events but is not ready (its Provider is missing or broken): what it
@@ -117,6 +119,7 @@ impl Snapshot {
                     suspended: p.spec.suspend,
                     notifier: ready.notifier.clone(),
                     masker: ready.masker.clone(),
+                    max_in_flight: p.max_in_flight,
                 };
                 ((p.namespace.clone(), p.name.clone()), Arc::new(entry))
             })

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::connect::{self, Connector, Proxy, ProxyError, Route};
 use crate::{Request, Response, RetryPolicy, USER_AGENT, text, tls};
+use herald_core::retry::Verdict;
 
 /// Stands in for a deadline beyond what the clock can represent (about 30 years).
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
@@ -65,6 +66,21 @@ struct Failure {
     retryable: bool,
     /// The server's `Retry-After` (429 and 503 only).
     retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// The failure as the retry policy sees it (no message: only the classification).
+    fn classified(&self) -> DeliveryError {
+        let err = if self.retryable {
+            DeliveryError::transient(String::new())
+        } else {
+            DeliveryError::permanent(String::new())
+        };
+        match self.retry_after {
+            Some(wait) => err.with_retry_after(wait),
+            None => err,
+        }
+    }
 }
 
 impl HttpClient {
@@ -124,42 +140,42 @@ impl HttpClient {
         &self.masker
     }
 
-    /// Sends `req`, retrying as Flux does, all within the provider's timeout. `Ok` only for a
-    /// `2xx` answer; every error is masked and shows the URL only through
-    /// [`crate::redact_url`].
+    /// Sends `req`: one attempt, or as many as the client's [`RetryPolicy`] allows, all within
+    /// the provider's timeout. `Ok` only for a `2xx` answer; every error is masked, shows the
+    /// URL only through [`crate::redact_url`], and carries the service's status and
+    /// `Retry-After` for whoever retries.
     pub async fn send(&self, req: Request) -> Result<Response, DeliveryError> {
         let started = Instant::now();
         // A timeout too large for the clock is as good as none.
         let deadline = started
             .checked_add(self.timeout)
             .unwrap_or_else(|| started + FAR_FUTURE);
-        let mut masker = self.masker.clone();
-        if self.address_from_secret
-            && let Some(path) = path_and_query(&req.url)
-        {
-            masker.add(path);
-        }
-        let what = format!(
-            "provider {}: {} {}",
-            self.id,
-            req.method,
-            text::redact_url(&req.url)
-        );
-        let fail = |message: String, retryable: bool, status: Option<u16>| {
+        // Built only for an error: a delivery that succeeds pays for neither.
+        let fail = |message: String, failure: Option<&Failure>, retryable: bool| {
+            let masker = self.masker_for(&req.url);
+            let what = format!(
+                "provider {}: {} {}",
+                self.id,
+                req.method,
+                text::redact_url(&req.url)
+            );
             let message = masker.mask(&format!("{what}: {message}"));
-            let err = if retryable {
+            let mut err = if retryable {
                 DeliveryError::transient(message)
             } else {
                 DeliveryError::permanent(message)
             };
-            match status {
-                Some(code) => err.with_status(code),
-                None => err,
+            if let Some(code) = failure.and_then(|f| f.status) {
+                err = err.with_status(code);
             }
+            if let Some(wait) = failure.and_then(|f| f.retry_after) {
+                err = err.with_retry_after(wait);
+            }
+            err
         };
         let uri = match target(&req.url) {
             Ok(uri) => uri,
-            Err(why) => return Err(fail(why, false, None)),
+            Err(why) => return Err(fail(why, None, false)),
         };
 
         let mut attempts = 0u32;
@@ -177,25 +193,35 @@ impl HttpClient {
                         message.push_str(&format!("; last error: {}", last.text));
                     }
                     message.push(')');
-                    return Err(fail(message, true, last.and_then(|l| l.status)));
+                    // The wait a service asked for earlier does not apply to a timeout.
+                    let status = last.and_then(|l| l.status);
+                    let err = fail(message, None, true);
+                    return Err(match status {
+                        Some(code) => err.with_status(code),
+                        None => err,
+                    });
                 }
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(failure)) => failure,
             };
-            if !failure.retryable {
-                return Err(fail(failure.text, false, failure.status));
-            }
-            if attempts > self.retry.max_retries {
-                let message = format!(
-                    "giving up after {}: {}",
-                    text::attempts(attempts),
-                    failure.text
-                );
-                return Err(fail(message, true, failure.status));
-            }
-            let wait = failure
-                .retry_after
-                .unwrap_or_else(|| self.retry.backoff(attempts - 1));
+            let wait = match self.retry.verdict(attempts, &failure.classified()) {
+                Verdict::Permanent => {
+                    return Err(fail(failure.text.clone(), Some(&failure), false));
+                }
+                Verdict::Exhausted if attempts == 1 => {
+                    // One attempt was all the policy allowed: the error as it is.
+                    return Err(fail(failure.text.clone(), Some(&failure), true));
+                }
+                Verdict::Exhausted => {
+                    let message = format!(
+                        "giving up after {}: {}",
+                        text::attempts(attempts),
+                        failure.text
+                    );
+                    return Err(fail(message, Some(&failure), true));
+                }
+                Verdict::RetryIn(wait) => wait,
+            };
             if Instant::now()
                 .checked_add(wait)
                 .is_none_or(|resume| resume >= deadline)
@@ -207,15 +233,27 @@ impl HttpClient {
                     text::duration(self.timeout),
                     failure.text
                 );
-                return Err(fail(message, true, failure.status));
+                return Err(fail(message, Some(&failure), true));
             }
             tracing::debug!(
                 provider = %self.id, attempt = attempts, wait = %text::duration(wait),
-                error = %masker.mask(&failure.text), "retrying"
+                error = %self.masker_for(&req.url).mask(&failure.text), "retrying"
             );
             last = Some(failure);
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The masker for messages about a request to `url`: the client's, plus the URL's path
+    /// when the address came from a Secret.
+    fn masker_for(&self, url: &str) -> Masker {
+        let mut masker = self.masker.clone();
+        if self.address_from_secret
+            && let Some(path) = path_and_query(url)
+        {
+            masker.add(path);
+        }
+        masker
     }
 
     /// One attempt: `Ok` for a 2xx answer with its whole body.

@@ -1,16 +1,21 @@
 //! herald-http: the one outbound HTTP client of herald, shared by every provider family.
 //!
 //! [`HttpClient`] is built from a provider's [`herald_core::ProviderConfig`] and behaves like
-//! the client Flux's notification-controller posts with (go-retryablehttp's default policy):
-//! HTTP/1.1 with title-case header names, retries on connection errors, `429` and `5xx`
-//! (except `501`) with exponential backoff or the server's `Retry-After`, all of it bounded by
-//! the provider's `spec.timeout`; an explicit proxy (HTTP or HTTPS, with Basic credentials:
+//! the client Flux's notification-controller posts with: HTTP/1.1 with title-case header names,
+//! connection errors, `429` and `5xx` (except `501`) classified as worth retrying (with the
+//! server's `Retry-After` attached to the error), every attempt bounded by the provider's
+//! `spec.timeout`; an explicit proxy (HTTP or HTTPS, with Basic credentials:
 //! absolute-form requests for `http://` destinations and a `CONNECT` tunnel for `https://`
 //! ones, as Go does; or SOCKS5) or else the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment;
 //! a custom CA that replaces the system roots and a client certificate for mTLS. TLS is
 //! rustls with the *ring* provider, passed explicitly; verification is never disabled. Every
 //! error message is masked with the provider's secrets and shows URLs only as
 //! `scheme://host[:port]/…`.
+//!
+//! A [`HttpClient::send`] is one attempt by default: herald's daemon retries durably, in its
+//! delivery engine, and `herald send` with [`RetryPolicy::flux`]. A caller that wants retries
+//! inside one send (go-retryablehttp's behaviour, within the timeout) sets a policy with
+//! [`HttpClient::with_retry_policy`]; the decision is [`RetryPolicy::verdict`] either way.
 //!
 //! [`provider`] is the toolkit every HTTP provider is built with: the endpoint ([`provider::Endpoint`]),
 //! credentials and masking ([`provider::Setup`]), the provider shape ([`provider::HttpProvider`]:
@@ -45,8 +50,6 @@ pub mod provider;
 mod text;
 mod tls;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
@@ -64,36 +67,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// When and how often a failed request is tried again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// How many times a request is retried after its first attempt.
-    pub max_retries: u32,
-    /// The wait before the first retry; it doubles for every further retry.
-    pub initial_backoff: Duration,
-    /// The longest wait between two attempts (`Retry-After` excepted).
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// go-retryablehttp's default, as used by Flux: 4 retries, 2 s doubling, capped at 30 s.
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 4,
-            initial_backoff: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `retry` (0-based): `initial * 2^retry`, at most `max`.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        2u32.checked_pow(retry)
-            .and_then(|factor| self.initial_backoff.checked_mul(factor))
-            .map_or(self.max_backoff, |d| d.min(self.max_backoff))
-    }
-}
+/// When and how often a failed request is tried again: herald's one retry policy, from
+/// [`herald_core::retry`]. [`HttpClient`] makes one attempt unless given another policy.
+pub use herald_core::RetryPolicy;
 
 /// An outbound request. Its `Debug` output shows the URL through [`redact_url`], header
 /// names without their values and the body's length only, since all of these may hold secrets.
@@ -191,15 +167,6 @@ pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_policy_is_flux_and_backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.max_retries, 4);
-        let waits: Vec<u64> = (0..6).map(|n| p.backoff(n).as_secs()).collect();
-        assert_eq!(waits, [2, 4, 8, 16, 30, 30]);
-        assert_eq!(p.backoff(200), Duration::from_secs(30));
-    }
 
     #[test]
     fn header_replaces_and_post_json_sets_the_content_type() {

@@ -4,8 +4,8 @@
 //! `Gotk-Component` header naming the reporting controller and any headers from the Secret's
 //! `headers` key. `generic-hmac` does the same and signs the exact body bytes:
 //! `X-Signature: sha256=<hex HMAC-SHA256(key = Secret token, body)>`, so a receiver can check
-//! that the event came from whoever holds the key. Both are byte-compatible with Flux's
-//! notification-controller.
+//! that the event came from whoever holds the key ([`verify`] is that check, for receivers).
+//! Both are byte-compatible with Flux's notification-controller.
 //!
 //! This crate is not an HTTP client (it uses [`herald_http`]) and does no event matching.
 //!
@@ -87,6 +87,42 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// What the check of a received `X-Signature` found ([`verify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// No key was configured: nothing checked.
+    NotChecked,
+    /// `X-Signature` matches the HMAC-SHA256 of the body.
+    Valid,
+    /// The header is missing.
+    Missing,
+    /// The header does not match (or is not `sha256=<hex>`).
+    Invalid,
+}
+
+/// Checks a received `X-Signature: sha256=<hex>` (as [`sign`] makes it) against `body`, in
+/// constant time: the receiving side of `generic-hmac`.
+pub fn verify(key: &[u8], body: &[u8], header: Option<&str>) -> Signature {
+    let Some(header) = header else {
+        return Signature::Missing;
+    };
+    let Some(sig) = header
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h.trim()).ok())
+    else {
+        return Signature::Invalid;
+    };
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return Signature::Invalid;
+    };
+    mac.update(body);
+    if mac.verify_slice(&sig).is_ok() {
+        Signature::Valid
+    } else {
+        Signature::Invalid
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +134,18 @@ mod tests {
             sign(b"7152fed34dd6149a7c75a276c510da27cb6f82b0", body),
             "sha256=65b018549b1254e7226d1c08f9567ee45bc9de0fc4e7b1a40253f9a018b08be7"
         );
+    }
+
+    #[test]
+    fn verify_checks_the_flux_golden() {
+        let body = br#"{"involvedObject":{"kind":"GitRepository","namespace":"gitops-system","name":"webapp"},"severity":"info","timestamp":"2022-09-30T06:40:29Z","message":"message","reason":"reason","metadata":{"test":"metadata"},"reportingController":"source-controller","reportingInstance":"source-controller-xyz"}"#;
+        let key = b"7152fed34dd6149a7c75a276c510da27cb6f82b0";
+        let good = "sha256=65b018549b1254e7226d1c08f9567ee45bc9de0fc4e7b1a40253f9a018b08be7";
+        assert_eq!(verify(key, body, Some(good)), Signature::Valid);
+        assert_eq!(verify(key, body, Some(&sign(key, body))), Signature::Valid);
+        assert_eq!(verify(key, b"tampered", Some(good)), Signature::Invalid);
+        assert_eq!(verify(key, body, None), Signature::Missing);
+        assert_eq!(verify(key, body, Some("sha1=00")), Signature::Invalid);
+        assert_eq!(verify(key, body, Some("sha256=zz")), Signature::Invalid);
     }
 }

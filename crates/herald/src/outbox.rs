@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use herald_daemon::api::{MAX_LIMIT, delivery_json};
-use herald_daemon::outbox::{FILE_NAME, OpenError, State, Store};
+use herald_daemon::api::{MAX_LIMIT, delivery_json, event_json};
+use herald_daemon::outbox::{Backend, FILE_NAME, OpenError, State, Store};
 use serde_json::{Value, json};
 
 use crate::{output, report};
@@ -132,7 +132,7 @@ fn run_offline(args: &OutboxArgs, store: &Store) -> anyhow::Result<ExitCode> {
             provider,
             limit,
         } => {
-            let list = store.list((*limit).clamp(1, MAX_LIMIT), |r| {
+            let list = store.list((*limit).clamp(1, MAX_LIMIT), &mut |r| {
                 state.is_none_or(|s| s == r.state)
                     && provider.as_deref().is_none_or(|p| p == r.provider)
             })?;
@@ -144,7 +144,7 @@ fn run_offline(args: &OutboxArgs, store: &Store) -> anyhow::Result<ExitCode> {
                 bail!("delivery {id} is not in the outbox");
             };
             let mut v = delivery_json(&r, false);
-            v["event"] = serde_json::to_value(event)?;
+            v["event"] = event_json(event.as_ref());
             print_one(args.json, &v);
         }
         OutboxCommand::Retry {
@@ -157,29 +157,13 @@ fn run_offline(args: &OutboxArgs, store: &Store) -> anyhow::Result<ExitCode> {
                 (None, Some(p), _) => store.dead_ids(Some(p))?,
                 _ => store.dead_ids(None)?,
             };
-            let mut retried = Vec::new();
-            for id in ids {
-                let Some(mut r) = store.get(id)? else {
-                    continue;
-                };
-                if !matches!(r.state, State::Dead | State::Failed) {
-                    continue;
-                }
-                r.state = State::Pending;
-                r.next_attempt_at = None;
-                r.finished_at = None;
-                store.put(r)?;
-                retried.push(id);
-            }
-            store.flush_blocking()?;
+            let retried = store.retry_stopped(&ids)?;
             print_retried(args.json, &json!({ "retried": retried }), true);
         }
         OutboxCommand::Drop { id } => {
-            if store.get(*id)?.is_none() {
+            if !store.remove_blocking(*id)? {
                 bail!("delivery {id} is not in the outbox");
             }
-            store.delete(*id)?;
-            store.flush_blocking()?;
             print_dropped(args.json, *id);
         }
     }
@@ -335,12 +319,17 @@ fn print_one(as_json: bool, v: &Value) {
         "last_attempt",
         "next_attempt",
         "finished",
+        "dead_reason",
         "last_error",
     ] {
         output(&format!("{:<13} {}", format!("{key}:"), s(key)));
     }
-    output("event:");
-    output(&serde_json::to_string_pretty(&v["event"]).unwrap_or_default());
+    if v["event"].is_null() {
+        output("event:        - (delivered: herald keeps only the fields above)");
+    } else {
+        output("event:");
+        output(&serde_json::to_string_pretty(&v["event"]).unwrap_or_default());
+    }
 }
 
 fn print_retried(as_json: bool, v: &Value, offline: bool) {

@@ -1,4 +1,6 @@
-//! `herald send`: one event to one provider, synchronously, with a clear outcome.
+//! `herald send`: one event to one provider, synchronously, with a clear outcome. A failure
+//! worth retrying is retried as Flux's client does ([`RetryPolicy::flux`]: 4 retries, 2 s
+//! doubling to 30 s, or the service's `Retry-After`), each step said on stderr.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -7,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use herald_core::manifest::{self, Catalog, Kind, ManifestErrors, ObjectKey};
-use herald_core::{Event, metadata};
+use herald_core::retry::Verdict;
+use herald_core::{DeliveryError, Event, Masker, Notifier, RetryPolicy, metadata};
 
 use crate::{ManifestArgs, output, registry, report};
 
@@ -72,7 +75,12 @@ pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let started = Instant::now();
-    let outcome = runtime.block_on(notifier.post(&event));
+    let outcome = runtime.block_on(post_with_retries(
+        notifier.as_ref(),
+        &event,
+        &RetryPolicy::flux(),
+        masker,
+    ));
     let elapsed = started.elapsed();
     match outcome {
         Ok(()) => {
@@ -97,6 +105,31 @@ pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
             ));
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// Posts `event`, retrying what `policy` says is worth retrying, and says so on stderr.
+async fn post_with_retries(
+    notifier: &dyn Notifier,
+    event: &Event,
+    policy: &RetryPolicy,
+    masker: &Masker,
+) -> Result<(), DeliveryError> {
+    let mut failures = 0;
+    loop {
+        let Err(e) = notifier.post(event).await else {
+            return Ok(());
+        };
+        failures += 1;
+        let Verdict::RetryIn(wait) = policy.verdict(failures, &e) else {
+            return Err(e);
+        };
+        report(&format!(
+            "attempt {failures} failed, retrying in {}: {}",
+            herald_core::duration::format(wait),
+            masker.mask(e.message())
+        ));
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -84,14 +84,28 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
     shutdown_timeout: std::time::Duration,
 
-    /// Deliveries running at once over all providers (each provider still gets its events
-    /// one at a time, in arrival order).
-    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 64)]
+    /// Deliveries attempted at once over all providers. A provider with nothing in flight may
+    /// always start one, so providers that hang cannot hold up the others.
+    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 256, value_parser = at_least_one)]
     concurrency: usize,
 
-    /// Deliveries waiting (over all providers) before new events are answered 503.
-    #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 100_000)]
+    /// Deliveries one provider attempts at once (deliveries about the same object, or the same
+    /// commit status, always go one after another). Default: by provider family (64 for
+    /// webhooks, 16 alerting and Event Hubs, 4 chat, 2 git); a Provider's annotation
+    /// `herald.dev/max-in-flight` overrides both.
+    #[arg(long, env = "HERALD_PROVIDER_MAX_IN_FLIGHT", value_parser = at_least_one)]
+    provider_max_in_flight: Option<usize>,
+
+    /// Deliveries waiting over all providers before new ones are refused; an event all of
+    /// whose deliveries are refused is answered 503.
+    #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 100_000, value_parser = at_least_one)]
     max_pending: usize,
+
+    /// Deliveries waiting for one provider before its new ones are refused: kept as dead with
+    /// reason `quota` (retry them with `herald outbox retry`), while the event's other
+    /// deliveries are accepted.
+    #[arg(long, env = "HERALD_PROVIDER_MAX_PENDING", default_value_t = 10_000, value_parser = at_least_one)]
+    provider_max_pending: usize,
 
     /// PEM certificate chain for serving events over TLS only (with `--events-tls-key`).
     /// Re-read on reload, so a renewed certificate needs no restart. Off by default.
@@ -159,6 +173,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shutdown_timeout: args.shutdown_timeout,
         concurrency: args.concurrency,
         max_pending: args.max_pending,
+        provider_max_pending: args.provider_max_pending,
+        provider_max_in_flight: args.provider_max_in_flight,
         data_dir: args.data_dir,
         delivery_max_age: args.delivery_max_age,
         retention: args.retention,

@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::raw;
 use super::{
-    Alert, AlertSpec, DEFAULT_NAMESPACE, EventSource, Kind, ManifestError, ManifestSet,
-    NOTIFICATION_GROUP, NOTIFICATION_VERSIONS, ObjectKey, Origin, Provider, ProviderSpec, Secret,
+    Alert, AlertSpec, DEFAULT_NAMESPACE, EventSource, HERALD_ANNOTATION_PREFIX, Kind,
+    MAX_IN_FLIGHT_ANNOTATION, ManifestError, ManifestSet, NOTIFICATION_GROUP,
+    NOTIFICATION_VERSIONS, ObjectKey, Origin, Provider, ProviderSpec, Secret,
 };
 use crate::{ProviderType, SecretBytes, duration};
 
@@ -393,6 +394,7 @@ fn provider(
     {
         errors.push(err(&["spec", "proxy"]).message("must start with http:// or https://"));
     }
+    let max_in_flight = herald_annotations(&raw.metadata, &err, &mut errors);
     let Some(provider_type) = provider_type else {
         return Err(errors);
     };
@@ -419,8 +421,37 @@ fn provider(
             commit_status_expr: spec.commit_status_expr,
             service_account_name: spec.service_account_name,
         },
+        max_in_flight,
         origin: origin.clone(),
     })
+}
+
+/// Reads a Provider's `herald.dev/` annotations; an unknown one is an error (a typo would
+/// otherwise be ignored silently). Returns `herald.dev/max-in-flight`.
+fn herald_annotations(
+    meta: &raw::Meta,
+    err: &dyn Fn(&[&str]) -> ManifestError,
+    errors: &mut Vec<ManifestError>,
+) -> Option<usize> {
+    let mut max_in_flight = None;
+    let annotations = meta.annotations.iter().flatten();
+    for (key, value) in annotations.filter(|(k, _)| k.starts_with(HERALD_ANNOTATION_PREFIX)) {
+        let at =
+            || err(&["metadata", "annotations", key]).field(format!("metadata.annotations.{key}"));
+        if key != MAX_IN_FLIGHT_ANNOTATION {
+            errors.push(at().message(format!(
+                "unknown herald annotation (herald reads {MAX_IN_FLIGHT_ANNOTATION})"
+            )));
+            continue;
+        }
+        match value.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => max_in_flight = Some(n),
+            _ => {
+                errors.push(at().message(format!("{value:?} is not a whole number of at least 1")))
+            }
+        }
+    }
+    max_in_flight
 }
 
 fn compile_list(

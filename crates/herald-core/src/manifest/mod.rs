@@ -38,6 +38,14 @@ pub const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io";
 /// The API versions of `Provider` and `Alert` herald reads.
 pub const NOTIFICATION_VERSIONS: [&str; 3] = ["v1beta1", "v1beta2", "v1beta3"];
 
+/// The prefix of every herald extension of a Flux manifest: an annotation, so that the same
+/// manifests still apply to a cluster unchanged.
+pub const HERALD_ANNOTATION_PREFIX: &str = "herald.dev/";
+
+/// A Provider annotation: how many of its deliveries herald attempts at once (with different
+/// ordering keys), a whole number of at least 1.
+pub const MAX_IN_FLIGHT_ANNOTATION: &str = "herald.dev/max-in-flight";
+
 /// The namespace of an object whose manifest names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -166,6 +174,8 @@ pub struct Provider {
     pub api_version: String,
     /// The spec, normalized across versions.
     pub spec: ProviderSpec,
+    /// `herald.dev/max-in-flight`: its deliveries attempted at once, when set.
+    pub max_in_flight: Option<usize>,
     /// Where it was read.
     pub origin: Origin,
 }

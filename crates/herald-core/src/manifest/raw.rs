@@ -32,6 +32,7 @@ impl Header {
             name: text("name"),
             namespace: text("namespace"),
             uid: None,
+            annotations: None,
         }
     }
 }
@@ -43,8 +44,8 @@ pub(super) struct List {
     pub(super) items: Vec<serde_yaml_ng::Value>,
 }
 
-/// The `metadata` fields herald uses; the others (labels, annotations, timestamps) are
-/// accepted and ignored.
+/// The `metadata` fields herald uses; the others (labels, annotations other than herald's,
+/// timestamps) are accepted and ignored.
 #[derive(Deserialize, Default)]
 pub(super) struct Meta {
     #[serde(default)]
@@ -53,6 +54,8 @@ pub(super) struct Meta {
     pub(super) namespace: Option<String>,
     #[serde(default)]
     pub(super) uid: Option<String>,
+    #[serde(default)]
+    pub(super) annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]

@@ -308,3 +308,35 @@ fn secret_problems_never_quote_values() {
         }
     }
 }
+
+#[test]
+fn herald_annotations_set_the_window_and_typos_are_errors() {
+    let provider = |annotations: &str| {
+        format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata:\n  name: p\n  namespace: ns\n  annotations:\n{annotations}\nspec:\n  type: generic\n  address: http://x\n"
+        )
+    };
+    let (set, errors) = parse(&provider(
+        "    herald.dev/max-in-flight: \"8\"\n    kustomize.toolkit.fluxcd.io/ignored: x",
+    ));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(set.providers[0].max_in_flight, Some(8));
+    let (set, errors) = parse(&provider("    other.example/x: y"));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(set.providers[0].max_in_flight, None);
+
+    let (_, errors) = parse(&provider("    herald.dev/max-in-flight: \"0\""));
+    assert_eq!(
+        errors,
+        [
+            "m.yaml:7 (document 1): Provider ns/p: metadata.annotations.herald.dev/max-in-flight: \"0\" is not a whole number of at least 1"
+        ]
+    );
+    let (_, errors) = parse(&provider("    herald.dev/max-inflight: \"4\""));
+    assert_eq!(
+        errors,
+        [
+            "m.yaml:7 (document 1): Provider ns/p: metadata.annotations.herald.dev/max-inflight: unknown herald annotation (herald reads herald.dev/max-in-flight)"
+        ]
+    );
+}

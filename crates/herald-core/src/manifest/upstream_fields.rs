@@ -143,7 +143,7 @@ fn manifest(kind: &str, version: &str, spec: &str) -> String {
         "status:\n  observedGeneration: 1\n  lastHandledReconcileAt: x\n  conditions: [{type: Ready, status: 'True', reason: Succeeded, message: ok, lastTransitionTime: '2024-01-01T00:00:00Z'}]\n".to_owned()
     };
     format!(
-        "apiVersion: notification.toolkit.fluxcd.io/{version}\nkind: {kind}\nmetadata:\n  name: x\n  namespace: apps\n  uid: 0c9c2e41-d2f5-4e4b-9c1a-2a6b1f0e7d3c\n  resourceVersion: '42'\n  generation: 1\n  creationTimestamp: '2024-01-01T00:00:00Z'\n  labels: {{app: web}}\n  annotations: {{herald.dev/note: x}}\n  finalizers: [finalizers.fluxcd.io]\n  managedFields: [{{manager: kubectl, operation: Apply}}]\nspec:\n{spec}{status}"
+        "apiVersion: notification.toolkit.fluxcd.io/{version}\nkind: {kind}\nmetadata:\n  name: x\n  namespace: apps\n  uid: 0c9c2e41-d2f5-4e4b-9c1a-2a6b1f0e7d3c\n  resourceVersion: '42'\n  generation: 1\n  creationTimestamp: '2024-01-01T00:00:00Z'\n  labels: {{app: web}}\n  annotations: {{kubectl.kubernetes.io/last-applied-configuration: x}}\n  finalizers: [finalizers.fluxcd.io]\n  managedFields: [{{manager: kubectl, operation: Apply}}]\nspec:\n{spec}{status}"
     )
 }
 

@@ -86,16 +86,19 @@ async fn a_wait_past_the_timeout_gives_up_at_once() {
     assert_eq!(err.status(), Some(429));
     assert_eq!(rec.requests().len(), 1);
 
-    // A Retry-After beyond what the clock can add, and a timeout as large as can be.
+    // A Retry-After beyond what the clock can add is honoured up to an hour.
     rec.push_reply(Reply::status(503).header("Retry-After", "99999999999999999999999"));
-    cfg.timeout = Duration::MAX;
+    cfg.timeout = Duration::from_secs(1800);
     let err = post(&client(&cfg), &cfg).await.unwrap_err();
     assert!(
-        err.to_string()
-            .contains("giving up after 1 attempt: the next retry in "),
+        err.to_string().contains(
+            "giving up after 1 attempt: the next retry in 60m0s would pass the 30m0s timeout"
+        ),
         "{err}"
     );
     assert_eq!(err.status(), Some(503));
+    // The error says what the service asked; the policy decides how much of it to honour.
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(u64::MAX)));
 }
 
 #[tokio::test]
@@ -145,17 +148,19 @@ async fn the_timeout_covers_retries_and_names_the_last_error() {
     assert_eq!(err.status(), Some(502));
 }
 
-/// Flux's own schedule: with the default policy (2 s, 4 s, ...) and a 3 s timeout, the second
-/// wait (4 s) would pass the timeout, so there are exactly 2 attempts, about 2 s apart.
+/// Flux's own schedule: with Flux's policy (2 s, 4 s, ...) and a 3 s timeout, the second wait
+/// (4 s) would pass the timeout, so there are exactly 2 attempts, about 2 s apart.
 #[tokio::test]
-async fn default_policy_follows_flux_timing() {
+async fn flux_policy_follows_flux_timing() {
     let rec = Recorder::start().await;
     for _ in 0..5 {
         rec.push_reply(Reply::status(500));
     }
     let mut cfg = config(&rec.url());
     cfg.timeout = Duration::from_secs(3);
-    let client = HttpClient::from_config(&cfg).unwrap();
+    let client = HttpClient::from_config(&cfg)
+        .unwrap()
+        .with_retry_policy(RetryPolicy::flux());
     let started = Instant::now();
     let err = post(&client, &cfg).await.unwrap_err();
     let elapsed = started.elapsed();
@@ -190,7 +195,7 @@ async fn exhausted_retries_are_a_transient_error_with_the_status() {
     assert_eq!(err.status(), Some(503));
     assert_eq!(rec.requests().len(), 5);
 
-    // max_retries 0: one attempt only.
+    // max_retries 0: one attempt only, and the error as it is.
     rec.push_reply(Reply::status(500));
     let once = HttpClient::from_config(&cfg)
         .unwrap()
@@ -199,12 +204,47 @@ async fn exhausted_retries_are_a_transient_error_with_the_status() {
             ..crate::quick()
         });
     let err = post(&once, &cfg).await.unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("giving up after 1 attempt: HTTP 500 Internal Server Error"),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "provider test/hook: POST {}: HTTP 500 Internal Server Error",
+            rec.url()
+        )
     );
     assert_eq!(rec.requests().len(), 6);
+}
+
+/// Without a policy a client makes one attempt: whoever retries (herald's delivery engine,
+/// `herald send`) gets the classification, the status and the service's `Retry-After`.
+#[tokio::test]
+async fn the_default_client_makes_one_attempt_and_reports_retry_after() {
+    let rec = Recorder::start().await;
+    rec.push_reply(
+        Reply::status(429)
+            .header("Retry-After", "7")
+            .body("slow down"),
+    );
+    rec.push_reply(Reply::status(200));
+    let cfg = config(&rec.url());
+    let client = HttpClient::from_config(&cfg).unwrap();
+    let err = post(&client, &cfg).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "provider test/hook: POST {}: HTTP 429 Too Many Requests: slow down",
+            rec.url()
+        )
+    );
+    assert!(err.is_retryable() && err.is_rate_limited());
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    assert_eq!(rec.requests().len(), 1);
+    assert_eq!(post(&client, &cfg).await.unwrap().status, 200);
+
+    rec.push_reply(Reply::status(404).body("no such hook"));
+    let err = post(&client, &cfg).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(err.retry_after(), None);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 mod alerting;
 mod cli;
 mod daemon;
+mod engine;
 #[cfg(feature = "eventhub")]
 mod eventhub;
 #[cfg(feature = "git")]

@@ -15,13 +15,13 @@ use tokio::net::TcpStream;
 
 use crate::support::{Daemon, alert, flux_event, herald, manifests, provider, request};
 
-fn all_kustomizations() -> String {
+pub(crate) fn all_kustomizations() -> String {
     "  eventSources:\n    - kind: Kustomization\n      name: '*'\n      namespace: apps\n"
         .to_owned()
 }
 
 /// A generic Provider with a short timeout, and an Alert for every Kustomization in `apps`.
-fn hook(name: &str, address: &str) -> String {
+pub(crate) fn hook(name: &str, address: &str) -> String {
     [
         provider(name, "flux-system", "generic", address),
         "  timeout: 2s\n".to_owned(),
@@ -36,7 +36,7 @@ fn hook(name: &str, address: &str) -> String {
 }
 
 /// Posts one event; `None` when the daemon cannot be reached or closes without answering.
-async fn post(addr: &str, body: &str) -> Option<u16> {
+pub(crate) async fn post(addr: &str, body: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).await.ok()?;
     let head = format!(
         "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -50,14 +50,14 @@ async fn post(addr: &str, body: &str) -> Option<u16> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn api(d: &Daemon, path: &str) -> Value {
+pub(crate) async fn api(d: &Daemon, path: &str) -> Value {
     let r = request(&d.api, "GET", path, &[], b"").await;
     assert_eq!(r.status, 200, "{path}: {}", r.body_str());
     serde_json::from_slice(&r.body).unwrap()
 }
 
 /// The `/api/v1/providers` entry of `flux-system/<name>`.
-async fn provider_status(d: &Daemon, name: &str) -> Value {
+pub(crate) async fn provider_status(d: &Daemon, name: &str) -> Value {
     let v = api(d, "/api/v1/providers").await;
     v["providers"]
         .as_array()
@@ -69,7 +69,7 @@ async fn provider_status(d: &Daemon, name: &str) -> Value {
 }
 
 /// Polls until `check` holds, or panics with the last value seen.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -87,7 +87,7 @@ where
 }
 
 /// Messages of requests answered 200, with how often each arrived.
-fn delivered(requests: &[Recorded]) -> HashMap<String, usize> {
+pub(crate) fn delivered(requests: &[Recorded]) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for r in requests.iter().filter(|r| r.answered == 200) {
         let v: Value = serde_json::from_slice(&r.body).unwrap();
@@ -98,7 +98,11 @@ fn delivered(requests: &[Recorded]) -> HashMap<String, usize> {
     seen
 }
 
-async fn wait_delivered(rec: &Recorder, n: usize, timeout: Duration) -> HashMap<String, usize> {
+pub(crate) async fn wait_delivered(
+    rec: &Recorder,
+    n: usize,
+    timeout: Duration,
+) -> HashMap<String, usize> {
     let deadline = Instant::now() + timeout;
     loop {
         let seen = delivered(&rec.requests());
@@ -114,7 +118,7 @@ async fn wait_delivered(rec: &Recorder, n: usize, timeout: Duration) -> HashMap<
     }
 }
 
-fn outbox_cmd(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn outbox_cmd(args: &[&str]) -> (bool, String, String) {
     let out = herald().arg("outbox").args(args).output().unwrap();
     (
         out.status.success(),
@@ -459,7 +463,13 @@ async fn dead_letters_are_kept_and_herald_outbox_retries_them() {
     let (ok, out, err) = outbox_cmd(&["--data-dir", &data, "show", &id.to_string()]);
     assert!(ok, "{err}");
     assert!(out.contains("state:        delivered"), "{out}");
-    assert!(out.contains("\"message\": \"letter 2\""), "{out}");
+    // Delivered: the event itself is no longer kept, only what the listing shows.
+    assert!(
+        out.contains("object:       Kustomization/apps/webapp"),
+        "{out}"
+    );
+    assert!(out.contains("event:        - (delivered"), "{out}");
+    assert!(!out.contains("letter 2"), "{out}");
     let (ok, out, err) = outbox_cmd(&["--data-dir", &data, "drop", &id.to_string()]);
     assert!(ok, "{err}");
     assert_eq!(out, format!("delivery {id} dropped\n"));
@@ -559,6 +569,15 @@ async fn a_full_disk_answers_503_and_keeps_serving() {
     assert_eq!(r.headers["retry-after"], "5");
     let r = request(&d.health, "GET", "/healthz", &[], b"").await;
     assert_eq!(r.status, 200);
+    // Not ready while the outbox cannot commit: a load balancer should send events elsewhere.
+    let r = request(&d.health, "GET", "/readyz", &[], b"").await;
+    assert_eq!(r.status, 503, "{}", r.body_str());
+    assert!(
+        r.body_str()
+            .starts_with("not ready: the outbox cannot record events since "),
+        "{}",
+        r.body_str()
+    );
 
     // Room again (the receiver takes the backlog, pruning frees pages): small events are
     // accepted and everything accepted arrives.
@@ -572,6 +591,8 @@ async fn a_full_disk_answers_503_and_keeps_serving() {
     })
     .await;
     wait_delivered(&rec, accepted + 1, Duration::from_secs(30)).await;
+    let r = request(&d.health, "GET", "/readyz", &[], b"").await;
+    assert_eq!(r.status, 200, "ready again: {}", r.body_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,321 @@
+//! The stored form of records and Provider statuses: a small binary encoding (a version byte,
+//! LEB128 integers, length-prefixed strings), several times smaller and faster than JSON. The
+//! id is the table key, not part of the value. Events are stored as their JSON.
+
+use herald_core::{Event, OrderingKey};
+
+use super::{DeadReason, ProviderStatus, Record, State, StoreError};
+
+/// The first byte of every encoded record and status.
+const VERSION: u8 = 1;
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn uint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    /// `None` is 0, `Some(v)` is `v + 1`.
+    fn opt(&mut self, v: Option<u64>) {
+        self.uint(v.map_or(0, |v| v.saturating_add(1)));
+    }
+
+    fn str(&mut self, s: &str) {
+        self.uint(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.0.push(0),
+            Some(s) => {
+                self.0.push(1);
+                self.str(s);
+            }
+        }
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let (&b, rest) = self.bytes.split_first().ok_or("it ends too early")?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn uint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err("an integer is too long".into())
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        u32::try_from(self.uint()?).map_err(|_| "a count is out of range".to_owned())
+    }
+
+    fn opt(&mut self) -> Result<Option<u64>, String> {
+        Ok(self.uint()?.checked_sub(1))
+    }
+
+    fn str(&mut self) -> Result<&'a str, String> {
+        let len = usize::try_from(self.uint()?).map_err(|_| "a length is out of range")?;
+        if len > self.bytes.len() {
+            return Err("it ends too early".into());
+        }
+        let (s, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        std::str::from_utf8(s).map_err(|_| "a text is not UTF-8".to_owned())
+    }
+
+    fn opt_str(&mut self) -> Result<Option<&'a str>, String> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => self.str().map(Some),
+            _ => Err("a flag is neither 0 nor 1".into()),
+        }
+    }
+
+    fn version(&mut self) -> Result<(), String> {
+        match self.byte()? {
+            VERSION => Ok(()),
+            v => Err(format!("unknown encoding version {v}")),
+        }
+    }
+}
+
+fn state_byte(state: State) -> u8 {
+    match state {
+        State::Pending => 0,
+        State::Failed => 1,
+        State::Delivered => 2,
+        State::Dead => 3,
+    }
+}
+
+fn reason_byte(reason: Option<DeadReason>) -> u8 {
+    match reason {
+        None => 0,
+        Some(DeadReason::Quota) => 1,
+        Some(DeadReason::MaxAge) => 2,
+        Some(DeadReason::Permanent) => 3,
+    }
+}
+
+/// A record's stored form (without its id).
+pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(
+        48 + r.provider.len() + r.provider_type.len() + r.alert.len() + r.object.len(),
+    ));
+    w.0.push(VERSION);
+    w.str(&r.provider);
+    w.str(&r.provider_type);
+    w.str(&r.alert);
+    w.str(&r.object);
+    w.str(&r.reason);
+    w.0.extend_from_slice(&r.key.0.to_le_bytes());
+    w.uint(r.accepted_at);
+    w.0.push(state_byte(r.state));
+    w.0.push(reason_byte(r.dead_reason));
+    w.uint(u64::from(r.attempts));
+    w.uint(u64::from(r.failures));
+    w.uint(r.clock_from);
+    w.opt(r.last_attempt_at);
+    w.opt(r.next_attempt_at);
+    w.opt(r.finished_at);
+    w.opt_str(r.last_error.as_deref());
+    w.0
+}
+
+/// The record `id` from its stored form.
+pub(crate) fn decode_record(id: u64, bytes: &[u8]) -> Result<Record, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        id,
+        what: "its record",
+        message,
+    };
+    let mut r = Reader { bytes };
+    let read = |r: &mut Reader<'_>| -> Result<Record, String> {
+        r.version()?;
+        let provider = r.str()?.to_owned();
+        let provider_type = r.str()?.to_owned();
+        let alert = r.str()?.to_owned();
+        let object = r.str()?.to_owned();
+        let reason = r.str()?.to_owned();
+        let mut key = [0u8; 8];
+        for b in &mut key {
+            *b = r.byte()?;
+        }
+        let accepted_at = r.uint()?;
+        let state = match r.byte()? {
+            0 => State::Pending,
+            1 => State::Failed,
+            2 => State::Delivered,
+            3 => State::Dead,
+            s => return Err(format!("unknown state {s}")),
+        };
+        let dead_reason = match r.byte()? {
+            0 => None,
+            1 => Some(DeadReason::Quota),
+            2 => Some(DeadReason::MaxAge),
+            3 => Some(DeadReason::Permanent),
+            d => return Err(format!("unknown reason {d}")),
+        };
+        Ok(Record {
+            id,
+            provider,
+            provider_type,
+            alert,
+            object,
+            reason,
+            key: OrderingKey(u64::from_le_bytes(key)),
+            accepted_at,
+            state,
+            dead_reason,
+            attempts: r.u32()?,
+            failures: r.u32()?,
+            clock_from: r.uint()?,
+            last_attempt_at: r.opt()?,
+            next_attempt_at: r.opt()?,
+            finished_at: r.opt()?,
+            last_error: r.opt_str()?.map(str::to_owned),
+        })
+    };
+    read(&mut r).map_err(corrupt)
+}
+
+/// A Provider status's stored form.
+pub(crate) fn encode_status(s: &ProviderStatus) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(32));
+    w.0.push(VERSION);
+    w.opt(s.last_success_at);
+    w.opt_str(s.last_error.as_deref());
+    w.opt(s.last_error_at);
+    w.uint(s.consecutive_failures);
+    w.opt(s.failing_since);
+    w.0
+}
+
+/// A Provider status from its stored form; `None` when unreadable (a status is only a hint).
+pub(crate) fn decode_status(bytes: &[u8]) -> Option<ProviderStatus> {
+    let mut r = Reader { bytes };
+    r.version().ok()?;
+    Some(ProviderStatus {
+        last_success_at: r.opt().ok()?,
+        last_error: r.opt_str().ok()?.map(str::to_owned),
+        last_error_at: r.opt().ok()?,
+        consecutive_failures: r.uint().ok()?,
+        failing_since: r.opt().ok()?,
+    })
+}
+
+/// An event's stored form: its JSON (serde's encoding of every field, read back identical).
+pub(crate) fn encode_event(event: &Event) -> Vec<u8> {
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
+/// The event of delivery `id` from its stored form.
+pub(crate) fn decode_event(id: u64, bytes: &[u8]) -> Result<Event, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        id,
+        what: "its event",
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            id: 7,
+            provider: "flux-system/slack".into(),
+            provider_type: "slack".into(),
+            alert: "flux-system/on-call".into(),
+            object: "Kustomization/apps/web".into(),
+            reason: "HealthCheckFailed".into(),
+            key: OrderingKey(0xdead_beef_0123_4567),
+            accepted_at: 1_764_000_000_123,
+            state: State::Dead,
+            dead_reason: Some(DeadReason::MaxAge),
+            attempts: 300,
+            failures: 299,
+            clock_from: 1_764_000_000_123,
+            last_attempt_at: Some(1_764_086_400_000),
+            last_error: Some("HTTP 503: é \u{2028}".into()),
+            next_attempt_at: None,
+            finished_at: Some(0),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_stay_small() {
+        let r = record();
+        let bytes = encode_record(&r);
+        assert_eq!(decode_record(7, &bytes).unwrap(), r);
+        // Against about 450 bytes of JSON for the same record.
+        assert!(bytes.len() < 160, "{} bytes", bytes.len());
+        let mut fresh = r.clone();
+        fresh.state = State::Pending;
+        fresh.dead_reason = None;
+        fresh.attempts = 0;
+        fresh.failures = 0;
+        fresh.last_attempt_at = None;
+        fresh.last_error = None;
+        fresh.finished_at = None;
+        fresh.next_attempt_at = Some(u64::MAX);
+        let back = decode_record(7, &encode_record(&fresh)).unwrap();
+        assert_eq!(back.next_attempt_at, Some(u64::MAX - 1), "saturates");
+        fresh.next_attempt_at = None;
+        assert_eq!(decode_record(7, &encode_record(&fresh)).unwrap(), fresh);
+    }
+
+    #[test]
+    fn damaged_records_are_errors_that_name_the_delivery() {
+        let bytes = encode_record(&record());
+        for cut in [0, 1, 10, bytes.len() - 1] {
+            let e = decode_record(9, &bytes[..cut]).unwrap_err().to_string();
+            assert!(
+                e.starts_with("delivery 9: its record is unreadable: "),
+                "{e}"
+            );
+        }
+        let mut bad = bytes.clone();
+        bad[0] = 99;
+        let e = decode_record(9, &bad).unwrap_err().to_string();
+        assert!(e.contains("unknown encoding version 99"), "{e}");
+        assert!(decode_record(9, &[1, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        let s = ProviderStatus {
+            last_success_at: Some(5),
+            last_error: Some("boom".into()),
+            last_error_at: Some(6),
+            consecutive_failures: 1 << 40,
+            failing_since: None,
+        };
+        assert_eq!(decode_status(&encode_status(&s)), Some(s));
+        assert_eq!(
+            decode_status(&encode_status(&ProviderStatus::default())),
+            Some(ProviderStatus::default())
+        );
+        assert_eq!(decode_status(b"{}"), None);
+    }
+}

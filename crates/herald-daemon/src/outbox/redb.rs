@@ -1,0 +1,1173 @@
+//! The embedded backend: one redb file, written by one thread in group commits.
+//!
+//! Every table maps bytes to bytes (one set of redb's generic code in the binary):
+//!
+//! - `meta`: the format tag;
+//! - `deliveries`: id (big-endian) to the delivery's row: its record ([`super::codec`]) and,
+//!   until it is delivered, the event's JSON;
+//! - `index`: `0 ‖ id` for active deliveries and `2 ‖ id` for dead ones, for the start-up scan
+//!   and the dead-letter listing;
+//! - `providers`: Provider id to its status.
+//!
+//! A new delivery is two B-tree writes (its row, its index entry), delivering it two more (its
+//! row without the event, the index entry gone); pruning walks the rows in id order (that is,
+//! acceptance order) and removes each delivered or dead one past its retention. Callers encode
+//! on their own thread; the writer thread only applies bytes. A state change that keeps the
+//! event (failed, dead, retried) reads the row back to carry the event over: the rare path.
+//! Durability costs one fsync per commit, shared by everything queued meanwhile; the callbacks
+//! of a commit run on a second thread, so that the next commit starts at once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+
+use herald_core::Event;
+
+use super::codec::{
+    decode_event, decode_record, decode_status, encode_event, encode_record, encode_status,
+};
+use super::{
+    Backend, Commits, Done, Health, Loaded, OpenError, Placement, Prepared, ProviderStatus, Record,
+    State, StoreError, now_ms, wait,
+};
+
+/// The outbox file inside the data dir.
+pub const FILE_NAME: &str = "outbox.redb";
+/// The outbox's page cache.
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Deliveries waiting for the writer before new ones are refused ([`StoreError::Busy`]).
+pub const MAX_QUEUED_APPENDS: usize = 16 * 1024;
+/// What the `format` key of the meta table holds in a herald outbox.
+const FORMAT: &[u8] = b"herald-outbox/2";
+/// The format of herald's development versions before this one.
+const FORMAT_1: &[u8] = b"herald-outbox/1";
+/// The size of the write that checks for room after a failure: as large as a big event.
+const PROBE_BYTES: usize = 64 * 1024;
+/// The most changes in one commit.
+const MAX_BATCH: usize = 4096;
+
+type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+const META: Table = TableDefinition::new("meta");
+const DELIVERIES: Table = TableDefinition::new("deliveries");
+const INDEX: Table = TableDefinition::new("index");
+const PROVIDERS: Table = TableDefinition::new("providers");
+const TABLES: [Table; 4] = [META, DELIVERIES, INDEX, PROVIDERS];
+
+const ACTIVE: u8 = 0;
+const DEAD: u8 = 2;
+
+/// The index entry of a delivery placed at `at`: `0 ‖ id` (active), `2 ‖ id` (dead), or
+/// none (delivered).
+fn index_key(id: u64, at: Placement) -> Option<[u8; 9]> {
+    let kind = match at {
+        Placement::Active => ACTIVE,
+        Placement::Finished(State::Dead, _) => DEAD,
+        Placement::Finished(..) => return None,
+    };
+    let mut key = [kind; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    Some(key)
+}
+
+/// The id at the end of a key (a table key or an index key).
+fn id_of(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// A delivery's row: `varint(record length) ‖ record ‖ event JSON` (no event once delivered).
+fn row(record: &[u8], event: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + record.len() + event.map_or(0, <[u8]>::len));
+    let mut len = record.len() as u64;
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(record);
+    out.extend_from_slice(event.unwrap_or_default());
+    out
+}
+
+/// A row's record and event parts.
+fn split_row(id: u64, bytes: &[u8]) -> Result<(&[u8], Option<&[u8]>), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        id,
+        what: "its record",
+        message: "the row is cut short".into(),
+    };
+    let mut len = 0usize;
+    let mut at = 0;
+    loop {
+        let b = *bytes.get(at).ok_or_else(corrupt)?;
+        len |= usize::from(b & 0x7f) << (7 * at);
+        at += 1;
+        if b < 0x80 {
+            break;
+        }
+        if at > 4 {
+            return Err(corrupt());
+        }
+    }
+    let end = at
+        .checked_add(len)
+        .filter(|e| *e <= bytes.len())
+        .ok_or_else(corrupt)?;
+    let event = &bytes[end..];
+    Ok((&bytes[at..end], (!event.is_empty()).then_some(event)))
+}
+
+fn id_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+macro_rules! try_store {
+    ($what:expr, $e:expr) => {
+        $e.map_err(|e| StoreError::Storage {
+            what: $what,
+            message: redb::Error::from(e).to_string(),
+        })?
+    };
+}
+
+/// One new delivery, encoded: its row and where it is placed.
+struct Entry {
+    row: Vec<u8>,
+    at: Placement,
+}
+
+/// A commit's callback, with its result, run on the reply thread.
+type Reply = Box<dyn FnOnce() + Send>;
+
+/// A change to apply in the next commit.
+enum Op {
+    Append(Vec<Entry>, Done<u64>),
+    Settle {
+        id: u64,
+        record: Vec<u8>,
+        from: Placement,
+        to: Placement,
+        done: Option<Done<()>>,
+    },
+    Remove {
+        id: u64,
+        from: Placement,
+        done: Option<Done<()>>,
+    },
+    Status(String, Vec<u8>),
+    Prune {
+        delivered_before: u64,
+        dead_before: u64,
+        limit: usize,
+        done: Done<usize>,
+    },
+    Barrier(Done<()>),
+}
+
+/// The open outbox. Cheap to clone; reads run on the caller's thread, writes on the writer
+/// thread.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+    ops: Mutex<Option<Sender<Op>>>,
+    queued_appends: AtomicUsize,
+    health: Mutex<Health>,
+    commits: AtomicU64,
+    commit_micros: AtomicU64,
+    appended: AtomicU64,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_db(path: &Path) -> Result<Database, OpenError> {
+    // A bounded page cache: the daemon reads back only recent records.
+    let opened =
+        std::panic::catch_unwind(|| Database::builder().set_cache_size(CACHE_BYTES).create(path));
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            return Err(OpenError::Locked(path.to_owned()));
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            return Err(OpenError::Foreign {
+                path: path.to_owned(),
+                why: e.to_string(),
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(OpenError::Other {
+                path: path.to_owned(),
+                message: e.to_string(),
+            });
+        }
+        Err(_) => return Err(OpenError::Corrupt(path.to_owned())),
+    };
+    check_format(&db).map_err(|why| OpenError::Foreign {
+        path: path.to_owned(),
+        why,
+    })?;
+    Ok(db)
+}
+
+/// A herald outbox says so; an empty new file is made one. Anything else is not ours, and is
+/// only read, never written.
+fn check_format(db: &Database) -> Result<(), String> {
+    let read = || -> Result<Result<bool, String>, StoreError> {
+        let txn = try_store!("starting a read", db.begin_read());
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                let others: Vec<String> = try_store!("listing tables", txn.list_tables())
+                    .map(|t| t.name().to_owned())
+                    .collect();
+                if others.is_empty() {
+                    return Ok(Ok(false));
+                }
+                return Ok(Err(format!(
+                    "it is a redb file with other tables ({})",
+                    others.join(", ")
+                )));
+            }
+            Err(redb::TableError::TableTypeMismatch { .. }) => {
+                return Ok(Err(format!(
+                    "it was written by an earlier development version of herald (format {}), which this herald cannot read: finish its deliveries with that version, or move it away",
+                    String::from_utf8_lossy(FORMAT_1)
+                )));
+            }
+            Err(e) => try_store!("opening the meta table", Err(e)),
+        };
+        match try_store!("reading the format", meta.get(b"format".as_slice())) {
+            Some(f) if f.value() == FORMAT => Ok(Ok(true)),
+            Some(f) => Ok(Err(format!(
+                "it holds format {:?}, this herald reads {:?}",
+                String::from_utf8_lossy(f.value()),
+                String::from_utf8_lossy(FORMAT)
+            ))),
+            None => Ok(Err("its meta table has no format".to_owned())),
+        }
+    };
+    let create = || -> Result<(), StoreError> {
+        let txn = try_store!("starting a transaction", db.begin_write());
+        {
+            let mut meta = try_store!("opening the meta table", txn.open_table(META));
+            try_store!(
+                "writing the format",
+                meta.insert(b"format".as_slice(), FORMAT)
+            );
+            drop(meta);
+            for table in TABLES {
+                try_store!("creating tables", txn.open_table(table));
+            }
+        }
+        try_store!("committing", txn.commit());
+        Ok(())
+    };
+    match read() {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => create().map_err(|e| e.to_string()),
+        Ok(Err(why)) => Err(why),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the outbox in `data_dir`, and starts its writer thread.
+    pub fn open(data_dir: &Path) -> Result<Store, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(FILE_NAME);
+        let db = open_db(&path)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let store = Store {
+            inner: Arc::new(Inner {
+                path: path.clone(),
+                db: RwLock::new(Some(Arc::new(db))),
+                ops: Mutex::new(Some(tx)),
+                queued_appends: AtomicUsize::new(0),
+                health: Mutex::new(Health::Ok),
+                commits: AtomicU64::new(0),
+                commit_micros: AtomicU64::new(0),
+                appended: AtomicU64::new(0),
+            }),
+        };
+        let (replies, answered) = std::sync::mpsc::channel::<Vec<Reply>>();
+        let start = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map(drop)
+                .map_err(|e| OpenError::Other {
+                    path: path.clone(),
+                    message: format!("cannot start the outbox writer: {e}"),
+                })
+        };
+        // Callbacks run on a thread of their own, so that the next commit starts at once.
+        start(
+            "herald-outbox-done",
+            Box::new(move || {
+                for batch in answered {
+                    for reply in batch {
+                        reply();
+                    }
+                }
+            }),
+        )?;
+        let writer = store.clone();
+        start(
+            "herald-outbox",
+            Box::new(move || writer.write_loop(&rx, &replies)),
+        )?;
+        Ok(store)
+    }
+
+    /// The outbox file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.inner
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Storage {
+                what: "reading",
+                message: "the outbox is being reopened after a storage error".into(),
+            })
+    }
+
+    fn send(&self, op: Op) -> Result<(), StoreError> {
+        let guard = self.inner.ops.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(op).map_err(|_| StoreError::Stopped),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    fn set_health(&self, health: Health) {
+        *self.inner.health.lock().unwrap_or_else(|e| e.into_inner()) = health;
+    }
+
+    /// Waits until everything queued so far is committed, from a plain thread.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        wait(|done| self.flush(done))
+    }
+
+    /// Sets dead or failed deliveries back to pending with their age clock reset (see
+    /// the engine's own `transition::manual_retry`), for the daemon to attempt when it starts; others
+    /// are skipped. Returns the ids set back. For `herald outbox` on a stopped daemon.
+    pub fn retry_stopped(&self, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
+        let now = now_ms();
+        let mut retried = Vec::new();
+        for &id in ids {
+            let Some(record) = self.get(id)? else {
+                continue;
+            };
+            let from = record.placement();
+            if let Some(again) = crate::transition::manual_retry(&record, now) {
+                self.settle(&again, from, None)?;
+                retried.push(id);
+            }
+        }
+        self.flush_blocking()?;
+        Ok(retried)
+    }
+
+    /// Removes a delivery for good, from a plain thread. `false` if it is not in the outbox.
+    pub fn remove_blocking(&self, id: u64) -> Result<bool, StoreError> {
+        let Some(record) = self.get(id)? else {
+            return Ok(false);
+        };
+        wait(|done| self.remove(id, record.placement(), Some(done)))?;
+        Ok(true)
+    }
+
+    /// The writer thread: takes every queued op, applies them in one transaction, commits.
+    /// A panic stops it for good: the outbox reports [`Health::Stopped`] and the daemon exits.
+    fn write_loop(self, rx: &Receiver<Op>, replies: &Sender<Vec<Reply>>) {
+        let mut state = WriterState::default();
+        // Changes of a failed commit, applied again with the next one.
+        let mut carried: Vec<Op> = Vec::new();
+        loop {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.write_once(rx, &mut carried, &mut state, replies)
+            }));
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(error = why, "the outbox writer crashed; herald stops");
+                    self.set_health(Health::Stopped(format!("the outbox writer crashed: {why}")));
+                    self.inner
+                        .ops
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One batch; `false` once the outbox is closed and everything is written.
+    fn write_once(
+        &self,
+        rx: &Receiver<Op>,
+        carried: &mut Vec<Op>,
+        state: &mut WriterState,
+        replies: &Sender<Vec<Reply>>,
+    ) -> bool {
+        let failing = !matches!(
+            *self.inner.health.lock().unwrap_or_else(|e| e.into_inner()),
+            Health::Ok
+        );
+        let first = if carried.is_empty() && !failing {
+            match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => return false,
+            }
+        } else {
+            // Something failed: try again now and then even without new changes, so that
+            // health comes back by itself once the disk has room again.
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(op) => Some(op),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    if !carried.is_empty() {
+                        tracing::error!(
+                            changes = carried.len(),
+                            "the outbox closed with delivery states it could not write; those deliveries may be sent again at the next start"
+                        );
+                    }
+                    return false;
+                }
+            }
+        };
+        let mut batch: Vec<Op> = std::mem::take(carried);
+        batch.extend(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let appended: usize = batch
+            .iter()
+            .map(|op| match op {
+                Op::Append(entries, _) => entries.len(),
+                _ => 0,
+            })
+            .sum();
+        let started = std::time::Instant::now();
+        let result = self.commit(&batch, state);
+        if result.is_ok() {
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.inner.commits.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .commit_micros
+                .fetch_add(micros, Ordering::Relaxed);
+            self.inner
+                .appended
+                .fetch_add(appended as u64, Ordering::Relaxed);
+        }
+        self.inner
+            .queued_appends
+            .fetch_sub(appended, Ordering::SeqCst);
+        match result {
+            Ok(answers) => {
+                // While failing, health comes back when an event would fit again, not when
+                // some small state change happens to: without new events, a probe as large
+                // as a big event checks, in a transaction of its own.
+                if appended > 0 || !failing {
+                    self.set_health(Health::Ok);
+                } else if let Err(e) = self.probe() {
+                    self.fail(e);
+                    self.reopen();
+                } else {
+                    self.set_health(Health::Ok);
+                }
+                let mut answers = answers.into_iter();
+                let mut out: Vec<Reply> = Vec::with_capacity(batch.len());
+                for op in batch {
+                    match op {
+                        Op::Append(_, done) => {
+                            let first = answers.next().unwrap_or(0);
+                            out.push(Box::new(move || done(Ok(first))));
+                        }
+                        Op::Settle { done, .. } | Op::Remove { done, .. } => {
+                            if let Some(done) = done {
+                                out.push(Box::new(move || done(Ok(()))));
+                            }
+                        }
+                        Op::Prune { done, .. } => {
+                            let pruned = answers.next().unwrap_or(0) as usize;
+                            out.push(Box::new(move || done(Ok(pruned))));
+                        }
+                        Op::Barrier(done) => out.push(Box::new(move || done(Ok(())))),
+                        Op::Status(..) => {}
+                    }
+                }
+                Self::reply(replies, out);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, file = %self.inner.path.display(), "outbox commit failed");
+                self.fail(e.clone());
+                state.next_id = None;
+                let mut out: Vec<Reply> = Vec::new();
+                for op in batch {
+                    let e = e.clone();
+                    match op {
+                        // New events are refused (the emitter retries); state changes are
+                        // kept and written with the next commit that succeeds.
+                        Op::Append(_, done) => out.push(Box::new(move || done(Err(e)))),
+                        Op::Prune { done, .. } => out.push(Box::new(move || done(Err(e)))),
+                        Op::Barrier(done) => out.push(Box::new(move || done(Err(e)))),
+                        other => carried.push(other),
+                    }
+                }
+                Self::reply(replies, out);
+                self.reopen();
+            }
+        }
+        true
+    }
+
+    /// Hands a commit's callbacks to the reply thread, in commit order; if that thread is gone,
+    /// runs them here.
+    fn reply(replies: &Sender<Vec<Reply>>, out: Vec<Reply>) {
+        if out.is_empty() {
+            return;
+        }
+        if let Err(std::sync::mpsc::SendError(out)) = replies.send(out) {
+            for reply in out {
+                reply();
+            }
+        }
+    }
+
+    /// Records a failure (keeping when the current run of failures began).
+    fn fail(&self, error: StoreError) {
+        let mut health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
+        let since = match &*health {
+            Health::Failing { since, .. } => *since,
+            _ => now_ms(),
+        };
+        *health = Health::Failing { since, error };
+    }
+
+    /// Writes and drops as much as a big event: is there room again?
+    fn probe(&self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let txn = try_store!("starting a transaction", db.begin_write());
+        {
+            let mut meta = try_store!("opening the meta table", txn.open_table(META));
+            let room = vec![0u8; PROBE_BYTES];
+            try_store!("writing", meta.insert(b"probe".as_slice(), room.as_slice()));
+            try_store!("writing", meta.remove(b"probe".as_slice()));
+        }
+        try_store!("committing", txn.commit());
+        Ok(())
+    }
+
+    /// After an I/O error redb refuses every later transaction until the file is reopened: take
+    /// the handle back (readers hold it only for a moment) and open the file again. If that
+    /// fails the slot stays empty, and the next commit tries again.
+    fn reopen(&self) {
+        let mut slot = self.inner.db.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut old) = slot.take() {
+            let mut tries = 0;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still) if tries < 200 => {
+                        old = still;
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(still) => {
+                        // Still in use: keep it, and try again after the next failure.
+                        *slot = Some(still);
+                        return;
+                    }
+                }
+            }
+        }
+        match open_db(&self.inner.path) {
+            Ok(db) => {
+                tracing::info!(file = %self.inner.path.display(), "outbox reopened");
+                *slot = Some(Arc::new(db));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reopen the outbox; the next commit tries again")
+            }
+        }
+    }
+
+    /// Applies `batch` in one transaction. Answers, in order: the first id of each append and
+    /// the count of each prune.
+    fn commit(&self, batch: &[Op], state: &mut WriterState) -> Result<Vec<u64>, StoreError> {
+        if self.db().is_err() {
+            // Still closed after a failed reopen: try again now.
+            self.reopen();
+        }
+        let db = self.db()?;
+        let txn = try_store!("starting a transaction", db.begin_write());
+        let mut answers = Vec::new();
+        {
+            let mut deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+            let mut index = try_store!("opening the index", txn.open_table(INDEX));
+            let mut providers = try_store!("opening providers", txn.open_table(PROVIDERS));
+            let mut id = match state.next_id {
+                Some(id) => id,
+                None => try_store!("reading the last id", deliveries.last())
+                    .map_or(1, |(k, _)| id_of(k.value()).map_or(1, |id| id + 1)),
+            };
+            // Only the last status of each Provider in the batch is worth writing.
+            let mut last_status: HashMap<&str, usize> = HashMap::new();
+            for (i, op) in batch.iter().enumerate() {
+                if let Op::Status(provider, _) = op {
+                    last_status.insert(provider.as_str(), i);
+                }
+            }
+            for (i, op) in batch.iter().enumerate() {
+                match op {
+                    Op::Append(entries, _) => {
+                        answers.push(id);
+                        for e in entries {
+                            let key = id_key(id);
+                            try_store!(
+                                "writing a delivery",
+                                deliveries.insert(key.as_slice(), e.row.as_slice())
+                            );
+                            if let Some(at) = index_key(id, e.at) {
+                                try_store!(
+                                    "writing the index",
+                                    index.insert(at.as_slice(), [].as_slice())
+                                );
+                            }
+                            id += 1;
+                        }
+                    }
+                    Op::Settle {
+                        id,
+                        record,
+                        from,
+                        to,
+                        ..
+                    } => {
+                        let key = id_key(*id);
+                        let new_row = if matches!(to, Placement::Finished(State::Delivered, _)) {
+                            row(record, None)
+                        } else {
+                            // Keeps its event: carry it over from the row as it is.
+                            let old =
+                                try_store!("reading a delivery", deliveries.get(key.as_slice()))
+                                    .map(|v| v.value().to_vec());
+                            let Some(old) = old else {
+                                // Removed meanwhile: it stays removed.
+                                continue;
+                            };
+                            let (_, event) = split_row(*id, &old)?;
+                            row(record, event)
+                        };
+                        try_store!(
+                            "writing a delivery",
+                            deliveries.insert(key.as_slice(), new_row.as_slice())
+                        );
+                        let (old_at, new_at) = (index_key(*id, *from), index_key(*id, *to));
+                        if old_at != new_at {
+                            if let Some(old_at) = old_at {
+                                try_store!("updating the index", index.remove(old_at.as_slice()));
+                            }
+                            if let Some(new_at) = new_at {
+                                try_store!(
+                                    "updating the index",
+                                    index.insert(new_at.as_slice(), [].as_slice())
+                                );
+                            }
+                        }
+                    }
+                    Op::Remove { id, from, .. } => {
+                        try_store!(
+                            "removing a delivery",
+                            deliveries.remove(id_key(*id).as_slice())
+                        );
+                        if let Some(at) = index_key(*id, *from) {
+                            try_store!("updating the index", index.remove(at.as_slice()));
+                        }
+                    }
+                    Op::Status(provider, _) if last_status.get(provider.as_str()) != Some(&i) => {}
+                    Op::Status(provider, status) => {
+                        try_store!(
+                            "writing a provider status",
+                            providers.insert(provider.as_bytes(), status.as_slice())
+                        );
+                    }
+                    Op::Prune {
+                        delivered_before,
+                        dead_before,
+                        limit,
+                        ..
+                    } => {
+                        let cut = Cut {
+                            delivered_before: *delivered_before,
+                            dead_before: *dead_before,
+                            limit: *limit,
+                        };
+                        let pruned =
+                            prune(&mut deliveries, &mut index, &cut, &mut state.prune_from)?;
+                        answers.push(pruned);
+                    }
+                    Op::Barrier(_) => {}
+                }
+            }
+            state.next_id = Some(id);
+        }
+        try_store!("committing", txn.commit());
+        Ok(answers)
+    }
+
+    /// Reads `(record, event?)` of `id`.
+    fn read(
+        &self,
+        id: u64,
+        with_event: bool,
+    ) -> Result<Option<(Record, Option<Event>)>, StoreError> {
+        let db = self.db()?;
+        let txn = try_store!("starting a read", db.begin_read());
+        let deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+        let Some(value) = try_store!("reading a delivery", deliveries.get(id_key(id).as_slice()))
+        else {
+            return Ok(None);
+        };
+        let (record, event) = split_row(id, value.value())?;
+        let record = decode_record(id, record)?;
+        let event = match event {
+            Some(bytes) if with_event => Some(decode_event(id, bytes)?),
+            _ => None,
+        };
+        Ok(Some((record, event)))
+    }
+}
+
+/// What a prune removes: delivered records finished before one time, dead ones before
+/// another, at most `limit` rows looked at.
+struct Cut {
+    delivered_before: u64,
+    dead_before: u64,
+    limit: usize,
+}
+
+/// Removes, walking the rows from `*from` in id order, the delivered and dead ones finished
+/// before their cut, looking at most at `cut.limit` rows. Rows are in acceptance order, and a
+/// record finishes after it is accepted, so the walk ends at the first row accepted after
+/// both cuts. `*from` remembers where a walk cut short by the limit goes on.
+fn prune(
+    deliveries: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    index: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    cut: &Cut,
+    from: &mut u64,
+) -> Result<u64, StoreError> {
+    let latest = cut.delivered_before.max(cut.dead_before);
+    let mut gone = Vec::new();
+    let mut looked = 0;
+    let mut next = None;
+    for entry in try_store!(
+        "listing old deliveries",
+        deliveries.range(id_key(*from).as_slice()..)
+    ) {
+        let (k, v) = try_store!("listing old deliveries", entry);
+        let Some(id) = id_of(k.value()) else { continue };
+        if looked == cut.limit {
+            next = Some(id);
+            break;
+        }
+        looked += 1;
+        let (record, _) = split_row(id, v.value())?;
+        let r = decode_record(id, record)?;
+        if r.accepted_at >= latest {
+            break;
+        }
+        let finished = r.finished_at.unwrap_or(u64::MAX);
+        let old = match r.state {
+            State::Delivered => finished < cut.delivered_before,
+            State::Dead => finished < cut.dead_before,
+            State::Pending | State::Failed => false,
+        };
+        if old {
+            gone.push((id, r.placement()));
+        }
+    }
+    *from = next.unwrap_or(0);
+    for (id, at) in &gone {
+        try_store!("pruning", deliveries.remove(id_key(*id).as_slice()));
+        if let Some(at) = index_key(*id, *at) {
+            try_store!("pruning", index.remove(at.as_slice()));
+        }
+    }
+    Ok(gone.len() as u64)
+}
+
+/// What the writer remembers between commits.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// The next id to assign (read from the file when unknown).
+    next_id: Option<u64>,
+    /// Where the next prune walk starts.
+    prune_from: u64,
+}
+
+impl Backend for Store {
+    fn append(&self, deliveries: &[Prepared], done: Done<u64>) -> Result<(), StoreError> {
+        let n = deliveries.len();
+        if self.inner.queued_appends.fetch_add(n, Ordering::SeqCst) + n > MAX_QUEUED_APPENDS {
+            self.inner.queued_appends.fetch_sub(n, Ordering::SeqCst);
+            return Err(StoreError::Busy);
+        }
+        let entries = deliveries
+            .iter()
+            .map(|p| Entry {
+                row: row(&encode_record(&p.record), Some(&encode_event(&p.event))),
+                at: p.record.placement(),
+            })
+            .collect();
+        self.send(Op::Append(entries, done)).inspect_err(|_| {
+            self.inner.queued_appends.fetch_sub(n, Ordering::SeqCst);
+        })
+    }
+
+    fn settle(
+        &self,
+        record: &Record,
+        from: Placement,
+        done: Option<Done<()>>,
+    ) -> Result<(), StoreError> {
+        self.send(Op::Settle {
+            id: record.id,
+            record: encode_record(record),
+            from,
+            to: record.placement(),
+            done,
+        })
+    }
+
+    fn remove(&self, id: u64, from: Placement, done: Option<Done<()>>) -> Result<(), StoreError> {
+        self.send(Op::Remove { id, from, done })
+    }
+
+    fn save_status(&self, provider: &str, status: &ProviderStatus) -> Result<(), StoreError> {
+        self.send(Op::Status(provider.to_owned(), encode_status(status)))
+    }
+
+    fn prune(
+        &self,
+        delivered_before: u64,
+        dead_before: u64,
+        limit: usize,
+        done: Done<usize>,
+    ) -> Result<(), StoreError> {
+        self.send(Op::Prune {
+            delivered_before,
+            dead_before,
+            limit,
+            done,
+        })
+    }
+
+    fn flush(&self, done: Done<()>) -> Result<(), StoreError> {
+        self.send(Op::Barrier(done))
+    }
+
+    fn load(&self) -> Result<Loaded, StoreError> {
+        let db = self.db()?;
+        let txn = try_store!("starting a read", db.begin_read());
+        let deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+        let index = try_store!("opening the index", txn.open_table(INDEX));
+        let mut loaded = Loaded::default();
+        let record_of = |id: u64| -> Result<Option<Record>, StoreError> {
+            match try_store!("reading a delivery", deliveries.get(id_key(id).as_slice())) {
+                Some(v) => decode_record(id, split_row(id, v.value())?.0).map(Some),
+                None => Ok(None),
+            }
+        };
+        for entry in try_store!(
+            "listing active deliveries",
+            index.range([ACTIVE].as_slice()..[ACTIVE + 1].as_slice())
+        ) {
+            let (k, _) = try_store!("listing active deliveries", entry);
+            if let Some(record) = id_of(k.value()).map(record_of).transpose()?.flatten() {
+                loaded.active.push(record);
+            }
+        }
+        for entry in try_store!(
+            "listing dead deliveries",
+            index.range([DEAD].as_slice()..[DEAD + 1].as_slice())
+        ) {
+            let (k, _) = try_store!("listing dead deliveries", entry);
+            if let Some(record) = id_of(k.value()).map(record_of).transpose()?.flatten() {
+                *loaded.dead.entry(record.provider).or_default() += 1;
+            }
+        }
+        let providers = try_store!("opening providers", txn.open_table(PROVIDERS));
+        for entry in try_store!("listing providers", providers.iter()) {
+            let (k, v) = try_store!("listing providers", entry);
+            if let (Ok(name), Some(status)) =
+                (std::str::from_utf8(k.value()), decode_status(v.value()))
+            {
+                loaded.providers.insert(name.to_owned(), status);
+            }
+        }
+        Ok(loaded)
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Record>, StoreError> {
+        Ok(self.read(id, false)?.map(|(r, _)| r))
+    }
+
+    fn get_with_event(&self, id: u64) -> Result<Option<(Record, Option<Event>)>, StoreError> {
+        self.read(id, true)
+    }
+
+    fn list(
+        &self,
+        limit: usize,
+        keep: &mut dyn FnMut(&Record) -> bool,
+    ) -> Result<Vec<Record>, StoreError> {
+        let db = self.db()?;
+        let txn = try_store!("starting a read", db.begin_read());
+        let table = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+        let mut out = Vec::new();
+        for entry in try_store!("listing deliveries", table.iter()).rev() {
+            let (k, v) = try_store!("listing deliveries", entry);
+            let Some(id) = id_of(k.value()) else {
+                continue;
+            };
+            let record = decode_record(id, split_row(id, v.value())?.0)?;
+            if keep(&record) {
+                out.push(record);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn dead_ids(&self, provider: Option<&str>) -> Result<Vec<u64>, StoreError> {
+        let db = self.db()?;
+        let txn = try_store!("starting a read", db.begin_read());
+        let index = try_store!("opening the index", txn.open_table(INDEX));
+        let table = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+        let mut ids = Vec::new();
+        for entry in try_store!(
+            "listing dead deliveries",
+            index.range([DEAD].as_slice()..[DEAD + 1].as_slice())
+        ) {
+            let (k, _) = try_store!("listing dead deliveries", entry);
+            let Some(id) = id_of(k.value()) else {
+                continue;
+            };
+            if let Some(p) = provider {
+                let Some(v) = try_store!("reading a delivery", table.get(id_key(id).as_slice()))
+                else {
+                    continue;
+                };
+                if decode_record(id, split_row(id, v.value())?.0)?.provider != p {
+                    continue;
+                }
+            }
+            ids.push(id);
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn health(&self) -> Health {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        std::fs::metadata(&self.inner.path).map_or(0, |m| m.len())
+    }
+
+    fn commits(&self) -> Commits {
+        Commits {
+            count: self.inner.commits.load(Ordering::Relaxed),
+            micros: self.inner.commit_micros.load(Ordering::Relaxed),
+            appended: self.inner.appended.load(Ordering::Relaxed),
+        }
+    }
+
+    fn close(&self) {
+        let _ = self.flush_blocking();
+        self.inner
+            .ops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.inner
+            .db
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::conformance;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("herald-outbox-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// The redb store passes the backend suite.
+    #[test]
+    fn the_redb_store_passes_the_backend_suite() {
+        let d = dir("conformance");
+        conformance::run(&|| Arc::new(Store::open(&d).unwrap()) as Arc<dyn Backend>);
+    }
+
+    #[test]
+    fn a_stored_event_reads_back_identical() {
+        // Redelivery after a restart posts the stored event: it must be the same event, byte
+        // for byte once encoded, or idempotency keys derived from it (the Matrix txn id) change.
+        let d = dir("roundtrip");
+        let store = Store::open(&d).unwrap();
+        let json = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","uid":"7d0c","apiVersion":"kustomize.toolkit.fluxcd.io/v1","resourceVersion":"42"},"severity":"error","timestamp":"2022-10-28T07:26:19Z","message":"Health check failed: \"x\" <é> \u2028","reason":"HealthCheckFailed","metadata":{"revision":"main@sha1:731f","summary":"prod","z":"last","a":"first"},"reportingController":"kustomize-controller","reportingInstance":"kc-1"}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        let first =
+            conformance::append_one(&store, &conformance::prepared("apps/p", event.clone()));
+        store.close();
+        drop(store);
+        let store = Store::open(&d).unwrap();
+        let (record, back) = store.get_with_event(first).unwrap().unwrap();
+        let back = back.unwrap();
+        assert_eq!(back, event);
+        assert_eq!(
+            herald_core::json::to_vec(&back).unwrap(),
+            herald_core::json::to_vec(&event).unwrap()
+        );
+        assert_eq!(record.object, "Kustomization/apps/web");
+        store.close();
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused_and_left_alone() {
+        let d = dir("foreign");
+        std::fs::create_dir_all(&d).unwrap();
+        let file = d.join(FILE_NAME);
+        std::fs::write(&file, b"SQLite format 3\0 and more bytes that are not redb").unwrap();
+        let e = Store::open(&d).unwrap_err().to_string();
+        assert!(e.contains("is not a herald outbox"), "{e}");
+        assert!(e.contains("outbox.redb"), "{e}");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"SQLite format 3\0 and more bytes that are not redb"
+        );
+
+        // A redb file of someone else's.
+        std::fs::remove_file(&file).unwrap();
+        let db = Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let t: TableDefinition<'static, &str, u64> = TableDefinition::new("theirs");
+            txn.open_table(t).unwrap().insert("k", 1).unwrap();
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let e = Store::open(&d).unwrap_err().to_string();
+        assert!(e.contains("other tables (theirs)"), "{e}");
+
+        // An outbox of herald's first development format.
+        std::fs::remove_file(&file).unwrap();
+        let db = Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let t: TableDefinition<'static, &str, &str> = TableDefinition::new("meta");
+            txn.open_table(t)
+                .unwrap()
+                .insert("format", "herald-outbox/1")
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let e = Store::open(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("an earlier development version of herald (format herald-outbox/1)"),
+            "{e}"
+        );
+        assert!(e.contains("left untouched"), "{e}");
+        // Still that outbox, readable by the version that wrote it (redb's open may rewrite
+        // its header, never the tables).
+        let db = Database::open(&file).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t: TableDefinition<'static, &str, &str> = TableDefinition::new("meta");
+        let meta = txn.open_table(t).unwrap();
+        assert_eq!(
+            meta.get("format").unwrap().unwrap().value(),
+            "herald-outbox/1"
+        );
+    }
+
+    #[test]
+    fn a_second_opener_is_told_the_file_is_in_use() {
+        let d = dir("locked");
+        let store = Store::open(&d).unwrap();
+        let e = Store::open(&d).unwrap_err();
+        assert!(matches!(e, OpenError::Locked(_)), "{e}");
+        assert!(e.to_string().contains("in use by another herald process"));
+        store.close();
+    }
+
+    #[test]
+    fn too_many_queued_appends_are_refused_not_queued() {
+        let d = dir("busy");
+        let store = Store::open(&d).unwrap();
+        let many: Vec<Prepared> = (0..MAX_QUEUED_APPENDS + 1)
+            .map(|_| conformance::prepared("apps/p", Event::default()))
+            .collect();
+        let e = store.append(&many, Box::new(|_| {})).unwrap_err();
+        assert_eq!(e, StoreError::Busy);
+        assert_eq!(store.inner.queued_appends.load(Ordering::SeqCst), 0);
+        store.close();
+    }
+}
