@@ -19,6 +19,8 @@ pub(crate) fn registry() -> Registry {
     herald_eventhub::register(&mut registry);
     #[cfg(feature = "nats")]
     herald_nats::register(&mut registry);
+    #[cfg(feature = "googlepubsub")]
+    herald_pubsub::register(&mut registry);
     registry
 }
 
