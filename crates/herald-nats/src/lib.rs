@@ -72,7 +72,10 @@ enum Auth {
     /// An nkey seed.
     Nkey(SecretString),
     /// A username and password.
-    UserPassword { user: String, password: SecretString },
+    UserPassword {
+        user: String,
+        password: SecretString,
+    },
     /// No credentials.
     None,
 }
@@ -102,9 +105,9 @@ fn secret_text(config: &ProviderConfig, key: &str) -> Result<Option<SecretString
     let Some(value) = config.secret_data.get(key).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    let text = value.to_secret_string().ok_or_else(|| {
-        BuildError::invalid(format!("secret key \"{key}\""), "is not UTF-8 text")
-    })?;
+    let text = value
+        .to_secret_string()
+        .ok_or_else(|| BuildError::invalid(format!("secret key \"{key}\""), "is not UTF-8 text"))?;
     Ok(Some(text))
 }
 
@@ -353,16 +356,15 @@ mod tests {
             build_err(&from_secret),
             "secret key \"address\": NATS server (address) cannot be empty"
         );
-        assert!(build_err(&cfg("nats://127.0.0.1:4222", "a b")).contains("not a valid NATS subject"));
+        assert!(
+            build_err(&cfg("nats://127.0.0.1:4222", "a b")).contains("not a valid NATS subject")
+        );
     }
 
     #[test]
     fn addresses_may_list_servers_and_never_show_up_in_errors() {
-        let s = Settings::from_config(&cfg(
-            "nats://127.0.0.1:4222, nats://127.0.0.1:4223",
-            "flux",
-        ))
-        .unwrap();
+        let s = Settings::from_config(&cfg("nats://127.0.0.1:4222, nats://127.0.0.1:4223", "flux"))
+            .unwrap();
         assert_eq!(s.servers.len(), 2);
         let err = build_err(&cfg("http://user:pa55word@[::1", "flux"));
         assert!(err.starts_with("spec.address: server 1 "), "{err}");
@@ -374,9 +376,15 @@ mod tests {
         let mut c = cfg("nats://127.0.0.1:4222", "flux");
         assert_eq!(auth(&c).unwrap(), Auth::None);
         c.username = "herald".into();
-        assert_eq!(auth(&c).unwrap(), Auth::None, "a username alone is not auth");
+        assert_eq!(
+            auth(&c).unwrap(),
+            Auth::None,
+            "a username alone is not auth"
+        );
         c.password = Some("herald-secret".into());
-        assert!(matches!(auth(&c).unwrap(), Auth::UserPassword { ref user, .. } if user == "herald"));
+        assert!(
+            matches!(auth(&c).unwrap(), Auth::UserPassword { ref user, .. } if user == "herald")
+        );
         let seed = nkeys::KeyPair::new_user().seed().unwrap();
         c.secret_data
             .insert("nkey".into(), SecretBytes::new(format!("{seed}\n")));

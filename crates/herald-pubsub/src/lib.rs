@@ -52,7 +52,8 @@ pub const DEFAULT_ENDPOINT: &str = "https://pubsub.googleapis.com";
 pub const EMULATOR_HOST_VAR: &str = "PUBSUB_EMULATOR_HOST";
 
 /// The OAuth2 scopes Google's Pub/Sub client asks for.
-pub const SCOPES: &str = "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/pubsub";
+pub const SCOPES: &str =
+    "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/pubsub";
 
 /// The token endpoint of a key that names none.
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -201,7 +202,10 @@ impl ServiceAccount {
                     TOKEN_FIELD,
                     format!(
                         "only service-account keys (\"type\": \"service_account\") are supported, not {}",
-                        other.map_or_else(|| "a key without a type".to_owned(), |t| format!("{t:?}"))
+                        other.map_or_else(
+                            || "a key without a type".to_owned(),
+                            |t| format!("{t:?}")
+                        )
                     ),
                 ));
             }
@@ -237,9 +241,7 @@ impl ServiceAccount {
             iat: u64,
             exp: u64,
         }
-        let iat = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let iat = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = Claims {
             iss: &self.email,
             scope: SCOPES,
@@ -338,10 +340,7 @@ impl std::fmt::Debug for PubSub {
         f.debug_struct("PubSub")
             .field("provider", &self.id)
             .field("topic", &self.topic.name())
-            .field(
-                "account",
-                &self.account.as_ref().map(|a| a.email.as_str()),
-            )
+            .field("account", &self.account.as_ref().map(|a| a.email.as_str()))
             .finish()
     }
 }
@@ -395,7 +394,11 @@ impl PubSub {
     }
 
     /// One publish with `token` (none for the emulator).
-    async fn publish(&self, body: Vec<u8>, token: Option<&SecretString>) -> Result<(), DeliveryError> {
+    async fn publish(
+        &self,
+        body: Vec<u8>,
+        token: Option<&SecretString>,
+    ) -> Result<(), DeliveryError> {
         let mut request = Request::post_json(&self.url, body);
         if let Some(token) = token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -458,7 +461,10 @@ mod tests {
 
     #[test]
     fn empty_project_and_topic_fail_as_flux_words_them() {
-        assert_eq!(err(&cfg(" ", "t")), "spec.address: GCP project ID cannot be empty");
+        assert_eq!(
+            err(&cfg(" ", "t")),
+            "spec.address: GCP project ID cannot be empty"
+        );
         assert_eq!(
             err(&cfg("p", "")),
             "spec.channel: GCP Pub/Sub topic ID cannot be empty"
@@ -471,13 +477,21 @@ mod tests {
     #[test]
     fn keys_are_checked_at_load_without_being_quoted() {
         let mut c = cfg("p", "t");
-        assert!(err(&c).starts_with("secret key \"token\": a service-account JSON key is required"));
+        assert!(
+            err(&c).starts_with("secret key \"token\": a service-account JSON key is required")
+        );
         c.token = Some("{not json s3cret".into());
         let e = err(&c);
-        assert!(e.contains("not a service-account JSON key") && !e.contains("s3cret"), "{e}");
+        assert!(
+            e.contains("not a service-account JSON key") && !e.contains("s3cret"),
+            "{e}"
+        );
         c.token = Some(r#"{"type":"authorized_user","client_secret":"s3cret"}"#.into());
         let e = err(&c);
-        assert!(e.contains("not \"authorized_user\"") && !e.contains("s3cret"), "{e}");
+        assert!(
+            e.contains("not \"authorized_user\"") && !e.contains("s3cret"),
+            "{e}"
+        );
         c.token = Some(
             r#"{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nMIIs3cret\n-----END PRIVATE KEY-----\n"}"#.into(),
         );

@@ -127,7 +127,10 @@ async fn post_and_check(peer: &Peer, notifier: &dyn Notifier) {
     let got = peer.wait_payloads(2).await;
     assert_eq!(
         got,
-        [json::to_vec(&first).unwrap(), json::to_vec(&second).unwrap()],
+        [
+            json::to_vec(&first).unwrap(),
+            json::to_vec(&second).unwrap()
+        ],
         "the payload is the event JSON, byte for byte"
     );
 }
@@ -218,7 +221,8 @@ async fn the_connection_is_re_established_after_the_server_restarts() {
     let err = notifier.post(&event("server down")).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert!(
-        err.to_string().contains("error publishing event to subject flux.events"),
+        err.to_string()
+            .contains("error publishing event to subject flux.events"),
         "{err}"
     );
     peer.script(&["up", &peer.facts["PORT"]]);

@@ -29,7 +29,12 @@ fn key_json(token_uri: &str) -> String {
 }
 
 fn config(rec: &Recorder) -> ProviderConfig {
-    let mut c = ProviderConfig::new(ProviderType::GooglePubSub, "flux-system", "pubsub", "my-project");
+    let mut c = ProviderConfig::new(
+        ProviderType::GooglePubSub,
+        "flux-system",
+        "pubsub",
+        "my-project",
+    );
     c.channel = "flux-events".into();
     c.token = Some(SecretString::new(key_json(&format!("{}/token", rec.url()))));
     c.headers
@@ -64,7 +69,10 @@ fn verified_claims(request: &Recorded) -> serde_json::Value {
     let jwt = &form["assertion"];
     let (signed, signature) = jwt.rsplit_once('.').unwrap();
     UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, rsa_public_key_der())
-        .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).unwrap())
+        .verify(
+            signed.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+        )
         .expect("the assertion is signed with the service account's key");
     let (header, claims) = signed.split_once('.').unwrap();
     let decode = |s: &str| -> serde_json::Value {
@@ -149,7 +157,10 @@ async fn a_signed_assertion_buys_a_token_that_is_kept_and_publishes_the_event() 
         );
     }
     assert_golden(
-        &golden_path(env!("CARGO_MANIFEST_DIR"), "googlepubsub/fixture-event.json"),
+        &golden_path(
+            env!("CARGO_MANIFEST_DIR"),
+            "googlepubsub/fixture-event.json",
+        ),
         got[1].body_str(),
     );
 }
@@ -206,7 +217,12 @@ async fn failures_are_classified_and_never_show_the_key_or_token() {
 async fn the_emulator_takes_unauthenticated_publishes_with_flux_zero_event() {
     let rec = Recorder::start().await;
     rec.push_reply(published());
-    let mut c = ProviderConfig::new(ProviderType::GooglePubSub, "flux-system", "pubsub", "my-project");
+    let mut c = ProviderConfig::new(
+        ProviderType::GooglePubSub,
+        "flux-system",
+        "pubsub",
+        "my-project",
+    );
     c.channel = "flux-events".into();
     c.headers.insert("foo".into(), SecretString::new("bar"));
     let host = rec.url().trim_start_matches("http://").to_owned();
@@ -221,7 +237,10 @@ async fn the_emulator_takes_unauthenticated_publishes_with_flux_zero_event() {
         r#"{"involvedObject":{},"severity":"","timestamp":null,"message":"","reason":"","metadata":{"foo":"bar"},"reportingController":""}"#
     );
     let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
-    assert_eq!(body["messages"][0]["attributes"], serde_json::json!({"foo": "bar"}));
+    assert_eq!(
+        body["messages"][0]["attributes"],
+        serde_json::json!({"foo": "bar"})
+    );
     assert_golden(
         &golden_path(env!("CARGO_MANIFEST_DIR"), "googlepubsub/zero-event.json"),
         got[0].body_str(),
