@@ -88,7 +88,7 @@ pub fn build_with_endpoint(
     let mut setup = Setup::new(config);
     let topic = Topic::from_config(&setup)?;
     let account = ServiceAccount::from_setup(&mut setup)?;
-    PubSub::new(setup, topic, endpoint, Some(account))
+    PubSub::notifier(&setup, topic, endpoint, Some(account))
 }
 
 /// Builds a notifier for the emulator at `host` (`host:port`): plain HTTP, no credentials.
@@ -98,7 +98,7 @@ pub fn build_for_emulator(
 ) -> Result<Arc<dyn Notifier>, BuildError> {
     let setup = Setup::new(config);
     let topic = Topic::from_config(&setup)?;
-    PubSub::new(setup, topic, &format!("http://{host}"), None)
+    PubSub::notifier(&setup, topic, &format!("http://{host}"), None)
 }
 
 /// The project and topic of a Provider, and the message attributes.
@@ -346,8 +346,9 @@ impl std::fmt::Debug for PubSub {
 }
 
 impl PubSub {
-    fn new(
-        setup: Setup<'_>,
+    /// The notifier of `topic` at `endpoint`, with the client and masker of `setup`.
+    fn notifier(
+        setup: &Setup<'_>,
         topic: Topic,
         endpoint: &str,
         account: Option<ServiceAccount>,
