@@ -108,6 +108,8 @@ fn families_never_depend_on_each_other_or_the_daemon() {
         "herald-git",
         "herald-alerting",
         "herald-eventhub",
+        "herald-nats",
+        "herald-pubsub",
     ];
     for family in families {
         if !root().join("crates").join(family).exists() {

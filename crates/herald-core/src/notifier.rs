@@ -137,7 +137,7 @@ mod tests {
             e,
             "provider type `github` is not implemented by herald's `git` family"
         );
-        let e = r.build(&cfg(ProviderType::Nats)).unwrap_err().to_string();
-        assert_eq!(e, "provider type `nats` is not supported by herald");
+        let e = r.build(&cfg(ProviderType::Otel)).unwrap_err().to_string();
+        assert_eq!(e, "provider type `otel` is not supported by herald");
     }
 }

@@ -16,16 +16,22 @@ pub enum Family {
     Alerting,
     /// Azure Event Hubs (crate `herald-eventhub`, feature `eventhub`).
     EventHub,
+    /// NATS (crate `herald-nats`, feature `nats`).
+    Nats,
+    /// Google Cloud Pub/Sub (crate `herald-pubsub`, feature `googlepubsub`).
+    PubSub,
 }
 
 impl Family {
     /// Every family, in display order.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 7] = [
         Family::Generic,
         Family::Chat,
         Family::Git,
         Family::Alerting,
         Family::EventHub,
+        Family::Nats,
+        Family::PubSub,
     ];
 
     /// The family's name, which is also its cargo feature (except `generic`, which has none).
@@ -36,6 +42,8 @@ impl Family {
             Family::Git => "git",
             Family::Alerting => "alerting",
             Family::EventHub => "eventhub",
+            Family::Nats => "nats",
+            Family::PubSub => "googlepubsub",
         }
     }
 
@@ -56,6 +64,8 @@ impl Family {
             Family::Git => "herald-git",
             Family::Alerting => "herald-alerting",
             Family::EventHub => "herald-eventhub",
+            Family::Nats => "herald-nats",
+            Family::PubSub => "herald-pubsub",
         }
     }
 
@@ -92,7 +102,7 @@ macro_rules! provider_types {
             }
 
             /// The herald family that implements this type; `None` for the upstream types
-            /// herald does not implement (Pub/Sub, NATS, OpenTelemetry).
+            /// herald does not implement (OpenTelemetry).
             pub fn family(self) -> Option<Family> {
                 match self { $( ProviderType::$variant => $family, )* }
             }
@@ -176,10 +186,10 @@ provider_types! {
     IncidentIo = "incident.io" => Some(Family::Alerting),
     /// Azure Event Hubs.
     AzureEventHub = "azureeventhub" => Some(Family::EventHub),
-    /// Google Cloud Pub/Sub (not implemented by herald).
-    GooglePubSub = "googlepubsub" => None,
-    /// NATS (not implemented by herald).
-    Nats = "nats" => None,
+    /// Google Cloud Pub/Sub.
+    GooglePubSub = "googlepubsub" => Some(Family::PubSub),
+    /// NATS.
+    Nats = "nats" => Some(Family::Nats),
     /// OpenTelemetry traces (not implemented by herald).
     Otel = "otel" => None,
 }
@@ -250,7 +260,17 @@ mod tests {
                 .and_then(Family::feature),
             Some("eventhub")
         );
-        assert_eq!(ProviderType::Nats.family(), None);
+        assert_eq!(
+            ProviderType::Nats.family().and_then(Family::feature),
+            Some("nats")
+        );
+        assert_eq!(
+            ProviderType::GooglePubSub
+                .family()
+                .and_then(Family::feature),
+            Some("googlepubsub")
+        );
+        assert_eq!(ProviderType::Otel.family(), None);
         assert_eq!(Family::Git.types().count(), 10);
         let err = "slak".parse::<ProviderType>().unwrap_err();
         assert!(

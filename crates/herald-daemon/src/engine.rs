@@ -48,7 +48,7 @@ use crate::transition::{self, Outcome, Policy};
 pub fn default_window(ty: ProviderType) -> usize {
     match ty.family() {
         Some(Family::Generic) | None => 64,
-        Some(Family::Alerting) | Some(Family::EventHub) => 16,
+        Some(Family::Alerting | Family::EventHub | Family::Nats | Family::PubSub) => 16,
         Some(Family::Chat) => 4,
         Some(Family::Git) => 2,
     }

@@ -17,6 +17,10 @@ pub(crate) fn registry() -> Registry {
     herald_alerting::register(&mut registry);
     #[cfg(feature = "eventhub")]
     herald_eventhub::register(&mut registry);
+    #[cfg(feature = "nats")]
+    herald_nats::register(&mut registry);
+    #[cfg(feature = "googlepubsub")]
+    herald_pubsub::register(&mut registry);
     registry
 }
 
@@ -60,6 +64,8 @@ mod tests {
                 ],
                 Family::Alerting => vec!["sentry", "opsgenie", "alertmanager", "grafana"],
                 Family::EventHub => vec!["azureeventhub"],
+                Family::Nats => vec!["nats"],
+                Family::PubSub => vec!["googlepubsub"],
             }
         };
         let mut want: Vec<&str> = registry.families().flat_map(promised).collect();

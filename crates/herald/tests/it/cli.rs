@@ -18,12 +18,21 @@ fn version_lists_the_compiled_families() {
         )),
         "{text}"
     );
-    for feature in ["chat", "git", "alerting", "eventhub"] {
+    for feature in [
+        "chat",
+        "git",
+        "alerting",
+        "eventhub",
+        "nats",
+        "googlepubsub",
+    ] {
         let compiled = match feature {
             "chat" => cfg!(feature = "chat"),
             "git" => cfg!(feature = "git"),
             "alerting" => cfg!(feature = "alerting"),
-            _ => cfg!(feature = "eventhub"),
+            "eventhub" => cfg!(feature = "eventhub"),
+            "nats" => cfg!(feature = "nats"),
+            _ => cfg!(feature = "googlepubsub"),
         };
         assert_eq!(text.contains(feature), compiled, "{feature}: {text}");
     }
@@ -166,7 +175,7 @@ async fn send_delivers_one_event_and_reports_failures_without_secrets() {
 fn types_herald_cannot_build_are_named_clearly() {
     let dir = manifests(
         &[
-            provider("bus", "ns", "nats", "nats://127.0.0.1:4222"),
+            provider("bus", "ns", "otel", "http://127.0.0.1:4318"),
             provider("team", "ns", "zulip", "https://z.example.com"),
         ]
         .concat(),
@@ -179,7 +188,7 @@ fn types_herald_cannot_build_are_named_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("Provider ns/bus: spec.type: provider type `nats` is not supported by herald"),
+        err.contains("Provider ns/bus: spec.type: provider type `otel` is not supported by herald"),
         "{err}"
     );
     let zulip = if cfg!(feature = "chat") {
@@ -202,7 +211,7 @@ fn types_herald_cannot_build_are_named_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("provider type `nats` is not supported by herald"),
+        err.contains("provider type `otel` is not supported by herald"),
         "{err}"
     );
 }

@@ -5,6 +5,8 @@
 
 #[cfg(feature = "alerting")]
 mod alerting;
+#[cfg(any(feature = "nats", feature = "googlepubsub"))]
+mod buses;
 mod cli;
 mod daemon;
 mod engine;

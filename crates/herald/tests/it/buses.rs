@@ -1,0 +1,189 @@
+//! The message-bus families through `herald serve`: `nats` against a real `nats-server`
+//! (herald-testkit's `peers/nats.sh`, recording `flux.>` in JetStream), and `googlepubsub`
+//! against a recording server standing for the emulator of `PUBSUB_EMULATOR_HOST`.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Daemon, alert, flux_event, herald, manifests, request};
+
+fn manifest(provider_spec: &str) -> String {
+    [
+        format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: bus, namespace: apps}}\nspec:\n{provider_spec}"
+        ),
+        alert("to-bus", "apps", "bus", "  eventSources: [{kind: Kustomization, name: '*'}]"),
+    ]
+    .concat()
+}
+
+#[cfg(feature = "nats")]
+mod nats {
+    use super::*;
+
+    struct Peer {
+        state: tempfile::TempDir,
+        port: String,
+    }
+
+    impl Peer {
+        fn script(&self, args: &[&str]) -> String {
+            let out = herald_testkit::peer_command("nats.sh", self.state.path())
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "nats.sh {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+
+        /// The messages recorded on `flux.>`, as JSON values of their payloads.
+        fn events(&self) -> Vec<serde_json::Value> {
+            self.script(&["messages", "--port", &self.port])
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    serde_json::from_str(v["data"].as_str().unwrap()).unwrap()
+                })
+                .collect()
+        }
+
+        async fn wait_events(&self, n: usize, d: &Daemon) -> Vec<serde_json::Value> {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let got = self.events();
+                if got.len() >= n {
+                    return got;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {n} events on the subject; herald logs:\n{}",
+                    got.len(),
+                    d.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+
+    impl Drop for Peer {
+        fn drop(&mut self) {
+            herald_testkit::stop_peer("nats.sh", &self.port, self.state.path());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn events_reach_the_subject_and_survive_a_server_restart() {
+        let state = tempfile::tempdir().unwrap();
+        let Some(facts) = herald_testkit::start_peer_with(
+            "nats.sh",
+            state.path(),
+            "auto",
+            &[("NATS_AUTH", "user"), ("NATS_RECORD", "flux.>")],
+        ) else {
+            return; // start_peer said SKIPPED, loudly: the peer could not be installed.
+        };
+        let peer = Peer {
+            port: facts["PORT"].clone(),
+            state,
+        };
+        let text = [
+            manifest(&format!(
+                "  type: nats\n  address: {}\n  channel: flux.events\n  timeout: 3s\n  secretRef: {{name: bus}}\n",
+                facts["URL"]
+            )),
+            format!(
+                "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: bus, namespace: apps}}\nstringData:\n  username: {}\n  password: {}\n",
+                facts["USER"], facts["PASSWORD"]
+            ),
+        ]
+        .concat();
+        let dir = manifests(&text);
+        let d = Daemon::start(dir.path(), &[]);
+        let r = request(
+            &d.events,
+            "POST",
+            "/",
+            &[],
+            flux_event("on the bus").as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 202);
+        let events = peer.wait_events(1, &d).await;
+        assert_eq!(events[0]["message"], "on the bus", "{events:?}");
+
+        // Accepted while the server is down: kept in the outbox and delivered once it is back.
+        peer.script(&["down", &peer.port]);
+        let r = request(
+            &d.events,
+            "POST",
+            "/",
+            &[],
+            flux_event("while down").as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 202);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        peer.script(&["up", &peer.port]);
+        let events = peer.wait_events(2, &d).await;
+        let messages: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            ["on the bus", "while down"],
+            "nothing lost, nothing twice"
+        );
+    }
+}
+
+#[cfg(feature = "googlepubsub")]
+#[tokio::test(flavor = "multi_thread")]
+async fn events_reach_the_pubsub_emulator() {
+    use base64::Engine as _;
+
+    let emulator = herald_testkit::Recorder::start().await;
+    emulator.set_default_reply(herald_testkit::Reply::status(200).body(r#"{"messageIds":["1"]}"#));
+    let text = [
+        manifest("  type: googlepubsub\n  address: my-project\n  channel: flux-events\n  secretRef: {name: bus}\n"),
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: bus, namespace: apps}\nstringData:\n  headers: |\n    cluster: prod-eu\n".to_owned(),
+    ]
+    .concat();
+    let dir = manifests(&text);
+    let mut cmd = herald();
+    cmd.env(
+        "PUBSUB_EMULATOR_HOST",
+        emulator.url().trim_start_matches("http://"),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start_in(cmd, dir.path(), data.path(), &[]);
+    let r = request(
+        &d.events,
+        "POST",
+        "/",
+        &[],
+        flux_event("to pubsub").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let got = emulator.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1, "herald logs:\n{}", d.logs());
+    assert_eq!(
+        got[0].path,
+        "/v1/projects/my-project/topics/flux-events:publish"
+    );
+    assert_eq!(got[0].header("authorization"), None);
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(
+        body["messages"][0]["attributes"],
+        serde_json::json!({"cluster": "prod-eu"})
+    );
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(body["messages"][0]["data"].as_str().unwrap())
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(event["message"], "to pubsub");
+}
