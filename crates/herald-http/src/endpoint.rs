@@ -156,6 +156,12 @@ impl Endpoint {
         url
     }
 
+    /// `scheme://host[:port]`: the address without path, query or userinfo (the API root of
+    /// PagerDuty and Datadog, which Flux takes from any address of the service).
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+
     /// The host, lower-case, without port or brackets: for comparisons (`slack.com`).
     pub fn host(&self) -> &str {
         &self.host
@@ -289,6 +295,7 @@ mod tests {
     fn userinfo_becomes_basic_auth_and_leaves_the_url() {
         let e = parse(" https://us%40er:p%3Ass@h.example.com/x?y=1 ").unwrap();
         assert_eq!(e.url(), "https://h.example.com/x?y=1");
+        assert_eq!(e.origin(), "https://h.example.com");
         assert_eq!(
             e.basic().unwrap().to_str().unwrap(),
             basic_value("us@er", "p:ss")

@@ -122,7 +122,8 @@ impl Family {
     }
 
     /// A service that echoes the credential back (in its answer, in the path it names) never
-    /// gets it into an error or a `Debug` output; the credential did reach the service.
+    /// gets it into an error or a `Debug` output; the credential did reach the service (in
+    /// the path, a header, or the body: PagerDuty's routing key).
     pub async fn failures_never_show_a_secret(&self, token: &str) {
         for &ty in self.types {
             let rec = Recorder::start().await;
@@ -143,7 +144,9 @@ impl Family {
             assert!(err.message().contains("401"), "{ty}: {err}");
             let got = rec.requests().pop().expect("one request");
             assert!(
-                got.path.contains(token) || got.headers.iter().any(|(_, v)| v.contains(token)),
+                got.path.contains(token)
+                    || got.headers.iter().any(|(_, v)| v.contains(token))
+                    || String::from_utf8_lossy(&got.body).contains(token),
                 "{ty}: the credential never reached the service: {got:?}"
             );
         }
