@@ -10,8 +10,7 @@ use herald_core::{BuildError, DeliveryError, Event, SecretString, json, text};
 use herald_http::Request;
 use herald_http::provider::{self, FollowUp, HttpProvider, JsonPost, Setup};
 
-/// The reason of events that only say "work in progress".
-const PROGRESSING: &str = "Progressing";
+use crate::common::{PROGRESSING, object_key};
 
 /// Go's zero time in RFC 3339, what Flux writes for an event without a time.
 const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -70,19 +69,6 @@ impl HttpProvider for PagerDuty {
             request: self.change.request(body),
             send_failed: Some("failed sending change event"),
         }])
-    }
-}
-
-/// The de-duplication key: the involved object's UID, so that the resolve of a recovery
-/// closes the alert its failure opened. Flux controllers always send the UID; for an event
-/// without one, `<Kind>/<namespace>/<name>` keeps trigger and resolve paired (Flux sends no
-/// key then, and PagerDuty refuses a resolve without one).
-pub fn dedup_key(event: &Event) -> String {
-    let o = &event.involved_object;
-    if o.uid.is_empty() {
-        format!("{}/{}/{}", o.kind, o.namespace, o.name)
-    } else {
-        o.uid.clone()
     }
 }
 
@@ -173,7 +159,7 @@ pub fn render_event(event: &Event, routing_key: &str) -> Result<Vec<u8>, serde_j
         } else {
             "resolve"
         },
-        dedup_key: dedup_key(event),
+        dedup_key: object_key(event),
         payload,
     })
 }

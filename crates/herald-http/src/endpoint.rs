@@ -182,6 +182,16 @@ impl Endpoint {
         };
     }
 
+    /// The query, percent-encoded, without the `?`; `None` when the address has none.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// Replaces the query with `query`, an already encoded one (see [`crate::form::encode`]).
+    pub fn set_query(&mut self, query: &str) {
+        self.query = Some(utf8_percent_encode(query, QUERY).to_string());
+    }
+
     /// `Basic …` from the address's `user:password@`, if it had one.
     pub fn basic(&self) -> Option<&HeaderValue> {
         self.basic.as_ref()
@@ -296,6 +306,10 @@ mod tests {
         let e = parse(" https://us%40er:p%3Ass@h.example.com/x?y=1 ").unwrap();
         assert_eq!(e.url(), "https://h.example.com/x?y=1");
         assert_eq!(e.origin(), "https://h.example.com");
+        let mut e = e;
+        assert_eq!(e.query(), Some("y=1"));
+        e.set_query("format=full&y=1");
+        assert_eq!(e.url(), "https://h.example.com/x?format=full&y=1");
         assert_eq!(
             e.basic().unwrap().to_str().unwrap(),
             basic_value("us@er", "p:ss")
