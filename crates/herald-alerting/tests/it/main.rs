@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::manifest::parse_str;
-use herald_core::{BuildError, Event, Family, Notifier, ProviderConfig, ProviderType, Registry};
+use herald_core::{Event, Family, Notifier, ProviderConfig, ProviderType, Registry};
 use herald_http::RetryPolicy;
 pub(crate) use herald_testkit::fixture;
 use herald_testkit::{Recorded, Recorder};

@@ -110,7 +110,10 @@ fn register_adds_the_family_and_its_types() {
     assert_eq!(types, want);
     let mut upstream: Vec<_> = Family::Chat.types().collect();
     upstream.sort();
-    assert_eq!(want, upstream, "every chat type upstream has is implemented");
+    assert_eq!(
+        want, upstream,
+        "every chat type upstream has is implemented"
+    );
     let err = build_err(&config(ProviderType::Grafana, "https://example.com"));
     assert_eq!(err, "spec.type: `grafana` is not a chat provider type");
 }

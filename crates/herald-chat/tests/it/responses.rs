@@ -233,7 +233,10 @@ async fn userinfo_in_the_address_becomes_basic_auth() {
 
 #[test]
 fn zoom_needs_its_verification_token() {
-    let mut cfg = config(ProviderType::Zoom, "https://integrations.zoom.us/chat/webhooks/incomingwebhook/abc");
+    let mut cfg = config(
+        ProviderType::Zoom,
+        "https://integrations.zoom.us/chat/webhooks/incomingwebhook/abc",
+    );
     assert_eq!(
         build_err(&cfg),
         "secret key \"token\": empty Zoom verification token"
@@ -241,5 +244,8 @@ fn zoom_needs_its_verification_token() {
     cfg.token = Some("tok".into());
     cfg.address = "not-a-url".into();
     let err = build_err(&cfg);
-    assert!(err.starts_with("spec.address: invalid Zoom incoming webhook URL: "), "{err}");
+    assert!(
+        err.starts_with("spec.address: invalid Zoom incoming webhook URL: "),
+        "{err}"
+    );
 }

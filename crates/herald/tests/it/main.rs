@@ -5,6 +5,8 @@
 
 #[cfg(feature = "alerting")]
 mod alerting;
+#[cfg(feature = "chat")]
+mod chat;
 mod cli;
 mod daemon;
 mod engine;
