@@ -48,6 +48,8 @@ mod tests {
                     "telegram",
                     "lark",
                     "matrix",
+                    "zulip",
+                    "zoom",
                 ],
                 Family::Git => vec![
                     "github",
@@ -58,7 +60,15 @@ mod tests {
                     "bitbucketserver",
                     "azuredevops",
                 ],
-                Family::Alerting => vec!["sentry", "opsgenie", "alertmanager", "grafana"],
+                Family::Alerting => vec![
+                    "sentry",
+                    "opsgenie",
+                    "alertmanager",
+                    "grafana",
+                    "pagerduty",
+                    "datadog",
+                    "incident.io",
+                ],
                 Family::EventHub => vec!["azureeventhub"],
             }
         };
