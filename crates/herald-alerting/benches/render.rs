@@ -15,7 +15,7 @@ type Case<'a> = (&'static str, Box<dyn FnMut() -> usize + 'a>);
 fn main() {
     let info = event(Severity::Info);
     let error = event(Severity::Error);
-    let cases: [Case<'_>; 4] = [
+    let cases: [Case<'_>; 7] = [
         (
             "alertmanager",
             Box::new(|| {
@@ -51,6 +51,33 @@ fn main() {
                 .unwrap()
                 .unwrap()
                 .len()
+            }),
+        ),
+        (
+            "pagerduty (event and change event)",
+            Box::new(|| {
+                herald_alerting::pagerduty::render_event(black_box(&info), "routing-key")
+                    .unwrap()
+                    .len()
+                    + herald_alerting::pagerduty::render_change(black_box(&info), "routing-key")
+                        .unwrap()
+                        .len()
+            }),
+        ),
+        (
+            "datadog",
+            Box::new(|| {
+                herald_alerting::datadog::render(black_box(&error))
+                    .unwrap()
+                    .len()
+            }),
+        ),
+        (
+            "incident.io",
+            Box::new(|| {
+                herald_alerting::incident_io::render(black_box(&error))
+                    .unwrap()
+                    .len()
             }),
         ),
     ];

@@ -1,17 +1,18 @@
-//! herald-alerting: the alerting-tool providers `alertmanager`, `opsgenie`, `grafana` and
-//! `sentry` (herald's `alerting` feature).
+//! herald-alerting: the alerting-tool providers `alertmanager`, `opsgenie`, `grafana`,
+//! `sentry`, `pagerduty`, `datadog` and `incident.io` (herald's `alerting` feature).
 //!
 //! Each turns a Flux event into the request its service expects, as Flux's
 //! notification-controller does (section 5 of the compatibility contract), and sends it with
 //! [`herald_http`]: Prometheus Alertmanager gets one firing alert (`/api/v2/alerts`), Opsgenie
-//! an alert with a de-duplication alias, Grafana an annotation at the event's time, and Sentry
-//! an error event or a transaction in an envelope for the DSN's project. Rendering is pure
-//! (the `render` functions of the modules below); sending is the only I/O. Unlike Flux, every
-//! failure, Sentry's included, is reported, retried when worth it, and free of secrets.
+//! an alert with a de-duplication alias, Grafana an annotation at the event's time, Sentry an
+//! error event or a transaction in an envelope for the DSN's project, PagerDuty a trigger or a
+//! resolve under the object's UID (and a change event for `info`), Datadog an event with
+//! lower-cased tags, and incident.io a firing or resolved alert event under the object's UID.
+//! Rendering is pure (the `render` functions of the modules below); sending is the only I/O.
+//! Unlike Flux, every failure, Sentry's included, is reported, retried when worth it, and free
+//! of secrets.
 //!
-//! It is not an HTTP client, does no event matching, and does not implement the other
-//! upstream alerting types (`pagerduty`, `datadog`, `incident.io`): a registry with this
-//! family answers them with "not implemented by herald's `alerting` family".
+//! It is not an HTTP client and does no event matching.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -49,18 +50,25 @@ use herald_core::{Family, ProviderType};
 use herald_http::provider::{Table, entry};
 
 pub mod alertmanager;
+mod common;
+pub mod datadog;
 pub mod grafana;
+pub mod incident_io;
 pub mod opsgenie;
+pub mod pagerduty;
 pub mod sentry;
 
 /// The providers of this crate: one line per type.
-const PROVIDERS: Table<4> = Table::new(
+const PROVIDERS: Table<7> = Table::new(
     Family::Alerting,
     [
         entry::<alertmanager::Alertmanager>(ProviderType::Alertmanager),
         entry::<opsgenie::Opsgenie>(ProviderType::Opsgenie),
         entry::<grafana::Grafana>(ProviderType::Grafana),
         entry::<sentry::Sentry>(ProviderType::Sentry),
+        entry::<pagerduty::PagerDuty>(ProviderType::PagerDuty),
+        entry::<datadog::Datadog>(ProviderType::Datadog),
+        entry::<incident_io::IncidentIo>(ProviderType::IncidentIo),
     ],
 );
 

@@ -7,7 +7,9 @@
 
 use std::hint::black_box;
 
-use herald_chat::{discord, googlechat, lark, matrix, msteams, rocket, slack, telegram, webex};
+use herald_chat::{
+    discord, googlechat, lark, matrix, msteams, rocket, slack, telegram, webex, zoom, zulip,
+};
 use herald_core::Severity;
 use herald_testkit::{bench_event as event, measure};
 
@@ -18,7 +20,7 @@ fn main() {
     let info = event(Severity::Info);
     let error = event(Severity::Error);
     let e = || black_box(&error);
-    let cases: [Case<'_>; 9] = [
+    let cases: [Case<'_>; 11] = [
         (
             "slack",
             Box::new(|| slack::render(e(), "#flux", "").unwrap().len()),
@@ -61,6 +63,11 @@ fn main() {
             "matrix",
             Box::new(|| matrix::render(e()).unwrap().len() + matrix::txn_id(e()).unwrap().len()),
         ),
+        (
+            "zulip",
+            Box::new(|| zulip::render(e(), "deployments", "flux").len()),
+        ),
+        ("zoom", Box::new(|| zoom::render(e()).unwrap().len())),
     ];
     for (name, mut f) in cases {
         let ns = measure(&mut f);

@@ -1,18 +1,16 @@
 //! herald-chat: the chat providers `slack`, `discord`, `rocket`, `msteams`, `googlechat`,
-//! `webex`, `telegram`, `lark` and `matrix` (herald's `chat` feature).
+//! `webex`, `telegram`, `lark`, `matrix`, `zulip` and `zoom` (herald's `chat` feature).
 //!
 //! Each module turns a Flux event into exactly the request Flux's notification-controller
 //! sends to that service (section 5 of the compatibility contract: same fields, same order,
-//! Go's JSON escaping, metadata in key order where Flux iterates a Go map) and sends it with
+//! Go's JSON escaping and form encoding, metadata in key order where Flux iterates a Go map) and sends it with
 //! [`herald_http`]. Rendering is pure (each module's `render`); sending is the only I/O. Every
 //! provider honours the Provider's proxy, custom CA, client certificate and timeout (Flux
 //! ignores some of them for Discord, Google Chat, Telegram, Lark and Matrix), errors never
 //! show a secret, Slack's `HTTP 200 {"ok":false}` refusals are failures, and Matrix
 //! deliveries are idempotent.
 //!
-//! It is not an HTTP client, does no event matching, and does not implement the other
-//! upstream chat types (`zulip`, `zoom`): a registry with this family answers them with "not
-//! implemented by herald's `chat` family".
+//! It is not an HTTP client and does no event matching.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -59,9 +57,11 @@ pub mod rocket;
 pub mod slack;
 pub mod telegram;
 pub mod webex;
+pub mod zoom;
+pub mod zulip;
 
 /// The providers of this crate: one line per type.
-const PROVIDERS: Table<9> = Table::new(
+const PROVIDERS: Table<11> = Table::new(
     Family::Chat,
     [
         entry::<slack::Slack>(ProviderType::Slack),
@@ -73,6 +73,8 @@ const PROVIDERS: Table<9> = Table::new(
         entry::<telegram::Telegram>(ProviderType::Telegram),
         entry::<lark::Lark>(ProviderType::Lark),
         entry::<matrix::Matrix>(ProviderType::Matrix),
+        entry::<zulip::Zulip>(ProviderType::Zulip),
+        entry::<zoom::Zoom>(ProviderType::Zoom),
     ],
 );
 

@@ -89,6 +89,44 @@ pub fn split_camel_case(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The metadata key naming the pull or merge request an event is about (Flux's
+/// `MetaChangeRequestKey`): routing for comment providers, not content of a post.
+pub const CHANGE_REQUEST_KEY: &str = "change_request";
+
+/// The Markdown post of Zulip and of pull/merge-request comments (Flux's `formatMarkdownPost`):
+///
+/// ```text
+/// ## Flux Status
+///
+/// ℹ️ Kustomization/default/test-ks
+///
+/// <message>
+///
+/// Metadata:
+/// * `key1`: value1
+/// ```
+///
+/// `⚠️` for an error, `ℹ️` otherwise; metadata in key order, without `change_request`; every
+/// line ends with a newline, the `Metadata:` heading is there even without metadata.
+pub fn flux_status_markdown(event: &Event) -> String {
+    let emoji = if event.severity.is_error() {
+        "⚠️"
+    } else {
+        "ℹ️"
+    };
+    let mut post = format!(
+        "## Flux Status\n\n{emoji} {}\n\n{}\n\nMetadata:\n",
+        obj_md(event),
+        event.message
+    );
+    for (key, value) in &event.metadata {
+        if key != CHANGE_REQUEST_KEY {
+            post.push_str(&format!("* `{key}`: {value}\n"));
+        }
+    }
+    post
+}
+
 /// The first line of a message (Slack's fallback text).
 pub fn first_line(message: &str) -> &str {
     message.split('\n').next().unwrap_or_default()
@@ -136,5 +174,40 @@ mod tests {
         assert_eq!(summary(&e), "GitRepository: gitops-system/webapp");
         assert_eq!(name_lc(&e), "gitrepository/webapp");
         assert_eq!(first_line("a\nb"), "a");
+    }
+
+    #[test]
+    fn flux_status_markdown_is_flux_s_post() {
+        // Flux's TestZulip_Post expectations, verbatim.
+        let mut e = Event {
+            involved_object: ObjectReference {
+                kind: "Kustomization".into(),
+                namespace: "default".into(),
+                name: "test-ks".into(),
+                ..Default::default()
+            },
+            severity: crate::Severity::Info,
+            message: "Test event message".into(),
+            metadata: [
+                ("key2", "value2"),
+                ("key1", "value1"),
+                ("change_request", "7"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+            ..Default::default()
+        };
+        let body = "Kustomization/default/test-ks\n\nTest event message\n\nMetadata:\n* `key1`: value1\n* `key2`: value2\n";
+        assert_eq!(
+            flux_status_markdown(&e),
+            format!("## Flux Status\n\nℹ️ {body}")
+        );
+        e.severity = crate::Severity::Error;
+        assert_eq!(
+            flux_status_markdown(&e),
+            format!("## Flux Status\n\n⚠️ {body}")
+        );
+        e.metadata.clear();
+        assert!(flux_status_markdown(&e).ends_with("message\n\nMetadata:\n"));
     }
 }

@@ -156,6 +156,12 @@ impl Endpoint {
         url
     }
 
+    /// `scheme://host[:port]`: the address without path, query or userinfo (the API root of
+    /// PagerDuty and Datadog, which Flux takes from any address of the service).
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+
     /// The host, lower-case, without port or brackets: for comparisons (`slack.com`).
     pub fn host(&self) -> &str {
         &self.host
@@ -174,6 +180,16 @@ impl Endpoint {
             p if p.starts_with('/') => encoded,
             p => format!("/{p}"),
         };
+    }
+
+    /// The query, percent-encoded, without the `?`; `None` when the address has none.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// Replaces the query with `query`, an already encoded one (see [`crate::form::encode`]).
+    pub fn set_query(&mut self, query: &str) {
+        self.query = Some(utf8_percent_encode(query, QUERY).to_string());
     }
 
     /// `Basic …` from the address's `user:password@`, if it had one.
@@ -289,6 +305,11 @@ mod tests {
     fn userinfo_becomes_basic_auth_and_leaves_the_url() {
         let e = parse(" https://us%40er:p%3Ass@h.example.com/x?y=1 ").unwrap();
         assert_eq!(e.url(), "https://h.example.com/x?y=1");
+        assert_eq!(e.origin(), "https://h.example.com");
+        let mut e = e;
+        assert_eq!(e.query(), Some("y=1"));
+        e.set_query("format=full&y=1");
+        assert_eq!(e.url(), "https://h.example.com/x?format=full&y=1");
         assert_eq!(
             e.basic().unwrap().to_str().unwrap(),
             basic_value("us@er", "p:ss")

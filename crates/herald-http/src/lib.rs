@@ -20,8 +20,9 @@
 //! [`provider`] is the toolkit every HTTP provider is built with: the endpoint ([`provider::Endpoint`]),
 //! credentials and masking ([`provider::Setup`]), the provider shape ([`provider::HttpProvider`]:
 //! typed config, pure render, request, answer check), the notifier that sends, and the family
-//! tables ([`provider::Table`]). [`jwt`] signs the RS256 assertions of services that trade one
-//! for an access token (GitHub Apps, Google service accounts) and caches those tokens.
+//! tables ([`provider::Table`]). [`form`] writes form bodies and queries as Go does. [`jwt`]
+//! signs the RS256 assertions of services that trade one for an access token (GitHub Apps,
+//! Google service accounts) and caches those tokens.
 //!
 //! It is *not* a provider itself: it renders no payload, follows no redirects, sends no body it
 //! was not given and decodes no compressed responses. It never logs secrets.
@@ -45,6 +46,7 @@
 mod client;
 mod connect;
 mod endpoint;
+pub mod form;
 pub mod jwt;
 pub mod provider;
 mod text;
@@ -114,6 +116,17 @@ impl Request {
             .header(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
+            )
+            .body(body)
+    }
+
+    /// A `POST` of `body` with `Content-Type: application/x-www-form-urlencoded` (see
+    /// [`form::encode`]).
+    pub fn post_form(url: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Request::new(Method::POST, url)
+            .header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
             )
             .body(body)
     }

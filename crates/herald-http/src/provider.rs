@@ -50,6 +50,23 @@ pub trait HttpProvider: fmt::Debug + Send + Sync + Sized + 'static {
     fn check(&self, _response: &Response) -> Result<(), DeliveryError> {
         Ok(())
     }
+
+    /// The further requests of a delivery that takes more than one (PagerDuty's change event
+    /// after the event of an `info`), in order; none by default. They are prepared with the
+    /// first, before anything is sent, and each is sent once the one before it succeeded and
+    /// passed [`HttpProvider::check`].
+    fn follow_ups(&self, _event: &Event) -> Result<Vec<FollowUp>, DeliveryError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A further request of one delivery ([`HttpProvider::follow_ups`]).
+#[derive(Debug)]
+pub struct FollowUp {
+    /// The request.
+    pub request: Request,
+    /// Words put before its failure, as [`HttpProvider::SEND_FAILED`] for the first request.
+    pub send_failed: Option<&'static str>,
 }
 
 /// What [`HttpProvider::from_config`] works with: the configuration, and the masker that
@@ -357,14 +374,30 @@ impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
 impl<P: HttpProvider> HttpNotifier<P> {
     async fn deliver(&self, event: &Event) -> Result<(), DeliveryError> {
         let prepared = self.provider.render(event).and_then(|body| match body {
-            Some(body) => self.provider.request(event, body).map(Some),
+            Some(body) => {
+                let first = self.provider.request(event, body)?;
+                let rest = self.provider.follow_ups(event)?;
+                Ok(Some((first, rest)))
+            }
             None => Ok(None),
         });
-        let request = match prepared {
-            Ok(Some(request)) => request,
+        let (first, rest) = match prepared {
+            Ok(Some(requests)) => requests,
             Ok(None) => return Ok(()),
             Err(e) => return Err(e.context(format!("provider {}", self.id))),
         };
+        self.send(first, P::SEND_FAILED).await?;
+        for follow_up in rest {
+            self.send(follow_up.request, follow_up.send_failed).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        request: Request,
+        send_failed: Option<&'static str>,
+    ) -> Result<(), DeliveryError> {
         let what = format!(
             "provider {}: {} {}",
             self.id,
@@ -375,7 +408,7 @@ impl<P: HttpProvider> HttpNotifier<P> {
             .client
             .send(request)
             .await
-            .map_err(|e| match P::SEND_FAILED {
+            .map_err(|e| match send_failed {
                 Some(context) => e.context(context),
                 None => e,
             })?;
@@ -755,5 +788,57 @@ mod tests {
             got[1].header("authorization"),
             Some("Basic dTpwNHNzLXdvcmQteA==")
         );
+    }
+
+    /// Echo, then the same body again to `/again` as a follow-up.
+    #[derive(Debug)]
+    struct Twice(Echo);
+
+    impl HttpProvider for Twice {
+        const SEND_FAILED: Option<&'static str> = Some("failed sending the first");
+        fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+            Echo::from_config(setup).map(Twice)
+        }
+        fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+            self.0.render(event)
+        }
+        fn request(&self, event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+            self.0.request(event, body)
+        }
+        fn follow_ups(&self, event: &Event) -> Result<Vec<FollowUp>, DeliveryError> {
+            let mut request = self.0.request(event, event.message.clone().into_bytes())?;
+            request.url.push_str("/again");
+            Ok(vec![FollowUp {
+                request,
+                send_failed: Some("failed sending the second"),
+            }])
+        }
+    }
+
+    #[tokio::test]
+    async fn follow_ups_go_after_a_first_request_that_succeeded() {
+        let rec = herald_testkit::Recorder::start().await;
+        let c = cfg(&format!("{}/hook", rec.url()));
+        let n = notifier::<Twice>(&c, None).unwrap();
+        let event = Event {
+            message: "hi".into(),
+            ..Event::default()
+        };
+        n.post(&event).await.unwrap();
+        let paths: Vec<String> = rec.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["/hook", "/hook/again"]);
+
+        rec.push_reply(herald_testkit::Reply::status(400));
+        let err = n.post(&event).await.unwrap_err().to_string();
+        assert!(err.starts_with("failed sending the first: "), "{err}");
+        assert_eq!(rec.requests().len(), 3, "no follow-up after a failure");
+
+        rec.push_reply(herald_testkit::Reply::status(200));
+        rec.push_reply(herald_testkit::Reply::status(404));
+        let err = n.post(&event).await.unwrap_err().to_string();
+        assert!(err.starts_with("failed sending the second: "), "{err}");
+        assert_eq!(rec.requests().len(), 5);
+        n.post(&Event::default()).await.unwrap();
+        assert_eq!(rec.requests().len(), 5, "nothing rendered, nothing sent");
     }
 }

@@ -122,7 +122,9 @@ impl Family {
     }
 
     /// A service that echoes the credential back (in its answer, in the path it names) never
-    /// gets it into an error or a `Debug` output; the credential did reach the service.
+    /// gets it into an error or a `Debug` output; the credential did reach the service (in
+    /// the path, a header, a `Basic` header's credentials, or the body: PagerDuty's routing
+    /// key).
     pub async fn failures_never_show_a_secret(&self, token: &str) {
         for &ty in self.types {
             let rec = Recorder::start().await;
@@ -143,15 +145,30 @@ impl Family {
             assert!(err.message().contains("401"), "{ty}: {err}");
             let got = rec.requests().pop().expect("one request");
             assert!(
-                got.path.contains(token) || got.headers.iter().any(|(_, v)| v.contains(token)),
+                got.path.contains(token)
+                    || got
+                        .headers
+                        .iter()
+                        .any(|(_, v)| v.contains(token) || basic_credentials(v).contains(token))
+                    || String::from_utf8_lossy(&got.body).contains(token),
                 "{ty}: the credential never reached the service: {got:?}"
             );
         }
     }
 }
 
+/// The `user:password` of a `Basic` header value, or nothing.
+fn basic_credentials(value: &str) -> String {
+    use base64::Engine as _;
+    value
+        .strip_prefix("Basic ")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
 /// The layout ARCHITECTURE.md's recipe promises for every type of a family's table: a module
-/// `src/<type>.rs` (`-` written `_`), a golden folder `tests/golden/<type>/` with at least one
+/// `src/<type>.rs` (`-` and `.` written `_`), a golden folder `tests/golden/<type>/` with at least one
 /// `<case>.request.txt`, and a `## <type>` section in the crate's README.md. Every golden
 /// folder belongs to a type of the table (`<type>` or a variant `<type>-<variant>`). Panics
 /// with every missing piece; pass `env!("CARGO_MANIFEST_DIR")` and the family's table.
@@ -162,7 +179,7 @@ pub fn assert_family_layout(crate_dir: &str, types: &[ProviderType]) {
     for ty in types {
         let module = dir
             .join("src")
-            .join(format!("{}.rs", ty.as_str().replace('-', "_")));
+            .join(format!("{}.rs", ty.as_str().replace(['-', '.'], "_")));
         if !module.is_file() {
             missing.push(format!("{ty}: no module {}", module.display()));
         }

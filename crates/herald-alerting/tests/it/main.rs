@@ -5,8 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod alertmanager;
+mod datadog;
 mod grafana;
+mod incident_io;
 mod opsgenie;
+mod pagerduty;
 mod sentry;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::manifest::parse_str;
-use herald_core::{BuildError, Event, Family, Notifier, ProviderConfig, ProviderType, Registry};
+use herald_core::{Event, Family, Notifier, ProviderConfig, ProviderType, Registry};
 use herald_http::RetryPolicy;
 pub(crate) use herald_testkit::fixture;
 use herald_testkit::{Recorded, Recorder};
@@ -64,10 +67,15 @@ pub(crate) async fn deliver(cfg: &ProviderConfig, event: &Event, rec: &Recorder)
 }
 
 /// A working configuration of `ty` against `url` (a token where one is required, a DSN for
-/// Sentry).
+/// Sentry, the routing key for PagerDuty).
 pub(crate) fn working_config(ty: ProviderType, url: &str, token: &str) -> ProviderConfig {
     match ty {
         ProviderType::Sentry => config(ty, &sentry::dsn(url, token)),
+        ProviderType::PagerDuty => {
+            let mut cfg = config(ty, &format!("{url}/v2/enqueue"));
+            cfg.channel = token.to_owned();
+            cfg
+        }
         _ => {
             let mut cfg = config(ty, &format!("{url}/api"));
             cfg.token = Some(token.into());
@@ -82,7 +90,7 @@ fn tidy_every_type_has_a_module_goldens_and_a_readme_section() {
 }
 
 #[test]
-fn register_adds_the_family_and_its_four_types() {
+fn register_adds_the_family_and_its_types() {
     let mut registry = Registry::new();
     herald_alerting::register(&mut registry);
     assert_eq!(registry.families().collect::<Vec<_>>(), [Family::Alerting]);
@@ -91,19 +99,12 @@ fn register_adds_the_family_and_its_four_types() {
     let mut want = herald_alerting::TYPES.to_vec();
     want.sort();
     assert_eq!(types, want);
-    for ty in [
-        ProviderType::PagerDuty,
-        ProviderType::Datadog,
-        ProviderType::IncidentIo,
-    ] {
-        let err = registry
-            .build(&config(ty, "https://example.com"))
-            .unwrap_err();
-        assert!(
-            matches!(err, BuildError::NotImplemented { .. }),
-            "{ty}: {err}"
-        );
-    }
+    let mut upstream: Vec<_> = Family::Alerting.types().collect();
+    upstream.sort();
+    assert_eq!(
+        want, upstream,
+        "every alerting type upstream has is implemented"
+    );
     let err = build_err(&config(ProviderType::Slack, "https://example.com"));
     assert!(err.contains("not an alerting provider type"), "{err}");
 }
@@ -164,6 +165,11 @@ apiVersion: v1
 kind: Secret
 metadata: {{name: sn, namespace: flux-system}}
 stringData: {{address: "http://publickey123@{host}/7"}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: pd, namespace: flux-system}}
+spec: {{type: pagerduty, channel: pd-routing-key, address: "http://{host}/v2/enqueue?ignored=1"}}
 "#
     );
     let (set, errors) = parse_str(Path::new("inline.yaml"), &yaml);
@@ -175,7 +181,7 @@ stringData: {{address: "http://publickey123@{host}/7"}}
         let cfg = set.provider_config(provider).unwrap();
         registry.build(&cfg).unwrap().post(&event).await.unwrap();
     }
-    let got = rec.wait_for(4, Duration::from_secs(5)).await;
+    let got = rec.wait_for(5, Duration::from_secs(5)).await;
     let summary: Vec<String> = got
         .iter()
         .map(|r| request_summary(r, &["authorization", "x-sentry-auth"]))
@@ -190,9 +196,15 @@ stringData: {{address: "http://publickey123@{host}/7"}}
                 "POST /api/7/envelope/\nx-sentry-auth: Sentry sentry_key=publickey123, sentry_version=7, sentry_client=herald/{}\n",
                 env!("CARGO_PKG_VERSION")
             ),
+            "POST /v2/enqueue\n".to_owned(),
         ]
     );
     assert!(got[3].body_str().contains(r#""environment":"staging""#));
+    assert!(
+        got[4]
+            .body_str()
+            .starts_with(r#"{"routing_key":"pd-routing-key","event_action":"trigger""#)
+    );
 }
 
 #[tokio::test]

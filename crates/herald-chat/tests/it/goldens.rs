@@ -175,3 +175,20 @@ async fn matrix() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn zoom() {
+    check(ProviderType::Zoom, |url, case| {
+        let address = match case {
+            // A query of its own is re-encoded sorted, with `format=full` added.
+            "error" => format!("{url}/v1/im/chat/webhooks/abc?z=1&a=b%20c"),
+            // A format the address names is kept.
+            "no-metadata" => format!("{url}/v1/im/chat/webhooks/abc?format=message"),
+            _ => format!("{url}/v1/im/chat/webhooks/abc"),
+        };
+        let mut cfg = config(ProviderType::Zoom, &address);
+        cfg.token = Some(SecretString::new("zoom-verification-token"));
+        cfg
+    })
+    .await;
+}

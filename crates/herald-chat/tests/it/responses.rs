@@ -230,3 +230,22 @@ async fn userinfo_in_the_address_becomes_basic_auth() {
     let got = deliver(&cfg, &fixture_event(), &rec).await;
     assert_eq!(got.header("authorization"), Some("Bearer xoxb-wins"));
 }
+
+#[test]
+fn zoom_needs_its_verification_token() {
+    let mut cfg = config(
+        ProviderType::Zoom,
+        "https://integrations.zoom.us/chat/webhooks/incomingwebhook/abc",
+    );
+    assert_eq!(
+        build_err(&cfg),
+        "secret key \"token\": empty Zoom verification token"
+    );
+    cfg.token = Some("tok".into());
+    cfg.address = "not-a-url".into();
+    let err = build_err(&cfg);
+    assert!(
+        err.starts_with("spec.address: invalid Zoom incoming webhook URL: "),
+        "{err}"
+    );
+}

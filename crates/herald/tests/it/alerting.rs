@@ -1,5 +1,5 @@
-//! The alerting family through `herald serve`, against the real Prometheus Alertmanager
-//! (herald-testkit's `peers/alertmanager.sh`).
+//! The alerting family through `herald serve`: against the real Prometheus Alertmanager
+//! (herald-testkit's `peers/alertmanager.sh`), and PagerDuty on a recording server.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -103,5 +103,64 @@ async fn alertmanager_receives_the_alert_through_the_daemon() {
     assert!(
         ends.unix() > now + 60,
         "endsAt {ends} is not beyond a minute from now"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagerduty_triggers_then_resolves_through_the_daemon() {
+    let pd = herald_testkit::Recorder::start().await;
+    let dir = manifests(
+        &[
+            provider(
+                "pd",
+                "apps",
+                "pagerduty",
+                &format!("{}/v2/enqueue", pd.url()),
+            ) + "  channel: e2e-routing-key\n",
+            alert(
+                "to-pd",
+                "apps",
+                "pd",
+                "  eventSources: [{kind: Kustomization, name: '*'}]",
+            ),
+        ]
+        .concat(),
+    );
+    let d = Daemon::start(dir.path(), &[]);
+    let failed = flux_event("validation error from the e2e test");
+    let recovered = failed
+        .replace(r#""severity":"error""#, r#""severity":"info""#)
+        .replace("ValidationFailed", "ReconciliationSucceeded")
+        .replace("validation error from the e2e test", "applied");
+    for event in [failed, recovered] {
+        let r = request(&d.events, "POST", "/", &[], event.as_bytes()).await;
+        assert_eq!(r.status, 202);
+    }
+    let got = pd.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 3, "herald logs:\n{}", d.logs());
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v2/enqueue", "/v2/enqueue", "/v2/change/enqueue"]);
+    let body = |i: usize| -> serde_json::Value { serde_json::from_slice(&got[i].body).unwrap() };
+    let uid = "7d0cdc51-ddcf-4743-b223-83ca5c699632";
+    assert_eq!(body(0)["event_action"], "trigger");
+    assert_eq!(body(0)["dedup_key"], uid);
+    assert_eq!(body(0)["routing_key"], "e2e-routing-key");
+    assert_eq!(
+        body(0)["payload"]["summary"],
+        "validation failed: kustomization/webapp"
+    );
+    assert_eq!(
+        body(0)["payload"]["custom_details"]["metadata"]["revision"],
+        "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1"
+    );
+    assert_eq!(
+        got[1].body_str(),
+        format!(
+            r#"{{"routing_key":"e2e-routing-key","event_action":"resolve","dedup_key":"{uid}"}}"#
+        )
+    );
+    assert_eq!(
+        body(2)["payload"]["summary"],
+        "reconciliation succeeded: kustomization/webapp"
     );
 }

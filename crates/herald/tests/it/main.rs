@@ -7,6 +7,8 @@
 mod alerting;
 #[cfg(any(feature = "nats", feature = "googlepubsub"))]
 mod buses;
+#[cfg(feature = "chat")]
+mod chat;
 mod cli;
 mod daemon;
 mod engine;
