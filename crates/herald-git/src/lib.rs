@@ -72,14 +72,16 @@ mod azuredevops;
 mod bitbucket;
 mod bitbucketserver;
 mod common;
+mod delivery;
 mod gitea;
 mod github;
+mod githubapp;
 mod githubdispatch;
 mod gitlab;
 mod status;
 
 use herald_core::{BuildError, DeliveryError, Event, Family, ProviderConfig, ProviderType};
-use herald_http::provider::{self, Render, Table};
+use herald_http::provider::{Render, Table};
 
 pub use common::{commit_sha, provider_id, revision, status_id};
 
@@ -88,7 +90,7 @@ const PROVIDERS: Table<7> = Table::new(
     Family::Git,
     [
         status::entry::<github::GitHub>(ProviderType::GitHub),
-        provider::entry::<githubdispatch::Dispatch>(ProviderType::GitHubDispatch),
+        githubdispatch::ENTRY,
         status::entry::<gitlab::GitLab>(ProviderType::GitLab),
         status::entry::<gitea::Gitea>(ProviderType::Gitea),
         status::entry::<bitbucket::Bitbucket>(ProviderType::Bitbucket),
