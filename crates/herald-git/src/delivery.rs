@@ -6,7 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::{BuildError, DeliveryError, Event, Masker, Notifier, NotifyFuture, ProviderConfig};
+use herald_core::{
+    BuildError, DeliveryError, Event, Masker, Notifier, NotifyFuture, ProviderConfig,
+};
 use herald_http::provider::{self, Setup};
 use herald_http::{HttpClient, RetryPolicy};
 

@@ -6,7 +6,6 @@ use herald_core::{BuildError, DeliveryError};
 use herald_http::provider::{AUTHORIZATION, Setup, TOKEN_FIELD, decode_json};
 use herald_http::{HeaderName, HeaderValue, HttpClient, Method, Request, Response};
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 
 use crate::common::{self, GitAddress};
 use crate::githubapp::{self, App};
@@ -24,8 +23,6 @@ pub(crate) struct Api {
     headers: Vec<(HeaderName, HeaderValue)>,
     /// The App whose installation tokens authorize each request, when the Secret has no token.
     app: Option<App>,
-    /// The login of the token's user (`GET /user`), read once.
-    login: OnceCell<String>,
 }
 
 /// The headers of every GitHub API request but `Authorization`.
@@ -98,7 +95,6 @@ impl Api {
             repo,
             headers,
             app,
-            login: OnceCell::new(),
         })
     }
 
@@ -129,25 +125,20 @@ impl Api {
     }
 
     /// Who the credentials act as, as comments name their author: the token's user login
-    /// (`GET /user`), or `<app-slug>[bot]` for an App (`GET /app`). Read once.
-    pub(crate) async fn identity(&self, client: &HttpClient) -> Result<&str, DeliveryError> {
-        let login = self
-            .login
-            .get_or_try_init(|| async {
-                if let Some(app) = &self.app {
-                    return app.bot_login(client).await;
-                }
-                let url = format!("{}/user", self.base);
-                let answer = self
-                    .send(client, Request::new(Method::GET, url).headers(&self.headers))
-                    .await
-                    .map_err(|e| e.context("failed to get authenticated user info"))?;
-                let user: User = decode_json(&answer.body)
-                    .map_err(|e| e.context("failed to get authenticated user info"))?;
-                Ok(user.login)
-            })
+    /// (`GET /user`), or `<app-slug>[bot]` for an App (`GET /app`).
+    pub(crate) async fn identity(&self, client: &HttpClient) -> Result<String, DeliveryError> {
+        if let Some(app) = &self.app {
+            return app.bot_login(client).await;
+        }
+        let url = format!("{}/user", self.base);
+        let answer = self
+            .send(
+                client,
+                Request::new(Method::GET, url).headers(&self.headers),
+            )
             .await?;
-        Ok(login)
+        let user: User = decode_json(&answer.body)?;
+        Ok(user.login)
     }
 
     /// `<base>/repos/<owner>/<repo>/<tail>`.

@@ -339,7 +339,8 @@ mod tests {
         let key = herald_testkit::RSA_PKCS1_PEM;
         assert!(error(&[("githubAppID", "x")]).contains("app ID must be provided"));
         assert!(
-            error(&[("githubAppID", "1")]).contains("app installation owner or ID must be provided")
+            error(&[("githubAppID", "1")])
+                .contains("app installation owner or ID must be provided")
         );
         assert!(
             error(&[

@@ -71,13 +71,17 @@
 mod azuredevops;
 mod bitbucket;
 mod bitbucketserver;
+mod comment;
 mod common;
 mod delivery;
 mod gitea;
+mod giteapullrequestcomment;
 mod github;
 mod githubapp;
 mod githubdispatch;
+mod githubpullrequestcomment;
 mod gitlab;
+mod gitlabmergerequestcomment;
 mod status;
 
 use herald_core::{BuildError, DeliveryError, Event, Family, ProviderConfig, ProviderType};
@@ -86,13 +90,22 @@ use herald_http::provider::{Render, Table};
 pub use common::{commit_sha, provider_id, revision, status_id};
 
 /// The providers of this crate: one line per type.
-const PROVIDERS: Table<7> = Table::new(
+const PROVIDERS: Table<10> = Table::new(
     Family::Git,
     [
         status::entry::<github::GitHub>(ProviderType::GitHub),
         githubdispatch::ENTRY,
+        comment::entry::<githubpullrequestcomment::GitHubPullRequestComment>(
+            ProviderType::GitHubPullRequestComment,
+        ),
         status::entry::<gitlab::GitLab>(ProviderType::GitLab),
+        comment::entry::<gitlabmergerequestcomment::GitLabMergeRequestComment>(
+            ProviderType::GitLabMergeRequestComment,
+        ),
         status::entry::<gitea::Gitea>(ProviderType::Gitea),
+        comment::entry::<giteapullrequestcomment::GiteaPullRequestComment>(
+            ProviderType::GiteaPullRequestComment,
+        ),
         status::entry::<bitbucket::Bitbucket>(ProviderType::Bitbucket),
         status::entry::<bitbucketserver::BitbucketServer>(ProviderType::BitbucketServer),
         status::entry::<azuredevops::AzureDevOps>(ProviderType::AzureDevOps),

@@ -157,7 +157,6 @@ impl<F: StatusForge> Deliver for Configured<F> {
 }
 
 impl<F: StatusForge> Configured<F> {
-
     /// Flux's commit-status rules for one event: `Ok(None)` when the event posts nothing
     /// (reason `Progressing`, unless the forge posts `pending` for it), an error when the
     /// revision is missing or malformed or the severity is neither `info` nor `error`.
@@ -205,7 +204,9 @@ impl<F: StatusForge> Render for Configured<F> {
 }
 
 fn renderer<F: StatusForge>(config: &ProviderConfig) -> Result<Box<dyn Render>, BuildError> {
-    Ok(Box::new(Configured::<F>::from_config(&mut Setup::new(config))?))
+    Ok(Box::new(Configured::<F>::from_config(&mut Setup::new(
+        config,
+    ))?))
 }
 
 /// The table line of commit-status forge `F`.
