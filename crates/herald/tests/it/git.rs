@@ -129,7 +129,7 @@ async fn a_change_request_event_becomes_a_pull_request_comment_by_a_github_app()
             metadata["event.toolkit.fluxcd.io/change_request"] = "42".into();
         }
         serde_json::json!({
-            "involvedObject": {"kind": "Kustomization", "namespace": "apps", "name": "webapp"},
+            "involvedObject": {"kind": "Kustomization", "namespace": "apps", "name": "webapp", "apiVersion": "kustomize.toolkit.fluxcd.io/v1"},
             "severity": "info", "timestamp": "2022-10-28T07:26:19Z", "message": message,
             "reason": "ReconciliationSucceeded", "metadata": metadata,
             "reportingController": "kustomize-controller"
