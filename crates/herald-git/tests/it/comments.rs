@@ -39,14 +39,11 @@ pub(crate) fn event(severity_error: bool) -> Event {
     e
 }
 
-fn json(body: String) -> Reply {
+/// A `200` JSON answer.
+pub(crate) fn json_reply(value: &serde_json::Value) -> Reply {
     Reply::status(200)
         .header("content-type", "application/json")
-        .body(body)
-}
-
-pub(crate) fn json_reply(value: serde_json::Value) -> Reply {
-    json(value.to_string())
+        .body(value.to_string())
 }
 
 fn fast() -> RetryPolicy {

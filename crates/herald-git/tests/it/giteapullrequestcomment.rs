@@ -25,7 +25,7 @@ fn config(url: &str) -> ProviderConfig {
 const STUB: CommentStub = CommentStub {
     dir: "giteapullrequestcomment",
     config,
-    identity: || json_reply(serde_json::json!({"id": 5, "login": ME})),
+    identity: || json_reply(&serde_json::json!({"id": 5, "login": ME})),
     list,
     prefix: "flux-pr-comment-key",
 };

@@ -88,7 +88,7 @@ fn assert_app_jwt(r: &Recorded) {
 }
 
 fn empty_list() -> Reply {
-    json_reply(serde_json::json!([]))
+    json_reply(&serde_json::json!([]))
 }
 
 fn created() -> Reply {
@@ -199,7 +199,7 @@ async fn the_installation_is_found_from_its_owner_organization_then_user() {
     );
     let n = herald_git::build(&cfg).unwrap();
     rec.push_reply(Reply::status(404).body(r#"{"message":"Not Found"}"#));
-    rec.push_reply(json_reply(serde_json::json!({"id": 88, "app_id": 1234})));
+    rec.push_reply(json_reply(&serde_json::json!({"id": 88, "app_id": 1234})));
     rec.push_reply(token("ghs_user", 3600));
     rec.push_reply(Reply::status(204));
     n.post(&harness::event("success")).await.unwrap();
@@ -252,7 +252,7 @@ async fn app_comments_are_authored_by_the_app_bot() {
     let marker =
         format!("<!-- flux-pr-comment-key:{UID}/Kustomization/flux-system/gitops-system -->");
     rec.push_reply(json_reply(
-        serde_json::json!({"id": 1234, "slug": "flux-app", "name": "Flux App"}),
+        &serde_json::json!({"id": 1234, "slug": "flux-app", "name": "Flux App"}),
     ));
     rec.push_reply(token("ghs_app", 3600));
     // A user comment with our marker is not the App's.

@@ -25,7 +25,7 @@ fn config(url: &str) -> ProviderConfig {
 }
 
 pub(crate) fn list(comments: &[(u64, &str, &str)]) -> Reply {
-    json_reply(serde_json::Value::Array(
+    json_reply(&serde_json::Value::Array(
         comments
             .iter()
             .map(|(id, login, body)| {
@@ -38,7 +38,7 @@ pub(crate) fn list(comments: &[(u64, &str, &str)]) -> Reply {
 const STUB: CommentStub = CommentStub {
     dir: "githubpullrequestcomment",
     config,
-    identity: || json_reply(serde_json::json!({"login": ME, "id": 5})),
+    identity: || json_reply(&serde_json::json!({"login": ME, "id": 5})),
     list,
     prefix: "flux-pr-comment-key",
 };

@@ -23,7 +23,7 @@ fn config(url: &str) -> ProviderConfig {
 }
 
 fn list(notes: &[(u64, &str, &str)]) -> Reply {
-    json_reply(serde_json::Value::Array(
+    json_reply(&serde_json::Value::Array(
         notes
             .iter()
             .map(|(id, username, body)| {
@@ -37,7 +37,7 @@ fn list(notes: &[(u64, &str, &str)]) -> Reply {
 const STUB: CommentStub = CommentStub {
     dir: "gitlabmergerequestcomment",
     config,
-    identity: || json_reply(serde_json::json!({"id": 5, "username": ME})),
+    identity: || json_reply(&serde_json::json!({"id": 5, "username": ME})),
     list,
     prefix: "flux-mr-comment-key",
 };
