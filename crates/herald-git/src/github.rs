@@ -2,8 +2,8 @@
 //! (<https://docs.github.com/en/rest/commits/statuses>). [`Api`] is shared with
 //! `githubdispatch`.
 
-use herald_core::{BuildError, DeliveryError};
-use herald_http::provider::{AUTHORIZATION, Setup, TOKEN_FIELD, decode_json};
+use herald_core::{BuildError, DeliveryError, Masker, SecretString};
+use herald_http::provider::{self, AUTHORIZATION, Setup, TOKEN_FIELD, decode_json};
 use herald_http::{HeaderName, HeaderValue, HttpClient, Method, Request, Response};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,16 @@ pub(crate) fn api_headers() -> [(HeaderName, HeaderValue); 2] {
 #[derive(Deserialize)]
 struct User {
     login: String,
+}
+
+/// `err` with the installation tokens masked: they are not in the Provider's configuration, so
+/// the Provider's masker does not know them, and a service may echo what it was sent.
+fn hide(tokens: &[&SecretString], err: &DeliveryError) -> DeliveryError {
+    let mut masker = Masker::new();
+    for token in tokens {
+        masker.add(token.expose());
+    }
+    provider::mask(&masker, err)
 }
 
 /// The REST API base of a repository address: `https://api.github.com` for github.com,
@@ -118,9 +128,12 @@ impl Api {
                 app.invalidate(&token).await;
                 let fresh = app.token(client).await?;
                 let again = request.header(AUTHORIZATION, githubapp::bearer(fresh.expose())?);
-                client.send(again).await
+                client
+                    .send(again)
+                    .await
+                    .map_err(|e| hide(&[&token, &fresh], &e))
             }
-            other => other,
+            other => other.map_err(|e| hide(&[&token], &e)),
         }
     }
 

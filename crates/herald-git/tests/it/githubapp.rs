@@ -151,9 +151,13 @@ async fn commit_statuses_use_the_installation_token_reuse_it_and_refresh_it() {
     // A second 401 in a row is the answer: refreshed once, not in a loop.
     rec.push_reply(Reply::status(401).body(r#"{"message":"Bad credentials"}"#));
     rec.push_reply(token("ghs_third", 3600));
-    rec.push_reply(Reply::status(401).body(r#"{"message":"Bad credentials"}"#));
+    // (A service that echoes the token it was sent: the token is masked.)
+    rec.push_reply(Reply::status(401).body(r#"{"message":"Bad credentials: ghs_third"}"#));
     let err = n.post(&event).await.unwrap_err();
     assert_eq!(err.status(), Some(401));
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("Bad credentials"), "{text}");
+    assert!(!text.contains("ghs_third"), "{text}");
     assert_eq!(rec.requests().len(), 12);
 }
 
