@@ -20,6 +20,34 @@ pub fn obj_md(event: &Event) -> String {
     format!("{}/{}/{}", o.kind, o.namespace, o.name)
 }
 
+/// The metadata key that names a pull or merge request; it is the comment's target, so the
+/// Markdown post leaves it out.
+pub const CHANGE_REQUEST_KEY: &str = "change_request";
+
+/// Flux's Markdown post, shared by the Zulip message and the pull/merge-request comments:
+/// `## Flux Status`, `ℹ️` (or `⚠️` for an error) and `<Kind>/<namespace>/<name>`, the message,
+/// then `Metadata:` and one `` * `key`: value `` line per key in key order, `change_request`
+/// excepted. The list is empty, not omitted, when there is no metadata (as in Flux).
+pub fn flux_status_markdown(event: &Event) -> String {
+    let emoji = if event.severity.is_error() {
+        "\u{26a0}\u{fe0f}"
+    } else {
+        "\u{2139}\u{fe0f}"
+    };
+    let mut post = format!(
+        "## Flux Status\n\n{emoji} {}\n\n{}\n\nMetadata:\n",
+        obj_md(event),
+        event.message
+    );
+    // BTreeMap: already in key order, as Flux sorts them.
+    for (key, value) in &event.metadata {
+        if key != CHANGE_REQUEST_KEY {
+            post.push_str(&format!("* `{key}`: {value}\n"));
+        }
+    }
+    post
+}
+
 /// `<Kind>/<name>.<namespace>`, original case: the GitHub dispatch `event_type`.
 pub fn kind_name_dot_namespace(event: &Event) -> String {
     let o = &event.involved_object;
@@ -89,44 +117,6 @@ pub fn split_camel_case(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// The metadata key naming the pull or merge request an event is about (Flux's
-/// `MetaChangeRequestKey`): routing for comment providers, not content of a post.
-pub const CHANGE_REQUEST_KEY: &str = "change_request";
-
-/// The Markdown post of Zulip and of pull/merge-request comments (Flux's `formatMarkdownPost`):
-///
-/// ```text
-/// ## Flux Status
-///
-/// ℹ️ Kustomization/default/test-ks
-///
-/// <message>
-///
-/// Metadata:
-/// * `key1`: value1
-/// ```
-///
-/// `⚠️` for an error, `ℹ️` otherwise; metadata in key order, without `change_request`; every
-/// line ends with a newline, the `Metadata:` heading is there even without metadata.
-pub fn flux_status_markdown(event: &Event) -> String {
-    let emoji = if event.severity.is_error() {
-        "⚠️"
-    } else {
-        "ℹ️"
-    };
-    let mut post = format!(
-        "## Flux Status\n\n{emoji} {}\n\n{}\n\nMetadata:\n",
-        obj_md(event),
-        event.message
-    );
-    for (key, value) in &event.metadata {
-        if key != CHANGE_REQUEST_KEY {
-            post.push_str(&format!("* `{key}`: {value}\n"));
-        }
-    }
-    post
-}
-
 /// The first line of a message (Slack's fallback text).
 pub fn first_line(message: &str) -> &str {
     message.split('\n').next().unwrap_or_default()
@@ -135,6 +125,27 @@ pub fn first_line(message: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flux_status_markdown_matches_flux() {
+        // flux-compat.md section 5.21: Flux's own golden.
+        let mut e: Event = serde_json::from_str(
+            r#"{"involvedObject":{"kind":"Kustomization","namespace":"default","name":"test-ks"},
+                "severity":"info","message":"Test event message","reason":"r",
+                "metadata":{"key2":"value2","key1":"value1","change_request":"7"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            flux_status_markdown(&e),
+            "## Flux Status\n\n\u{2139}\u{fe0f} Kustomization/default/test-ks\n\nTest event message\n\nMetadata:\n* `key1`: value1\n* `key2`: value2\n"
+        );
+        e.severity = crate::Severity::Error;
+        e.metadata.clear();
+        assert_eq!(
+            flux_status_markdown(&e),
+            "## Flux Status\n\n\u{26a0}\u{fe0f} Kustomization/default/test-ks\n\nTest event message\n\nMetadata:\n"
+        );
+    }
     use crate::ObjectReference;
 
     #[test]

@@ -12,9 +12,25 @@ use crate::status::{Status, StatusForge, to_json};
 /// A validated `gitea` Provider.
 #[derive(Debug)]
 pub(crate) struct Gitea {
+    /// `<scheme>://<host>`.
+    pub(crate) base: String,
     /// `<scheme>://<host>/api/v1/repos/<owner>/<repo>`.
-    repo_url: String,
+    pub(crate) repo_url: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Gitea {
+    /// A request to `url` with the API's headers.
+    pub(crate) fn request(&self, method: Method, url: &str) -> Request {
+        Request::new(method, url).headers(&self.headers)
+    }
+
+    /// A JSON request of `body` to `url` with the API's headers.
+    pub(crate) fn json(&self, method: Method, url: &str, body: Vec<u8>) -> Request {
+        let mut request = Request::post_json(url, body).headers(&self.headers);
+        request.method = method;
+        request
+    }
 }
 
 /// The body of `POST /repos/{owner}/{repo}/statuses/{sha}` (the SDK's `CreateStatusOption`).
@@ -59,6 +75,7 @@ impl StatusForge for Gitea {
         )?;
         let auth = setup.header(&format!("token {}", token.expose()), TOKEN_FIELD)?;
         Ok(Gitea {
+            base: address.base(),
             repo_url: format!(
                 "{}/api/v1/repos/{}/{}",
                 address.base(),

@@ -2,22 +2,56 @@
 //! (<https://docs.github.com/en/rest/commits/statuses>). [`Api`] is shared with
 //! `githubdispatch`.
 
-use herald_core::{BuildError, DeliveryError};
-use herald_http::provider::{Setup, TOKEN_FIELD, decode_json};
-use herald_http::{HeaderName, HeaderValue, Method, Request};
+use herald_core::{BuildError, DeliveryError, Masker, SecretString};
+use herald_http::provider::{self, AUTHORIZATION, Setup, TOKEN_FIELD, decode_json};
+use herald_http::{HeaderName, HeaderValue, HttpClient, Method, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{self, GitAddress};
+use crate::githubapp::{self, App};
 use crate::status::{Status, StatusForge, to_json};
 
-/// The API endpoint and credentials shared by `github` and `githubdispatch`.
+/// The API endpoint and credentials shared by `github`, `githubdispatch` and
+/// `githubpullrequestcomment`: a token from the Secret, or a GitHub App's installation tokens.
 #[derive(Debug)]
 pub(crate) struct Api {
     /// `https://api.github.com`, `https://<host>/api/v3`, or an `http://` host as given.
     base: String,
     owner: String,
     repo: String,
+    /// The API headers, with `Authorization` when the Secret has a token.
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// The App whose installation tokens authorize each request, when the Secret has no token.
+    app: Option<App>,
+}
+
+/// The headers of every GitHub API request but `Authorization`.
+pub(crate) fn api_headers() -> [(HeaderName, HeaderValue); 2] {
+    [
+        (
+            HeaderName::from_static("accept"),
+            HeaderValue::from_static("application/vnd.github+json"),
+        ),
+        (
+            HeaderName::from_static("x-github-api-version"),
+            HeaderValue::from_static("2022-11-28"),
+        ),
+    ]
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+/// `err` with the installation tokens masked: they are not in the Provider's configuration, so
+/// the Provider's masker does not know them, and a service may echo what it was sent.
+fn hide(tokens: &[&SecretString], err: &DeliveryError) -> DeliveryError {
+    let mut masker = Masker::new();
+    for token in tokens {
+        masker.add(token.expose());
+    }
+    provider::mask(&masker, err)
 }
 
 /// The REST API base of a repository address: `https://api.github.com` for github.com,
@@ -35,7 +69,10 @@ pub(crate) fn api_base(address: &GitAddress) -> String {
 }
 
 impl Api {
-    pub(crate) fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+    /// The API of the Provider's repository, authorized by the Secret's `token` (or
+    /// `password`), else by the GitHub App it describes; `want_slug` when the App's identity
+    /// will be asked for ([`Api::identity`]).
+    pub(crate) fn from_config(setup: &mut Setup<'_>, want_slug: bool) -> Result<Self, BuildError> {
         let config = setup.config();
         let (address, owner, repo) = common::owner_repo(config)?;
         // As Flux: custom TLS material is for GitHub Enterprise; github.com uses the system
@@ -43,20 +80,22 @@ impl Api {
         if matches!(address.hostname().as_str(), "github.com" | "www.github.com") {
             setup.use_system_roots();
         }
-        let token = match setup.token_or_password() {
-            Some(t) => t,
-            None if config.secret_data.contains_key("githubAppID") => {
-                return Err(BuildError::invalid(
-                    "spec.secretRef",
-                    "GitHub App authentication (githubAppID, githubAppPrivateKey) is not \
-                     supported by herald; put a token in the Secret's `token` key",
+        let mut headers = api_headers().to_vec();
+        let app = match setup.token_or_password() {
+            Some(token) => {
+                headers.push((
+                    herald_http::provider::AUTHORIZATION,
+                    setup.bearer(Some(&token))?,
                 ));
+                None
             }
+            None if App::requested(config) => Some(App::from_config(config, want_slug)?),
             None => {
                 return Err(BuildError::invalid(
                     TOKEN_FIELD,
-                    "github token or github app details must be specified (herald supports \
-                     tokens: set the Secret's `token`, or `password`)",
+                    "github token or github app details must be specified (set the Secret's \
+                     `token` or `password`, or githubAppID, githubAppInstallationID or \
+                     githubAppInstallationOwner, and githubAppPrivateKey)",
                 ));
             }
         };
@@ -64,21 +103,55 @@ impl Api {
             base: api_base(&address),
             owner,
             repo,
-            headers: vec![
-                (
-                    HeaderName::from_static("accept"),
-                    HeaderValue::from_static("application/vnd.github+json"),
-                ),
-                (
-                    HeaderName::from_static("x-github-api-version"),
-                    HeaderValue::from_static("2022-11-28"),
-                ),
-                (
-                    herald_http::provider::AUTHORIZATION,
-                    setup.bearer(Some(&token))?,
-                ),
-            ],
+            headers,
+            app,
         })
+    }
+
+    /// Sends `request` with the credentials: as built for a token; with the App's current
+    /// installation token otherwise, fetched again once if GitHub answers `401` (revoked, or
+    /// expired early).
+    pub(crate) async fn send(
+        &self,
+        client: &HttpClient,
+        request: Request,
+    ) -> Result<Response, DeliveryError> {
+        let Some(app) = &self.app else {
+            return client.send(request).await;
+        };
+        let token = app.token(client).await?;
+        let first = request
+            .clone()
+            .header(AUTHORIZATION, githubapp::bearer(token.expose())?);
+        match client.send(first).await {
+            Err(e) if e.status() == Some(401) => {
+                app.invalidate(&token).await;
+                let fresh = app.token(client).await?;
+                let again = request.header(AUTHORIZATION, githubapp::bearer(fresh.expose())?);
+                client
+                    .send(again)
+                    .await
+                    .map_err(|e| hide(&[&token, &fresh], &e))
+            }
+            other => other.map_err(|e| hide(&[&token], &e)),
+        }
+    }
+
+    /// Who the credentials act as, as comments name their author: the token's user login
+    /// (`GET /user`), or `<app-slug>[bot]` for an App (`GET /app`).
+    pub(crate) async fn identity(&self, client: &HttpClient) -> Result<String, DeliveryError> {
+        if let Some(app) = &self.app {
+            return app.bot_login(client).await;
+        }
+        let url = format!("{}/user", self.base);
+        let answer = self
+            .send(
+                client,
+                Request::new(Method::GET, url).headers(&self.headers),
+            )
+            .await?;
+        let user: User = decode_json(&answer.body)?;
+        Ok(user.login)
     }
 
     /// `<base>/repos/<owner>/<repo>/<tail>`.
@@ -98,7 +171,14 @@ impl Api {
 
     /// A JSON `POST` of `body` to `<repo>/<tail>` with the API's headers.
     pub(crate) fn post_json(&self, tail: &str, body: Vec<u8>) -> Request {
-        Request::post_json(self.repo_url(tail), body).headers(&self.headers)
+        self.json(Method::POST, tail, body)
+    }
+
+    /// A JSON request of `body` to `<repo>/<tail>` with the API's headers.
+    pub(crate) fn json(&self, method: Method, tail: &str, body: Vec<u8>) -> Request {
+        let mut request = Request::post_json(self.repo_url(tail), body).headers(&self.headers);
+        request.method = method;
+        request
     }
 }
 
@@ -134,8 +214,12 @@ impl StatusForge for GitHub {
 
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
         Ok(GitHub {
-            api: Api::from_config(setup)?,
+            api: Api::from_config(setup, false)?,
         })
+    }
+
+    async fn send(&self, client: &HttpClient, request: Request) -> Result<Response, DeliveryError> {
+        self.api.send(client, request).await
     }
 
     fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {

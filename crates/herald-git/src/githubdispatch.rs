@@ -1,9 +1,11 @@
 //! `githubdispatch`: `repository_dispatch` events on GitHub's REST API
 //! (<https://docs.github.com/en/rest/repos/repos#create-a-repository-dispatch-event>).
 
-use herald_core::{BuildError, DeliveryError, Event, text};
-use herald_http::Request;
-use herald_http::provider::{HttpProvider, Setup};
+use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, ProviderType, text};
+use herald_http::HttpClient;
+use herald_http::provider::{Entry, Render, Setup};
+
+use crate::delivery::{self, Deliver};
 
 use crate::github::Api;
 use crate::status::{refuse_unsupported, to_json};
@@ -28,22 +30,39 @@ pub(crate) fn render(event: &Event) -> Result<Vec<u8>, DeliveryError> {
     Ok(body)
 }
 
-impl HttpProvider for Dispatch {
-    const SEND_FAILED: Option<&'static str> =
-        Some("could not send github repository dispatch webhook");
+impl Deliver for Dispatch {
+    const STEPS: &'static str = "posting the dispatch (and fetching a GitHub App token)";
 
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
         refuse_unsupported(setup.config())?;
         Ok(Dispatch {
-            api: Api::from_config(setup)?,
+            api: Api::from_config(setup, false)?,
         })
     }
 
+    async fn deliver(&self, client: &HttpClient, event: &Event) -> Result<(), DeliveryError> {
+        let request = self.api.post_json("dispatches", render(event)?);
+        self.api
+            .send(client, request)
+            .await
+            .map_err(|e| e.context("could not send github repository dispatch webhook"))?;
+        Ok(())
+    }
+}
+
+impl Render for Dispatch {
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
         render(event).map(Some)
     }
-
-    fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
-        Ok(self.api.post_json("dispatches", body))
-    }
 }
+
+fn renderer(config: &ProviderConfig) -> Result<Box<dyn Render>, BuildError> {
+    Ok(Box::new(Dispatch::from_config(&mut Setup::new(config))?))
+}
+
+/// The table line of `githubdispatch`.
+pub(crate) const ENTRY: Entry = Entry {
+    ty: ProviderType::GitHubDispatch,
+    build: delivery::notifier::<Dispatch>,
+    render: renderer,
+};

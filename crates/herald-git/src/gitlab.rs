@@ -13,10 +13,24 @@ use crate::status::{Outcome, Status, StatusForge, to_json};
 #[derive(Debug)]
 pub(crate) struct GitLab {
     /// `<scheme>://<host>/api/v4`.
-    base: String,
+    pub(crate) base: String,
     /// The project: its full path, URL-escaped (`group%2Fsub%2Fproj`), or its numeric id.
-    project: String,
+    pub(crate) project: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl GitLab {
+    /// A request to `url` with the API's headers.
+    pub(crate) fn request(&self, method: Method, url: &str) -> Request {
+        Request::new(method, url).headers(&self.headers)
+    }
+
+    /// A JSON request of `body` to `url` with the API's headers.
+    pub(crate) fn json(&self, method: Method, url: &str, body: Vec<u8>) -> Request {
+        let mut request = Request::post_json(url, body).headers(&self.headers);
+        request.method = method;
+        request
+    }
 }
 
 /// The body of `POST /projects/:id/statuses/:sha` (go-gitlab's `SetCommitStatusOptions` order).

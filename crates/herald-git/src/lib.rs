@@ -1,8 +1,15 @@
 //! herald-git: the git-forge providers of herald (cargo feature `git`): commit statuses on
 //! GitHub (`github`), GitLab (`gitlab`), Gitea (`gitea`), Bitbucket Cloud (`bitbucket`),
-//! Bitbucket Server / Data Center (`bitbucketserver`) and Azure DevOps (`azuredevops`), and
-//! GitHub `repository_dispatch` events (`githubdispatch`), wire-compatible with Flux's
-//! notification-controller.
+//! Bitbucket Server / Data Center (`bitbucketserver`) and Azure DevOps (`azuredevops`),
+//! upserted pull/merge-request comments (`githubpullrequestcomment`,
+//! `gitlabmergerequestcomment`, `giteapullrequestcomment`), and GitHub `repository_dispatch`
+//! events (`githubdispatch`), wire-compatible with Flux's notification-controller. The GitHub
+//! types authenticate with a token or as a GitHub App (JWT, installation token cached until
+//! near expiry and fetched again after a `401`).
+//!
+//! A comment provider writes one comment per object and Provider on the change request named
+//! by the event's `change_request` metadata, marked with the Provider's `metadata.uid` (which it
+//! therefore requires), and edits that comment on later events.
 //!
 //! A commit-status provider reads the commit from the event's metadata (`commit`, then
 //! `originRevision`, then `revision`; see [`commit_sha`]), skips `Progressing` events (Gitea
@@ -14,9 +21,8 @@
 //!
 //! This crate is not an HTTP client (every request goes through [`herald_http`], so the
 //! Provider's proxy, custom CA, client certificate and timeout apply), it does no event
-//! matching (the daemon applies Flux's commit-status gate before a notifier sees an event),
-//! and it implements neither the pull-request comment types nor GitHub App or workload-identity
-//! authentication.
+//! matching (the daemon applies Flux's commit-status and change-request gates before a notifier
+//! sees an event), and it does not implement workload-identity authentication.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -71,26 +77,41 @@
 mod azuredevops;
 mod bitbucket;
 mod bitbucketserver;
+mod comment;
 mod common;
+mod delivery;
 mod gitea;
+mod giteapullrequestcomment;
 mod github;
+mod githubapp;
 mod githubdispatch;
+mod githubpullrequestcomment;
 mod gitlab;
+mod gitlabmergerequestcomment;
 mod status;
 
 use herald_core::{BuildError, DeliveryError, Event, Family, ProviderConfig, ProviderType};
-use herald_http::provider::{self, Render, Table};
+use herald_http::provider::{Render, Table};
 
 pub use common::{commit_sha, provider_id, revision, status_id};
 
 /// The providers of this crate: one line per type.
-const PROVIDERS: Table<7> = Table::new(
+const PROVIDERS: Table<10> = Table::new(
     Family::Git,
     [
         status::entry::<github::GitHub>(ProviderType::GitHub),
-        provider::entry::<githubdispatch::Dispatch>(ProviderType::GitHubDispatch),
+        githubdispatch::ENTRY,
+        comment::entry::<githubpullrequestcomment::GitHubPullRequestComment>(
+            ProviderType::GitHubPullRequestComment,
+        ),
         status::entry::<gitlab::GitLab>(ProviderType::GitLab),
+        comment::entry::<gitlabmergerequestcomment::GitLabMergeRequestComment>(
+            ProviderType::GitLabMergeRequestComment,
+        ),
         status::entry::<gitea::Gitea>(ProviderType::Gitea),
+        comment::entry::<giteapullrequestcomment::GiteaPullRequestComment>(
+            ProviderType::GiteaPullRequestComment,
+        ),
         status::entry::<bitbucket::Bitbucket>(ProviderType::Bitbucket),
         status::entry::<bitbucketserver::BitbucketServer>(ProviderType::BitbucketServer),
         status::entry::<azuredevops::AzureDevOps>(ProviderType::AzureDevOps),

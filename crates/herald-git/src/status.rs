@@ -4,17 +4,13 @@
 //! 6.1 and 6.2).
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
 
-use herald_core::{
-    BuildError, DeliveryError, Event, Masker, Notifier, NotifyFuture, ProviderConfig, Severity,
-    text,
-};
+use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, Severity, text};
 use herald_http::provider::{self, Entry, Render, Setup};
-use herald_http::{HttpClient, Request, RetryPolicy};
+use herald_http::{HttpClient, Request, Response};
 
 use crate::common::{commit_sha, revision, status_id};
+use crate::delivery::{self, Deliver};
 
 /// The reason of events that only say "work in progress".
 const PROGRESSING: &str = "Progressing";
@@ -80,6 +76,16 @@ pub(crate) trait StatusForge: fmt::Debug + Send + Sync + Sized + 'static {
 
     /// The request that sets the status.
     fn post(&self, status: &Status<'_>, body: Vec<u8>) -> Request;
+
+    /// Sends one of the forge's requests; a forge whose credentials change (a GitHub App's
+    /// installation tokens) authorizes it here.
+    fn send(
+        &self,
+        client: &HttpClient,
+        request: Request,
+    ) -> impl Future<Output = Result<Response, DeliveryError>> + Send {
+        client.send(request)
+    }
 }
 
 /// The JSON of a status body, as Go's `encoding/json` writes it.
@@ -114,8 +120,10 @@ struct Configured<F> {
     name: String,
 }
 
-impl<F: StatusForge> Configured<F> {
-    fn new(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+impl<F: StatusForge> Deliver for Configured<F> {
+    const STEPS: &'static str = "reading the existing statuses and posting";
+
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
         let config = setup.config();
         refuse_unsupported(config)?;
         Ok(Configured {
@@ -125,6 +133,30 @@ impl<F: StatusForge> Configured<F> {
         })
     }
 
+    /// Lookup, compare, post: the loop every forge shares.
+    async fn deliver(&self, client: &HttpClient, event: &Event) -> Result<(), DeliveryError> {
+        let Some(status) = self.status(event)? else {
+            return Ok(());
+        };
+        let body = self.forge.render(&status)?;
+        let shown = match self.forge.send(client, self.forge.lookup(&status)).await {
+            Ok(answer) => self.forge.shows(&status, &answer.body),
+            // No status with this id yet.
+            Err(e) if F::NOT_FOUND_IS_NONE && e.status() == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        };
+        if shown.map_err(|e| e.context(F::LOOKUP_FAILED))? {
+            return Ok(());
+        }
+        self.forge
+            .send(client, self.forge.post(&status, body))
+            .await
+            .map_err(|e| e.context(F::POST_FAILED))?;
+        Ok(())
+    }
+}
+
+impl<F: StatusForge> Configured<F> {
     /// Flux's commit-status rules for one event: `Ok(None)` when the event posts nothing
     /// (reason `Progressing`, unless the forge posts `pending` for it), an error when the
     /// revision is missing or malformed or the severity is neither `info` nor `error`.
@@ -160,28 +192,6 @@ impl<F: StatusForge> Configured<F> {
             state: F::state(outcome),
         }))
     }
-
-    /// Lookup, compare, post: the loop every forge shares.
-    async fn deliver(&self, client: &HttpClient, event: &Event) -> Result<(), DeliveryError> {
-        let Some(status) = self.status(event)? else {
-            return Ok(());
-        };
-        let body = self.forge.render(&status)?;
-        let shown = match client.send(self.forge.lookup(&status)).await {
-            Ok(answer) => self.forge.shows(&status, &answer.body),
-            // No status with this id yet.
-            Err(e) if F::NOT_FOUND_IS_NONE && e.status() == Some(404) => Ok(false),
-            Err(e) => Err(e),
-        };
-        if shown.map_err(|e| e.context(F::LOOKUP_FAILED))? {
-            return Ok(());
-        }
-        client
-            .send(self.forge.post(&status, body))
-            .await
-            .map_err(|e| e.context(F::POST_FAILED))?;
-        Ok(())
-    }
 }
 
 impl<F: StatusForge> Render for Configured<F> {
@@ -193,62 +203,17 @@ impl<F: StatusForge> Render for Configured<F> {
     }
 }
 
-/// The notifier of every commit-status forge.
-#[derive(Debug)]
-struct StatusNotifier<F> {
-    configured: Configured<F>,
-    client: HttpClient,
-    masker: Masker,
-    /// `namespace/name` of the Provider, for messages.
-    id: String,
-    /// `spec.timeout`: bounds the whole delivery (lookup and post, retries included).
-    timeout: Duration,
-}
-
-impl<F: StatusForge> Notifier for StatusNotifier<F> {
-    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
-        Box::pin(async move {
-            let delivery = self.configured.deliver(&self.client, event);
-            let result = match tokio::time::timeout(self.timeout, delivery).await {
-                Ok(result) => result,
-                Err(_) => Err(DeliveryError::transient(format!(
-                    "provider {}: timed out after {:?} (spec.timeout bounds the whole delivery: \
-                     reading the existing statuses and posting)",
-                    self.id, self.timeout
-                ))),
-            };
-            result.map_err(|e| provider::mask(&self.masker, &e))
-        })
-    }
-}
-
-fn notifier<F: StatusForge>(
-    config: &ProviderConfig,
-    retry: Option<RetryPolicy>,
-) -> Result<Arc<dyn Notifier>, BuildError> {
-    let mut setup = Setup::new(config);
-    let configured = Configured::<F>::new(&mut setup)?;
-    let client = setup.client(retry)?;
-    let mut masker = setup.masker().clone();
-    masker.extend(client.masker());
-    Ok(Arc::new(StatusNotifier {
-        configured,
-        client,
-        masker,
-        id: config.id(),
-        timeout: config.timeout,
-    }))
-}
-
 fn renderer<F: StatusForge>(config: &ProviderConfig) -> Result<Box<dyn Render>, BuildError> {
-    Ok(Box::new(Configured::<F>::new(&mut Setup::new(config))?))
+    Ok(Box::new(Configured::<F>::from_config(&mut Setup::new(
+        config,
+    ))?))
 }
 
 /// The table line of commit-status forge `F`.
 pub(crate) const fn entry<F: StatusForge>(ty: herald_core::ProviderType) -> Entry {
     Entry {
         ty,
-        build: notifier::<F>,
+        build: delivery::notifier::<Configured<F>>,
         render: renderer::<F>,
     }
 }

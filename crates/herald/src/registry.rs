@@ -63,6 +63,9 @@ mod tests {
                     "bitbucket",
                     "bitbucketserver",
                     "azuredevops",
+                    "githubpullrequestcomment",
+                    "gitlabmergerequestcomment",
+                    "giteapullrequestcomment",
                 ],
                 Family::Alerting => vec![
                     "sentry",

@@ -81,13 +81,17 @@ fn bad_configurations() {
     cfg.token = None;
     assert_eq!(
         build_error(&cfg),
-        "secret key \"token\": github token or github app details must be specified (herald supports tokens: set the Secret's `token`, or `password`)"
+        "secret key \"token\": github token or github app details must be specified (set the Secret's `token` or `password`, or githubAppID, githubAppInstallationID or githubAppInstallationOwner, and githubAppPrivateKey)"
     );
     cfg.secret_data.insert(
         "githubAppID".into(),
         herald_core::SecretBytes::new(b"1".to_vec()),
     );
-    assert!(build_error(&cfg).contains("GitHub App authentication"));
+    assert_eq!(
+        build_error(&cfg),
+        "spec.secretRef (GitHub App): app installation owner or ID must be provided to use github \
+         app authentication (githubAppInstallationID or githubAppInstallationOwner)"
+    );
 
     let mut cfg = config("http://127.0.0.1:1");
     cfg.address = SecretString::new("https://github.com/org/app/extra");

@@ -7,38 +7,28 @@
 mod azuredevops;
 mod bitbucket;
 mod bitbucketserver;
+mod comments;
 mod gitea;
+mod giteapullrequestcomment;
 mod github;
+mod githubapp;
 mod githubdispatch;
+mod githubpullrequestcomment;
 mod gitlab;
+mod gitlabmergerequestcomment;
 mod harness;
 
 #[test]
-fn register_adds_the_git_family_without_the_comment_types() {
-    use herald_core::{BuildError, Family, ProviderConfig, ProviderType, Registry};
+fn register_adds_the_git_family_with_every_type() {
+    use herald_core::{Family, Registry};
     let mut registry = Registry::new();
     herald_git::register(&mut registry);
     assert_eq!(registry.families().collect::<Vec<_>>(), [Family::Git]);
-    let types: Vec<_> = registry.types().collect();
-    assert_eq!(types.len(), 7);
+    assert_eq!(registry.types().count(), 10);
+    assert_eq!(herald_git::TYPES.len(), Family::Git.types().count());
     for ty in herald_git::TYPES {
         assert!(registry.supports(ty), "{ty:?}");
         assert_eq!(ty.family(), Some(Family::Git));
-    }
-    for ty in [
-        ProviderType::GitHubPullRequestComment,
-        ProviderType::GitLabMergeRequestComment,
-        ProviderType::GiteaPullRequestComment,
-    ] {
-        let cfg = ProviderConfig::new(ty, "ns", "p", "https://github.com/o/r");
-        assert!(matches!(
-            registry.build(&cfg),
-            Err(BuildError::NotImplemented { .. })
-        ));
-        assert!(matches!(
-            herald_git::build(&cfg),
-            Err(BuildError::NotImplemented { .. })
-        ));
     }
 }
 

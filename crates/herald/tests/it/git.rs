@@ -86,3 +86,128 @@ async fn a_commit_status_update_becomes_a_github_status() {
     .await;
     assert_eq!(forge.requests().len(), 2);
 }
+
+/// `githubpullrequestcomment` with a GitHub App, through `herald serve`: the App's JWT buys an
+/// installation token, the comment is created on the first event and edited on the second, and
+/// an event without `change_request` never reaches the provider.
+/// API references: <https://docs.github.com/en/rest/apps/apps#create-an-installation-access-token-for-an-app>,
+/// <https://docs.github.com/en/rest/issues/comments>.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_request_event_becomes_a_pull_request_comment_by_a_github_app() {
+    let forge = Recorder::start().await;
+    let json = |body: String| {
+        Reply::status(200)
+            .header("Content-Type", "application/json")
+            .body(body)
+    };
+    forge.push_reply(json(r#"{"id":1234,"slug":"flux-app"}"#.into()));
+    forge.push_reply(
+        Reply::status(201)
+            .header("Content-Type", "application/json")
+            .body(r#"{"token":"ghs_e2e_installation","expires_at":"2099-01-01T00:00:00Z"}"#),
+    );
+    forge.push_reply(json("[]".into()));
+    forge.push_reply(Reply::status(201).body(r#"{"id":900}"#));
+    let key: String = herald_testkit::RSA_PKCS1_PEM
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let uid = "5f0e7d3c-2a6b-4e4b-9c1a-0c9c2e41d2f5";
+    let text = [
+        format!(
+            "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: pr, namespace: apps, uid: {uid}}}\nspec:\n  type: githubpullrequestcomment\n  address: {url}/acme/webapp.git\n  secretRef: {{name: github-app}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: github-app, namespace: apps}}\nstringData:\n  githubAppID: '1234'\n  githubAppInstallationID: '77'\n  githubAppBaseURL: {url}\n  githubAppPrivateKey: |\n{key}",
+            url = forge.url()
+        ),
+        alert("pr", "apps", "pr", "  eventSources: [{kind: Kustomization, name: '*'}]"),
+    ]
+    .concat();
+    let dir = manifests(&text);
+    let d = Daemon::start(dir.path(), &[]);
+    let event = |message: &str, change_request: bool| {
+        let mut metadata = serde_json::json!({"kustomize.toolkit.fluxcd.io/revision": "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1"});
+        if change_request {
+            metadata["event.toolkit.fluxcd.io/change_request"] = "42".into();
+        }
+        serde_json::json!({
+            "involvedObject": {"kind": "Kustomization", "namespace": "apps", "name": "webapp", "apiVersion": "kustomize.toolkit.fluxcd.io/v1"},
+            "severity": "info", "timestamp": "2022-10-28T07:26:19Z", "message": message,
+            "reason": "ReconciliationSucceeded", "metadata": metadata,
+            "reportingController": "kustomize-controller"
+        })
+        .to_string()
+    };
+    let accepted = request(&d.events, "POST", "/", &[], event("first", true).as_bytes()).await;
+    assert_eq!(accepted.status, 202);
+    let got = forge.wait_for(4, Duration::from_secs(10)).await;
+    let calls: Vec<(&str, &str)> = got
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("GET", "/app"),
+            ("POST", "/app/installations/77/access_tokens"),
+            (
+                "GET",
+                "/api/v3/repos/acme/webapp/issues/42/comments?direction=asc&per_page=100&sort=created"
+            ),
+            ("POST", "/api/v3/repos/acme/webapp/issues/42/comments"),
+        ]
+    );
+    assert!(
+        got[0]
+            .header("authorization")
+            .unwrap()
+            .starts_with("Bearer ey")
+    );
+    assert_eq!(
+        got[3].header("authorization"),
+        Some("Bearer ghs_e2e_installation")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&got[3].body).unwrap();
+    let comment = body["body"].as_str().unwrap().to_owned();
+    assert_eq!(
+        comment,
+        format!(
+            "<!-- flux-pr-comment-key:{uid}/Kustomization/apps/webapp -->\n\n## Flux Status\n\n\u{2139}\u{fe0f} Kustomization/apps/webapp\n\nfirst\n\nMetadata:\n* `revision`: main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1\n"
+        )
+    );
+
+    // The second event edits the App's comment; the token is reused.
+    forge.push_reply(json(
+        serde_json::json!([{"id": 900, "body": comment, "user": {"login": "flux-app[bot]"}}])
+            .to_string(),
+    ));
+    forge.push_reply(json("{}".into()));
+    let accepted = request(
+        &d.events,
+        "POST",
+        "/",
+        &[],
+        event("second", true).as_bytes(),
+    )
+    .await;
+    assert_eq!(accepted.status, 202);
+    let got = forge.wait_for(6, Duration::from_secs(10)).await;
+    assert_eq!(got[5].method, "PATCH");
+    assert_eq!(got[5].path, "/api/v3/repos/acme/webapp/issues/comments/900");
+    assert!(got[5].body_str().contains("second"));
+
+    // No change_request: dropped before the provider.
+    let accepted = request(
+        &d.events,
+        "POST",
+        "/",
+        &[],
+        event("third", false).as_bytes(),
+    )
+    .await;
+    assert_eq!(accepted.status, 202);
+    d.wait_log(
+        "event dropped for change request providers",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(forge.requests().len(), 6);
+}

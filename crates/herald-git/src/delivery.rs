@@ -1,0 +1,80 @@
+//! The notifier every git type shares: a delivery of several requests (read what the forge
+//! shows, then write), bounded as a whole by `spec.timeout`, with every secret the Provider
+//! knows masked from its errors.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::{
+    BuildError, DeliveryError, Event, Masker, Notifier, NotifyFuture, ProviderConfig,
+};
+use herald_http::provider::{self, Setup};
+use herald_http::{HttpClient, RetryPolicy};
+
+/// One git type's delivery of an event.
+pub(crate) trait Deliver: fmt::Debug + Send + Sync + Sized + 'static {
+    /// What one delivery does, for the timeout message ("reading the existing statuses and
+    /// posting").
+    const STEPS: &'static str;
+
+    /// Validates the configuration once, when the notifier is built.
+    fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError>;
+
+    /// Delivers one event.
+    fn deliver(
+        &self,
+        client: &HttpClient,
+        event: &Event,
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+}
+
+/// A [`Deliver`] with its client, masker and time bound.
+#[derive(Debug)]
+struct DeliveryNotifier<D> {
+    delivery: D,
+    client: HttpClient,
+    masker: Masker,
+    /// `namespace/name` of the Provider, for messages.
+    id: String,
+    /// `spec.timeout`: bounds the whole delivery, retries included.
+    timeout: Duration,
+}
+
+impl<D: Deliver> Notifier for DeliveryNotifier<D> {
+    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
+        Box::pin(async move {
+            let delivery = self.delivery.deliver(&self.client, event);
+            let result = match tokio::time::timeout(self.timeout, delivery).await {
+                Ok(result) => result,
+                Err(_) => Err(DeliveryError::transient(format!(
+                    "provider {}: timed out after {:?} (spec.timeout bounds the whole delivery: \
+                     {})",
+                    self.id,
+                    self.timeout,
+                    D::STEPS
+                ))),
+            };
+            result.map_err(|e| provider::mask(&self.masker, &e))
+        })
+    }
+}
+
+/// Builds the notifier of `D` for `config`.
+pub(crate) fn notifier<D: Deliver>(
+    config: &ProviderConfig,
+    retry: Option<RetryPolicy>,
+) -> Result<Arc<dyn Notifier>, BuildError> {
+    let mut setup = Setup::new(config);
+    let delivery = D::from_config(&mut setup)?;
+    let client = setup.client(retry)?;
+    let mut masker = setup.masker().clone();
+    masker.extend(client.masker());
+    Ok(Arc::new(DeliveryNotifier {
+        delivery,
+        client,
+        masker,
+        id: config.id(),
+        timeout: config.timeout,
+    }))
+}
