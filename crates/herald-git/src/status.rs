@@ -14,7 +14,7 @@ use herald_core::{
 use herald_http::provider::{self, Entry, Render, Setup};
 use herald_http::{HttpClient, Request, RetryPolicy};
 
-use crate::common::{commit_sha, revision, status_id};
+use crate::common::{commit_sha, revision, status_id, status_provider_part};
 
 /// The reason of events that only say "work in progress".
 const PROGRESSING: &str = "Progressing";
@@ -110,18 +110,18 @@ pub(crate) fn refuse_unsupported(config: &ProviderConfig) -> Result<(), BuildErr
 #[derive(Debug)]
 struct Configured<F> {
     forge: F,
-    namespace: String,
-    name: String,
+    /// The last part of the default status id ([`status_provider_part`]).
+    provider_part: String,
 }
 
 impl<F: StatusForge> Configured<F> {
     fn new(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
         let config = setup.config();
         refuse_unsupported(config)?;
+        let provider_part = status_provider_part(config);
         Ok(Configured {
             forge: F::from_config(setup)?,
-            namespace: config.namespace.clone(),
-            name: config.name.clone(),
+            provider_part,
         })
     }
 
@@ -155,7 +155,7 @@ impl<F: StatusForge> Configured<F> {
         Ok(Some(Status {
             event,
             sha,
-            id: status_id(event, &self.namespace, &self.name),
+            id: status_id(event, &self.provider_part),
             description: text::reason_words(&event.reason),
             state: F::state(outcome),
         }))
