@@ -78,6 +78,7 @@ mod github;
 mod githubdispatch;
 mod gitlab;
 mod status;
+mod status_expr;
 
 use herald_core::{BuildError, DeliveryError, Event, Family, ProviderConfig, ProviderType};
 use herald_http::provider::{self, Render, Table};

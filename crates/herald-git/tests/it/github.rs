@@ -111,8 +111,15 @@ fn bad_configurations() {
     assert!(!err.contains("hidden-part"), "{err}");
 
     let mut cfg = config("http://127.0.0.1:1");
+    // cel-go types a bare field as `dyn`: Flux refuses it, and so does herald, at build time.
     cfg.commit_status_expr = Some("event.metadata.app".into());
-    assert!(build_error(&cfg).starts_with("spec.commitStatusExpr:"));
+    assert_eq!(
+        build_error(&cfg),
+        "spec.commitStatusExpr: failed to compile expression: CEL expression output type \
+         mismatch: expected string, got dyn"
+    );
+    cfg.commit_status_expr = Some("string(event.metadata.app)".into());
+    assert!(herald_git::build(&cfg).is_ok());
 }
 
 #[test]
