@@ -451,7 +451,11 @@ mod tests {
             format!("failed to evaluate the CEL expression '{source}': No such key: environment")
         );
         // As in Flux, an event without metadata has no `metadata` key at all.
-        assert!(evaluate(source, &[]).unwrap_err().ends_with("No such key: metadata"));
+        assert!(
+            evaluate(source, &[])
+                .unwrap_err()
+                .ends_with("No such key: metadata")
+        );
         let source = "size(event.involvedObject.name)";
         assert_eq!(
             evaluate(source, &[]).unwrap_err(),

@@ -99,7 +99,7 @@ const TOKEN_SECRET: &str = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: 
 
 fn status_event(sha: &str) -> String {
     serde_json::json!({
-        "involvedObject": {"kind": "Kustomization", "namespace": "apps", "name": "webapp"},
+        "involvedObject": {"kind": "Kustomization", "namespace": "apps", "name": "webapp", "apiVersion": "kustomize.toolkit.fluxcd.io/v1"},
         "severity": "info", "timestamp": "2022-10-28T07:26:19Z", "message": "Reconciliation finished", "reason": "ReconciliationSucceeded",
         "metadata": {"kustomize.toolkit.fluxcd.io/revision": format!("main@sha1:{sha}"), "kustomize.toolkit.fluxcd.io/commit_status": "update"},
         "reportingController": "kustomize-controller"
