@@ -313,11 +313,14 @@ mod tests {
         StatusExpr::compile(source)?.evaluate(&event, &alert, &provider)
     }
 
+    /// An expression, the event's metadata, and the result (`None`: it fails).
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+
     /// Flux's `Test_newCommitStatus`, case by case: the result, or that it fails.
     #[test]
     fn fluxs_cases() {
         let production = [("environment", "production")];
-        let cases: [(&str, &[(&str, &str)], Option<&str>); 4] = [
+        let cases: [Case<'_>; 4] = [
             (
                 "event.involvedObject.kind + '/' + event.involvedObject.name + '/' + \
                  event.metadata.environment + '/' + provider.metadata.uid + '/' + \
