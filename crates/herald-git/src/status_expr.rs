@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
+use cel::common::value::Val;
 use cel::{Context, Env, IdedExpr, Program, Value};
 use herald_core::Event;
 
@@ -126,7 +127,12 @@ impl StatusExpr {
             ("alert", cel::to_value(object(alert))),
             ("provider", cel::to_value(object(provider))),
         ] {
-            context.add_variable_from_value(name, value.map_err(|e| failed(&e))?);
+            // (`Context::add_variable_from_value` would panic where this fails.)
+            let value: Box<dyn Val> = value
+                .map_err(|e| failed(&e))?
+                .try_into()
+                .map_err(|e: cel::ExecutionError| failed(&e))?;
+            context.add_variable_as_val(name, value);
         }
         match self.program.execute(&context) {
             Ok(Value::String(s)) => Ok(s.to_string()),
