@@ -108,6 +108,8 @@ struct Configured<F> {
     provider_part: String,
     /// `spec.commitStatusExpr`, compiled, and the Provider's object it reads.
     expr: Option<(StatusExpr, serde_json::Value)>,
+    /// The Provider's name, for Flux's message about an empty id.
+    name: String,
 }
 
 impl<F: StatusForge> Configured<F> {
@@ -128,6 +130,7 @@ impl<F: StatusForge> Configured<F> {
             forge: F::from_config(setup)?,
             provider_part,
             expr,
+            name: config.name.clone(),
         })
     }
 
@@ -136,12 +139,18 @@ impl<F: StatusForge> Configured<F> {
     fn id(&self, event: &Event, alert: &serde_json::Value) -> Result<String, DeliveryError> {
         match &self.expr {
             None => Ok(status_id(event, &self.provider_part)),
-            Some((expr, provider)) => expr.evaluate(event, alert, provider).map_err(|e| {
-                DeliveryError::permanent(format!(
+            Some((expr, provider)) => match expr.evaluate(event, alert, provider) {
+                Ok(id) if id.is_empty() => Err(DeliveryError::permanent(format!(
+                    "failed to initialize notifier for provider '{}': failed to initialize \
+                     notifier: commit status cannot be empty",
+                    self.name
+                ))),
+                Ok(id) => Ok(id),
+                Err(e) => Err(DeliveryError::permanent(format!(
                     "failed to create commit status: failed to evaluate the \
                      spec.commitStatusExpr CEL expression for the event: {e}"
-                ))
-            }),
+                ))),
+            },
         }
     }
 
