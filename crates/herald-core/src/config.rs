@@ -46,6 +46,9 @@ pub struct ProviderConfig {
     pub secret_data: BTreeMap<String, SecretBytes>,
     /// `spec.commitStatusExpr`, if set.
     pub commit_status_expr: Option<String>,
+    /// The Provider's manifest object as written (`null` when not built from a manifest): the
+    /// `provider` variable of `spec.commitStatusExpr`.
+    pub object: serde_json::Value,
     /// `spec.serviceAccountName`, if set.
     pub service_account_name: Option<String>,
 }
@@ -79,6 +82,7 @@ impl ProviderConfig {
             timeout: Self::DEFAULT_TIMEOUT,
             secret_data: BTreeMap::new(),
             commit_status_expr: None,
+            object: serde_json::Value::Null,
             service_account_name: None,
         }
     }

@@ -21,6 +21,14 @@ pub type NotifyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// Delivers one event.
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a>;
+
+    /// Delivers one event that `alert` matched: the Alert's manifest object as written, which
+    /// some providers read (the `alert` of a git provider's `spec.commitStatusExpr`). Every
+    /// other provider delivers exactly as [`Notifier::post`] does.
+    fn post_for<'a>(&'a self, event: &'a Event, alert: &'a serde_json::Value) -> NotifyFuture<'a> {
+        let _ = alert;
+        self.post(event)
+    }
 }
 
 /// Builds a notifier from a resolved configuration. Validation is done here, once.

@@ -1386,6 +1386,8 @@ impl Attempt {
         }
         let Some(hot) = &self.hot else { return };
         let event = hot.event.clone();
+        let snapshot = self.engine.current();
+        let alert = snapshot.alert_object(&hot.record.alert);
         let provider = self.engine.provider_of(&self.lane);
         self.started = Instant::now();
         let outcome = match &provider {
@@ -1396,7 +1398,7 @@ impl Attempt {
                 "the Provider {} is suspended",
                 self.lane.id
             ))),
-            Some(p) => match p.notifier.post(&event).await {
+            Some(p) => match p.notifier.post_for(&event, alert).await {
                 Ok(()) => Outcome::Delivered,
                 Err(e) => Outcome::Failed(e.map_message(|m| p.masker.mask(m))),
             },

@@ -77,6 +77,18 @@ impl Snapshot {
         self.providers.get(&(namespace.to_owned(), name.to_owned()))
     }
 
+    /// The manifest object of the Alert `namespace/name` (`null` once a reload removed it).
+    pub fn alert_object(&self, id: &str) -> &serde_json::Value {
+        static GONE: serde_json::Value = serde_json::Value::Null;
+        let (namespace, name) = id.split_once('/').unwrap_or(("", id));
+        self.catalog
+            .set()
+            .alerts
+            .iter()
+            .find(|a| a.namespace == namespace && a.name == name)
+            .map_or(&GONE, |a| &a.object)
+    }
+
     /// Why the Provider `namespace/name` cannot deliver now (it has no entry).
     pub fn why_not_ready(&self, id: &str) -> String {
         let (namespace, name) = id.split_once('/').unwrap_or(("", id));

@@ -158,7 +158,12 @@ impl<F: CommentForge> Deliver for Commenting<F> {
     }
 
     /// Who am I, the first page of comments, then edit ours or create it.
-    async fn deliver(&self, client: &HttpClient, event: &Event) -> Result<(), DeliveryError> {
+    async fn deliver(
+        &self,
+        client: &HttpClient,
+        event: &Event,
+        _alert: &serde_json::Value,
+    ) -> Result<(), DeliveryError> {
         let (number, text) = self.comment(event)?;
         let body = to_json(&CommentBody { body: &text })?;
         let me = self

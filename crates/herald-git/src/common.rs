@@ -19,24 +19,29 @@ pub(crate) fn escape(s: &str) -> String {
     utf8_percent_encode(s, ESCAPED).to_string()
 }
 
-/// The stable 8-hex-character id herald uses in place of the Provider's Kubernetes UID: the
-/// first 8 lowercase hex digits of SHA-256 of `<namespace>/<name>`.
+/// The stable 8-hex-character id herald uses in place of the Provider's Kubernetes UID when the
+/// manifest has none: the first 8 lowercase hex digits of SHA-256 of `<namespace>/<name>`.
 pub fn provider_id(namespace: &str, name: &str) -> String {
     let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
     hex::encode(&digest[..4])
 }
 
-/// The commit-status id ("context", "name", hashed into Bitbucket keys): lowercase
-/// `<kind>/<name>/<provider id>`, e.g. `kustomization/gitops-system/6f1a7d5c`.
-pub fn status_id(event: &Event, provider_namespace: &str, provider_name: &str) -> String {
+/// The last part of a Provider's default status ids: as in Flux, the first `-`-separated segment
+/// of its `metadata.uid` when the manifest carries one (so that the statuses of a Provider moved
+/// from Flux keep their context), else [`provider_id`] of its namespace and name.
+pub fn status_provider_part(config: &ProviderConfig) -> String {
+    match config.uid_prefix() {
+        Some(segment) => segment.to_owned(),
+        None => provider_id(&config.namespace, &config.name),
+    }
+}
+
+/// The default commit-status id ("context", "name", hashed into Bitbucket keys), Flux's
+/// `generateDefaultCommitStatus`: lowercase `<kind>/<name>/<provider part>`, where the provider
+/// part is [`status_provider_part`], e.g. `kustomization/gitops-system/0c9c2e41`.
+pub fn status_id(event: &Event, provider_part: &str) -> String {
     let o = &event.involved_object;
-    format!(
-        "{}/{}/{}",
-        o.kind,
-        o.name,
-        provider_id(provider_namespace, provider_name)
-    )
-    .to_lowercase()
+    format!("{}/{}/{}", o.kind, o.name, provider_part).to_lowercase()
 }
 
 /// The revision an event is about: metadata `commit`, then `originRevision`, then `revision`
@@ -225,7 +230,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use herald_core::ObjectReference;
+    use herald_core::{ObjectReference, ProviderType};
 
     const H: &str = "69b59063470310ebbd88a9156325322a124e55a3";
 
@@ -268,24 +273,54 @@ mod tests {
         assert_eq!(revision(&e), Some("c"));
     }
 
-    #[test]
-    fn status_ids_are_stable_and_lowercase() {
-        let e = Event {
+    fn kustomization(name: &str) -> Event {
+        Event {
             involved_object: ObjectReference {
                 kind: "Kustomization".into(),
-                name: "Gitops-System".into(),
+                name: name.into(),
                 ..Default::default()
             },
+            reason: "ApplySucceeded".into(),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn status_ids_without_a_uid_are_stable_and_lowercase() {
+        let e = kustomization("Gitops-System");
         // sha256("flux-system/github") starts with these 8 hex digits (checked with
         // `printf flux-system/github | sha256sum`).
         assert_eq!(provider_id("flux-system", "github"), "d775ccaa");
+        let config = ProviderConfig::new(ProviderType::GitHub, "flux-system", "github", "");
+        assert_eq!(status_provider_part(&config), "d775ccaa");
         assert_eq!(
-            status_id(&e, "flux-system", "github"),
+            status_id(&e, &status_provider_part(&config)),
             "kustomization/gitops-system/d775ccaa"
         );
         assert_ne!(provider_id("flux-system", "github2"), "d775ccaa");
+    }
+
+    #[test]
+    fn status_ids_with_a_uid_are_fluxs() {
+        // Flux's Test_generateDefaultCommitStatus ("simple event case").
+        let mut config = ProviderConfig::new(ProviderType::GitHub, "flux-system", "github", "");
+        config.uid = Some("0c9c2e41-d2f9-4f9b-9c41-bebc1984d67a".into());
+        let part = status_provider_part(&config);
+        assert_eq!(part, "0c9c2e41");
+        assert_eq!(
+            status_id(&kustomization("gitops-system"), &part),
+            "kustomization/gitops-system/0c9c2e41"
+        );
+        // Flux lowercases the whole id, the UID segment included.
+        config.uid = Some("0C9C2E41-D2F9".into());
+        let part = status_provider_part(&config);
+        assert_eq!(
+            status_id(&kustomization("Apps"), &part),
+            "kustomization/apps/0c9c2e41"
+        );
+        // A UID without a dash is its own first segment, as with Go's strings.Split.
+        config.uid = Some("abc".into());
+        assert_eq!(status_provider_part(&config), "abc");
     }
 
     #[test]

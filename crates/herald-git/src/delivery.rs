@@ -21,11 +21,13 @@ pub(crate) trait Deliver: fmt::Debug + Send + Sync + Sized + 'static {
     /// Validates the configuration once, when the notifier is built.
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError>;
 
-    /// Delivers one event.
+    /// Delivers one event that `alert` matched (the Alert's manifest object; `null` when the
+    /// event comes without one, as from `herald send`).
     fn deliver(
         &self,
         client: &HttpClient,
         event: &Event,
+        alert: &serde_json::Value,
     ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 }
 
@@ -43,8 +45,13 @@ struct DeliveryNotifier<D> {
 
 impl<D: Deliver> Notifier for DeliveryNotifier<D> {
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
+        // No Alert: `alert` is an empty map.
+        self.post_for(event, &serde_json::Value::Null)
+    }
+
+    fn post_for<'a>(&'a self, event: &'a Event, alert: &'a serde_json::Value) -> NotifyFuture<'a> {
         Box::pin(async move {
-            let delivery = self.delivery.deliver(&self.client, event);
+            let delivery = self.delivery.deliver(&self.client, event, alert);
             let result = match tokio::time::timeout(self.timeout, delivery).await {
                 Ok(result) => result,
                 Err(_) => Err(DeliveryError::transient(format!(

@@ -40,7 +40,12 @@ impl Deliver for Dispatch {
         })
     }
 
-    async fn deliver(&self, client: &HttpClient, event: &Event) -> Result<(), DeliveryError> {
+    async fn deliver(
+        &self,
+        client: &HttpClient,
+        event: &Event,
+        _alert: &serde_json::Value,
+    ) -> Result<(), DeliveryError> {
         let request = self.api.post_json("dispatches", render(event)?);
         self.api
             .send(client, request)

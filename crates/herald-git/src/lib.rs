@@ -16,8 +16,9 @@
 //! posts `pending` instead), describes the event by its reason in words
 //! (`ReconciliationSucceeded` → `reconciliation succeeded`), reads the statuses the commit
 //! already has and posts only when the forge does not already show the same one. The status id
-//! is [`status_id`]: lowercase `<kind>/<name>/<provider id>`, where herald derives the provider
-//! id from the Provider's namespace and name ([`provider_id`]), having no Kubernetes UID.
+//! is [`status_id`]: lowercase `<kind>/<name>/<provider id>`, where the provider id is, as in
+//! Flux, the first segment of the Provider's `metadata.uid` when the manifest has one, else an
+//! id derived from the Provider's namespace and name ([`provider_id`], [`status_provider_part`]).
 //!
 //! This crate is not an HTTP client (every request goes through [`herald_http`], so the
 //! Provider's proxy, custom CA, client certificate and timeout apply), it does no event
@@ -89,11 +90,12 @@ mod githubpullrequestcomment;
 mod gitlab;
 mod gitlabmergerequestcomment;
 mod status;
+mod status_expr;
 
 use herald_core::{BuildError, DeliveryError, Event, Family, ProviderConfig, ProviderType};
 use herald_http::provider::{Render, Table};
 
-pub use common::{commit_sha, provider_id, revision, status_id};
+pub use common::{commit_sha, provider_id, revision, status_id, status_provider_part};
 
 /// The providers of this crate: one line per type.
 const PROVIDERS: Table<10> = Table::new(

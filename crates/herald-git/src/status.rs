@@ -9,8 +9,9 @@ use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, Severity, te
 use herald_http::provider::{self, Entry, Render, Setup};
 use herald_http::{HttpClient, Request, Response};
 
-use crate::common::{commit_sha, revision, status_id};
+use crate::common::{commit_sha, revision, status_id, status_provider_part};
 use crate::delivery::{self, Deliver};
+use crate::status_expr::StatusExpr;
 
 /// The reason of events that only say "work in progress".
 const PROGRESSING: &str = "Progressing";
@@ -95,13 +96,6 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Deliver
 
 /// What herald refuses for every git type: settings it cannot honour outside a cluster.
 pub(crate) fn refuse_unsupported(config: &ProviderConfig) -> Result<(), BuildError> {
-    if config.commit_status_expr.is_some() && config.provider_type.is_commit_status() {
-        return Err(BuildError::invalid(
-            "spec.commitStatusExpr",
-            "CEL expressions are not supported by herald; remove the field to use the default \
-             status id <kind>/<name>/<provider id>",
-        ));
-    }
     if config.service_account_name.is_some() {
         return Err(BuildError::invalid(
             "spec.serviceAccountName",
@@ -116,7 +110,11 @@ pub(crate) fn refuse_unsupported(config: &ProviderConfig) -> Result<(), BuildErr
 #[derive(Debug)]
 struct Configured<F> {
     forge: F,
-    namespace: String,
+    /// The last part of the default status id ([`status_provider_part`]).
+    provider_part: String,
+    /// `spec.commitStatusExpr`, compiled, and the Provider's object it reads.
+    expr: Option<(StatusExpr, serde_json::Value)>,
+    /// The Provider's name, for Flux's message about an empty id.
     name: String,
 }
 
@@ -126,16 +124,32 @@ impl<F: StatusForge> Deliver for Configured<F> {
     fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
         let config = setup.config();
         refuse_unsupported(config)?;
+        let provider_part = status_provider_part(config);
+        let expr = match config.commit_status_expr.as_deref() {
+            // As in Flux, an empty expression is no expression.
+            None | Some("") => None,
+            Some(source) => {
+                let compiled = StatusExpr::compile(source)
+                    .map_err(|e| BuildError::invalid("spec.commitStatusExpr", e))?;
+                Some((compiled, config.object.clone()))
+            }
+        };
         Ok(Configured {
             forge: F::from_config(setup)?,
-            namespace: config.namespace.clone(),
+            provider_part,
+            expr,
             name: config.name.clone(),
         })
     }
 
     /// Lookup, compare, post: the loop every forge shares.
-    async fn deliver(&self, client: &HttpClient, event: &Event) -> Result<(), DeliveryError> {
-        let Some(status) = self.status(event)? else {
+    async fn deliver(
+        &self,
+        client: &HttpClient,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<(), DeliveryError> {
+        let Some(status) = self.status(event, alert)? else {
             return Ok(());
         };
         let body = self.forge.render(&status)?;
@@ -157,10 +171,36 @@ impl<F: StatusForge> Deliver for Configured<F> {
 }
 
 impl<F: StatusForge> Configured<F> {
+    /// The status id of `event`, matched by the Alert `alert`: `spec.commitStatusExpr`'s
+    /// result, else [`status_id`]. Like Flux, it is made before anything else is looked at.
+    fn id(&self, event: &Event, alert: &serde_json::Value) -> Result<String, DeliveryError> {
+        match &self.expr {
+            None => Ok(status_id(event, &self.provider_part)),
+            Some((expr, provider)) => match expr.evaluate(event, alert, provider) {
+                Ok(id) if id.is_empty() => Err(DeliveryError::permanent(format!(
+                    "failed to initialize notifier for provider '{}': failed to initialize \
+                     notifier: commit status cannot be empty",
+                    self.name
+                ))),
+                Ok(id) => Ok(id),
+                Err(e) => Err(DeliveryError::permanent(format!(
+                    "failed to create commit status: failed to evaluate the \
+                     spec.commitStatusExpr CEL expression for the event: {e}"
+                ))),
+            },
+        }
+    }
+
     /// Flux's commit-status rules for one event: `Ok(None)` when the event posts nothing
     /// (reason `Progressing`, unless the forge posts `pending` for it), an error when the
-    /// revision is missing or malformed or the severity is neither `info` nor `error`.
-    fn status<'e>(&self, event: &'e Event) -> Result<Option<Status<'e>>, DeliveryError> {
+    /// status id cannot be made, the revision is missing or malformed or the severity is
+    /// neither `info` nor `error`.
+    fn status<'e>(
+        &self,
+        event: &'e Event,
+        alert: &serde_json::Value,
+    ) -> Result<Option<Status<'e>>, DeliveryError> {
+        let id = self.id(event, alert)?;
         let progressing = event.reason == PROGRESSING;
         if progressing && !F::PENDING_ON_PROGRESSING {
             return Ok(None);
@@ -187,7 +227,7 @@ impl<F: StatusForge> Configured<F> {
         Ok(Some(Status {
             event,
             sha,
-            id: status_id(event, &self.namespace, &self.name),
+            id,
             description: text::reason_words(&event.reason),
             state: F::state(outcome),
         }))
@@ -196,7 +236,8 @@ impl<F: StatusForge> Configured<F> {
 
 impl<F: StatusForge> Render for Configured<F> {
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
-        match self.status(event)? {
+        // No Alert: `alert` is an empty map.
+        match self.status(event, &serde_json::Value::Null)? {
             Some(status) => self.forge.render(&status).map(Some),
             None => Ok(None),
         }

@@ -83,6 +83,11 @@ enum Source<'a> {
 }
 
 impl Source<'_> {
+    /// The document as JSON (`null` if it has what JSON cannot hold, such as a non-string key).
+    fn object(&self) -> serde_json::Value {
+        self.read().unwrap_or_default()
+    }
+
     fn read<T: DeserializeOwned>(&self) -> Result<T, serde_yaml_ng::Error> {
         match self {
             Source::Text(t) => serde_yaml_ng::from_str(t),
@@ -169,7 +174,10 @@ fn parse_document(origin: &Origin, source: Source<'_>, set: &mut ManifestSet) {
         }
         (NOTIFICATION_GROUP, "Provider") => match source.read::<raw::Object<raw::ProviderSpec>>() {
             Ok(raw) => match provider(origin, &api_version, version, raw) {
-                Ok(p) => set.providers.push(p),
+                Ok(p) => set.providers.push(Provider {
+                    object: source.object(),
+                    ..p
+                }),
                 Err(e) => set.problems.extend(e),
             },
             Err(e) => {
@@ -180,6 +188,10 @@ fn parse_document(origin: &Origin, source: Source<'_>, set: &mut ManifestSet) {
         (NOTIFICATION_GROUP, "Alert") => match source.read::<raw::Object<raw::AlertSpec>>() {
             Ok(raw) => match alert(origin, &api_version, version, raw) {
                 Ok((a, problems)) => {
+                    let a = Alert {
+                        object: source.object(),
+                        ..a
+                    };
                     warn_match_labels(&a, set);
                     set.problems.extend(problems);
                     set.alerts.push(a);
@@ -422,6 +434,7 @@ fn provider(
             service_account_name: spec.service_account_name,
         },
         max_in_flight,
+        object: serde_json::Value::Null,
         origin: origin.clone(),
     })
 }
@@ -586,6 +599,7 @@ fn alert(
             summary: spec.summary.filter(|s| !s.is_empty()),
             suspend: spec.suspend.unwrap_or(false),
         },
+        object: serde_json::Value::Null,
         origin: origin.clone(),
     };
     Ok((alert, errors))

@@ -176,6 +176,9 @@ pub struct Provider {
     pub spec: ProviderSpec,
     /// `herald.dev/max-in-flight`: its deliveries attempted at once, when set.
     pub max_in_flight: Option<usize>,
+    /// The document as written (`apiVersion`, `kind`, `metadata`, `spec`, ...): the `provider`
+    /// of a `spec.commitStatusExpr` expression.
+    pub object: serde_json::Value,
     /// Where it was read.
     pub origin: Origin,
 }
@@ -222,6 +225,9 @@ pub struct Alert {
     pub api_version: String,
     /// The spec, normalized across versions.
     pub spec: AlertSpec,
+    /// The document as written (`apiVersion`, `kind`, `metadata`, `spec`, ...): the `alert` of
+    /// a `spec.commitStatusExpr` expression.
+    pub object: serde_json::Value,
     /// Where it was read.
     pub origin: Origin,
 }

@@ -53,6 +53,7 @@ impl ManifestSet {
         config.username = spec.username.clone();
         config.timeout = spec.timeout.unwrap_or(ProviderConfig::DEFAULT_TIMEOUT);
         config.commit_status_expr = spec.commit_status_expr.clone();
+        config.object = provider.object.clone();
         config.service_account_name = spec.service_account_name.clone();
 
         let mut proxy_url = spec.proxy.clone();

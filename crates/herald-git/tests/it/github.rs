@@ -115,8 +115,15 @@ fn bad_configurations() {
     assert!(!err.contains("hidden-part"), "{err}");
 
     let mut cfg = config("http://127.0.0.1:1");
+    // cel-go types a bare field as `dyn`: Flux refuses it, and so does herald, at build time.
     cfg.commit_status_expr = Some("event.metadata.app".into());
-    assert!(build_error(&cfg).starts_with("spec.commitStatusExpr:"));
+    assert_eq!(
+        build_error(&cfg),
+        "spec.commitStatusExpr: failed to compile expression: CEL expression output type \
+         mismatch: expected string, got dyn"
+    );
+    cfg.commit_status_expr = Some("string(event.metadata.app)".into());
+    assert!(herald_git::build(&cfg).is_ok());
 }
 
 #[test]
@@ -145,4 +152,52 @@ fn custom_tls_applies_to_enterprise_only() {
         herald_git::build(&cfg).is_err(),
         "an Enterprise host uses (and checks) the CA"
     );
+}
+
+/// `spec.commitStatusExpr` names the status: the one the commit has is recognised by it, the
+/// one posted carries it; `post_for` hands the expression the Alert.
+#[tokio::test]
+async fn commit_status_expressions_name_the_status() {
+    use herald_testkit::Recorder;
+    let rec = Recorder::start().await;
+    rec.push_reply(Reply::status(200).body("[]"));
+    rec.push_reply(Reply::status(201).body("{}"));
+    let mut cfg = config(&rec.url());
+    cfg.commit_status_expr = Some(
+        "event.involvedObject.name + '/' + provider.spec.type + '/' + alert.metadata.name".into(),
+    );
+    cfg.object = serde_json::json!({"metadata": {"name": "github"}, "spec": {"type": "github"}});
+    let notifier = herald_git::build(&cfg).unwrap();
+    let event = harness::event("success");
+    let alert = serde_json::json!({"metadata": {"name": "on-commit"}});
+    notifier.post_for(&event, &alert).await.unwrap();
+    let got = rec.requests();
+    let body: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(body["context"], "gitops-system/github/on-commit");
+
+    // Without an Alert (`post`), `alert` is an empty map: a missing key, not retried, and no
+    // request.
+    let err = notifier.post(&event).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        "failed to create commit status: failed to evaluate the spec.commitStatusExpr CEL \
+         expression for the event: failed to evaluate the CEL expression 'event.involvedObject.name \
+         + '/' + provider.spec.type + '/' + alert.metadata.name': No such key: metadata"
+    );
+    assert_eq!(rec.requests().len(), 2);
+
+    // An empty id is Flux's notifier error.
+    cfg.commit_status_expr = Some("''".into());
+    let err = herald_git::build(&cfg)
+        .unwrap()
+        .post(&event)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "failed to initialize notifier for provider 'github': failed to initialize notifier: \
+         commit status cannot be empty"
+    );
+    assert_eq!(rec.requests().len(), 2);
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_core::{DeliveryError, Event, ProviderConfig, Severity};
-use herald_git::{provider_id, status_id};
+use herald_git::{provider_id, status_id, status_provider_part};
 use herald_http::RetryPolicy;
 pub(crate) use herald_testkit::fixture;
 use herald_testkit::{Recorded, Recorder, Reply, assert_golden};
@@ -110,7 +110,7 @@ pub(crate) struct Forge {
 impl Forge {
     fn existing_for(&self, cfg: &ProviderConfig, event: &Event, state: &'static str) -> Existing {
         Existing {
-            id: status_id(event, &cfg.namespace, &cfg.name),
+            id: status_id(event, &status_provider_part(cfg)),
             sha: SHA.into(),
             state,
             description: herald_core::text::reason_words(&event.reason),
@@ -136,11 +136,22 @@ async fn run(
     event: &Event,
     replies: Vec<Reply>,
 ) -> (Result<(), DeliveryError>, Vec<Recorded>, String) {
+    run_with(forge, |_| {}, event, replies).await
+}
+
+/// [`run`] with a change to the stub's configuration.
+async fn run_with(
+    forge: &Forge,
+    change: impl FnOnce(&mut ProviderConfig),
+    event: &Event,
+    replies: Vec<Reply>,
+) -> (Result<(), DeliveryError>, Vec<Recorded>, String) {
     let rec = Recorder::start().await;
     for r in replies {
         rec.push_reply(r);
     }
-    let cfg = (forge.config)(&rec.url());
+    let mut cfg = (forge.config)(&rec.url());
+    change(&mut cfg);
     let notifier = herald_git::build_with_retry_policy(&cfg, fast()).unwrap();
     let result = notifier.post(event).await;
     (result, rec.requests(), rec.url())
@@ -169,6 +180,47 @@ async fn posts(forge: &Forge, case: &str) {
         // The stub's port changes from run to run (Bitbucket Server posts the clone URL).
         &got[1].body_str().replace(&url, "http://127.0.0.1:PORT"),
     );
+}
+
+/// The UID of a Provider exported with `kubectl get -o yaml`.
+const UID: &str = "0c9c2e41-d2f9-4f9b-9c41-bebc1984d67a";
+
+/// A Provider with a `metadata.uid` uses Flux's status id, `<kind>/<name>/<first UID segment>`,
+/// both to find the status the commit already has and to post a new one.
+async fn uid_cases(forge: &Forge) {
+    let with_uid = |cfg: &mut ProviderConfig| cfg.uid = Some(UID.into());
+    let success = event("success");
+    let mut probe = (forge.config)("http://127.0.0.1:1");
+    with_uid(&mut probe);
+    let same = forge.existing_for(&probe, &success, forge.success_state);
+    assert_eq!(same.id, "kustomization/gitops-system/0c9c2e41");
+    let (result, got, _) = run_with(forge, with_uid, &success, vec![(forge.existing)(&same)]).await;
+    result.unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "{}: the status with the UID id is there: {got:?}",
+        forge.dir
+    );
+
+    // The status of the namespace/name id does not count for a Provider with a UID.
+    let by_name = forge.existing_for(
+        &(forge.config)("http://127.0.0.1:1"),
+        &success,
+        forge.success_state,
+    );
+    if !forge.lookup_404_is_none {
+        let replies = vec![(forge.existing)(&by_name), (forge.created)()];
+        let (result, got, _) = run_with(forge, with_uid, &success, replies).await;
+        result.unwrap();
+        assert_eq!(got.len(), 2, "{}: {got:?}", forge.dir);
+        assert!(
+            got[1].body_str().contains(&same.id),
+            "{}: {}",
+            forge.dir,
+            got[1].body_str()
+        );
+    }
 }
 
 /// Every standard case of a commit-status forge.
@@ -249,6 +301,8 @@ pub(crate) async fn standard_cases(forge: &Forge) {
         result.unwrap();
         assert_eq!(got.len(), 2, "{}: {got:?}", forge.dir);
     }
+
+    uid_cases(forge).await;
 
     // 5xx is retried.
     let (result, got, _) = run(

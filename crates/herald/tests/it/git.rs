@@ -211,3 +211,121 @@ async fn a_change_request_event_becomes_a_pull_request_comment_by_a_github_app()
     .await;
     assert_eq!(forge.requests().len(), 6);
 }
+
+/// A GitHub Provider as `kubectl get -o yaml` exports it (with its `metadata.uid`), with
+/// `extra` lines in its spec, on the stub at `url`, and its token.
+fn exported_github(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata:\n  name: {name}\n  namespace: apps\n  uid: 0c9c2e41-d2f9-4f9b-9c41-bebc1984d67a\nspec:\n  type: github\n  address: {url}/acme/webapp.git\n  secretRef: {{name: github-token}}\n{extra}\n"
+    )
+}
+
+const TOKEN_SECRET: &str = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: github-token, namespace: apps}\nstringData:\n  token: ghp_e2e_distinct_token\n";
+
+fn status_event(sha: &str) -> String {
+    serde_json::json!({
+        "involvedObject": {"kind": "Kustomization", "namespace": "apps", "name": "webapp", "apiVersion": "kustomize.toolkit.fluxcd.io/v1"},
+        "severity": "info", "timestamp": "2022-10-28T07:26:19Z", "message": "Reconciliation finished", "reason": "ReconciliationSucceeded",
+        "metadata": {"kustomize.toolkit.fluxcd.io/revision": format!("main@sha1:{sha}"), "kustomize.toolkit.fluxcd.io/commit_status": "update"},
+        "reportingController": "kustomize-controller"
+    })
+    .to_string()
+}
+
+/// The `context` of the status posted after the lookup.
+async fn posted_context(forge: &Recorder) -> String {
+    let got = forge.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        (got[0].method.as_str(), got[1].method.as_str()),
+        ("GET", "POST")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
+    body["context"].as_str().unwrap().to_owned()
+}
+
+fn empty_then_created(forge: &Recorder) {
+    forge.push_reply(Reply::status(200).body("[]"));
+    forge.push_reply(Reply::status(201).body("{}"));
+}
+
+/// Flux's status context for the same UID: `<kind>/<name>/<first UID segment>`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_with_a_uid_posts_fluxs_status_context() {
+    let forge = Recorder::start().await;
+    empty_then_created(&forge);
+    let text = [
+        exported_github("github", &forge.url(), ""),
+        TOKEN_SECRET.to_owned(),
+        alert(
+            "status",
+            "apps",
+            "github",
+            "  eventSources: [{kind: Kustomization, name: '*'}]",
+        ),
+    ]
+    .concat();
+    let dir = manifests(&text);
+    let d = Daemon::start(dir.path(), &[]);
+    let event = status_event("731f7eaddfb6af01cb2173e18f0f75b0ba780ef1");
+    let answer = request(&d.events, "POST", "/", &[], event.as_bytes()).await;
+    assert_eq!(answer.status, 202);
+    assert_eq!(
+        posted_context(&forge).await,
+        "kustomization/webapp/0c9c2e41"
+    );
+}
+
+/// `spec.commitStatusExpr` with Flux's variables: the event (metadata combined with the
+/// Alert's `eventMetadata`), the Provider and the Alert that matched. A Provider whose
+/// expression does not compile is not ready, with the CEL message, and the others work.
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_status_expressions_make_the_status_context() {
+    let forge = Recorder::start().await;
+    empty_then_created(&forge);
+    let expr = "  commitStatusExpr: \"(event.involvedObject.kind + '/' + event.involvedObject.name + '/' + event.metadata.environment + '/' + provider.metadata.uid + '/' + alert.metadata.name).lowerAscii()\"";
+    let broken =
+        "  commitStatusExpr: \"event.involvedObject.name + '/' + notification.metadata.name\"";
+    let sources = "  eventSources: [{kind: Kustomization, name: '*'}]";
+    let text = [
+        exported_github("github", &forge.url(), expr),
+        exported_github("broken", &forge.url(), broken),
+        TOKEN_SECRET.to_owned(),
+        alert(
+            "status",
+            "apps",
+            "github",
+            &format!("{sources}\n  eventMetadata: {{environment: production}}"),
+        ),
+        alert("other", "apps", "broken", sources),
+    ]
+    .concat();
+    let dir = manifests(&text);
+    let d = Daemon::start(dir.path(), &[]);
+
+    let objects = request(&d.api, "GET", "/api/v1/objects", &[], b"").await;
+    let objects: serde_json::Value = serde_json::from_slice(&objects.body).unwrap();
+    let broken = objects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "Provider" && o["name"] == "broken")
+        .unwrap();
+    assert_eq!(broken["ready"], false);
+    let reason = broken["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains(
+            "spec.commitStatusExpr: failed to compile expression: failed to parse the CEL expression \
+             'event.involvedObject.name + '/' + notification.metadata.name': ERROR: <input>:1:35: \
+             undeclared reference to 'notification' (in container '')"
+        ),
+        "{reason}"
+    );
+
+    let event = status_event("731f7eaddfb6af01cb2173e18f0f75b0ba780ef1");
+    let answer = request(&d.events, "POST", "/", &[], event.as_bytes()).await;
+    assert_eq!(answer.status, 202);
+    assert_eq!(
+        posted_context(&forge).await,
+        "kustomization/webapp/production/0c9c2e41-d2f9-4f9b-9c41-bebc1984d67a/status"
+    );
+}

@@ -254,3 +254,18 @@ fn the_uid_reaches_the_provider_config() {
     let q = &c.provider("ns", "q").unwrap().config;
     assert_eq!((q.uid.as_deref(), q.uid_prefix()), (None, None));
 }
+
+#[test]
+fn providers_and_alerts_keep_their_manifest_objects() {
+    let text = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata:\n  name: p\n  namespace: ns\n  uid: 0c9c2e41-d2f5\n  labels: {team: a}\nspec: {type: generic, address: 'http://x'}\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: notification.toolkit.fluxcd.io/v1beta3\n  kind: Alert\n  metadata: {name: a, namespace: ns}\n  spec:\n    providerRef: {name: p}\n    eventSources: [{kind: Kustomization, name: '*'}]\n";
+    let c = catalog(&[("m.yaml", text)]);
+    // The `provider` and `alert` of a commitStatusExpr: the documents as written.
+    let p = &c.provider("ns", "p").unwrap().config;
+    assert_eq!(p.object["metadata"]["labels"]["team"], "a");
+    assert_eq!(p.object["metadata"]["uid"], "0c9c2e41-d2f5");
+    assert_eq!(p.object["spec"]["type"], "generic");
+    let a = &c.set().alerts[0];
+    assert_eq!(a.object["metadata"]["name"], "a");
+    assert_eq!(a.object["spec"]["providerRef"]["name"], "p");
+    assert_eq!(c.set().providers[0].object, p.object);
+}
