@@ -20,6 +20,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// herald delivers Flux events to chat, webhooks, git forges and alerting tools.
 #[derive(Debug, Parser)]
@@ -120,19 +123,35 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(level);
     // Colour codes only for a person at a terminal, never into log files or collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.finish().with(filter).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .init(),
     }
+}
+
+/// `--log-level`: a level or `target=level` directives (`info,herald_http=debug`), read by
+/// tracing's `Targets` rather than `EnvFilter`, whose span and field filters bring a second
+/// regex engine into the binary. A span or field filter, or anything else not understood, means
+/// the default level, never a silent daemon (`Targets` alone would take `a[b]` for a target).
+fn log_filter(level: &str) -> Targets {
+    let understood = !level.contains(['[', ']', '{', '}', '"']);
+    level
+        .parse()
+        .ok()
+        .filter(|_| understood)
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
 /// Writes a line for the user on stderr (results go to stdout).
@@ -149,3 +168,34 @@ fn output(line: &str) {
 
 #[cfg(test)]
 mod cli_docs;
+
+#[cfg(test)]
+mod log_filter_tests {
+    use tracing::Level;
+
+    use super::log_filter;
+
+    #[test]
+    fn a_level_applies_to_every_target() {
+        let f = log_filter("warn");
+        assert!(f.would_enable("herald_daemon", &Level::WARN));
+        assert!(!f.would_enable("herald_daemon", &Level::INFO));
+    }
+
+    #[test]
+    fn target_directives_refine_the_default() {
+        let f = log_filter("info,herald_http=debug");
+        assert!(f.would_enable("herald_http::client", &Level::DEBUG));
+        assert!(!f.would_enable("herald_daemon", &Level::DEBUG));
+        assert!(f.would_enable("herald_daemon", &Level::INFO));
+    }
+
+    #[test]
+    fn span_filters_and_nonsense_fall_back_to_info() {
+        for level in ["herald[delivery{id=1}]=debug", "a[b", "info=nonsense"] {
+            let f = log_filter(level);
+            assert!(f.would_enable("herald_daemon", &Level::INFO), "{level}");
+            assert!(!f.would_enable("herald_daemon", &Level::DEBUG), "{level}");
+        }
+    }
+}
