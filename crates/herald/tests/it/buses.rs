@@ -2,9 +2,9 @@
 //! (herald-testkit's `peers/nats.sh`, recording `flux.>` in JetStream), and `googlepubsub`
 //! against a recording server standing for the emulator of `PUBSUB_EMULATOR_HOST`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{Daemon, alert, flux_event, herald, manifests, request};
+use crate::support::{Daemon, alert, flux_event, manifests, request};
 
 fn manifest(provider_spec: &str) -> String {
     [
@@ -51,14 +51,14 @@ mod nats {
         }
 
         async fn wait_events(&self, n: usize, d: &Daemon) -> Vec<serde_json::Value> {
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
                 let got = self.events();
                 if got.len() >= n {
                     return got;
                 }
                 assert!(
-                    Instant::now() < deadline,
+                    std::time::Instant::now() < deadline,
                     "{} of {n} events on the subject; herald logs:\n{}",
                     got.len(),
                     d.logs()
@@ -153,7 +153,7 @@ async fn events_reach_the_pubsub_emulator() {
     ]
     .concat();
     let dir = manifests(&text);
-    let mut cmd = herald();
+    let mut cmd = crate::support::herald();
     cmd.env(
         "PUBSUB_EMULATOR_HOST",
         emulator.url().trim_start_matches("http://"),
