@@ -407,8 +407,20 @@ impl PubSub {
             value.set_sensitive(true);
             request = request.header(herald_http::provider::AUTHORIZATION, value);
         }
-        let response = self.client.send(request).await?;
-        check(&response)
+        let result = match self.client.send(request).await {
+            Ok(response) => check(&response),
+            Err(e) => Err(e),
+        };
+        // The access token is not in the Provider's configuration, so the Provider's masker
+        // does not know it, and a service may echo what it was sent.
+        match token {
+            Some(token) => result.map_err(|e| {
+                let mut masker = Masker::new();
+                masker.add(token.expose());
+                herald_http::provider::mask(&masker, &e)
+            }),
+            None => result,
+        }
     }
 
     async fn deliver(&self, event: &Event) -> Result<(), DeliveryError> {

@@ -211,6 +211,13 @@ async fn failures_are_classified_and_never_show_the_key_or_token() {
     assert_eq!(err.status(), Some(404));
     let shown = format!("{err} {notifier:?}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+
+    // A service that echoes the access token it was sent: the error masks it.
+    rec.push_reply(Reply::status(400).body("bad request with Bearer ya29.secret-token"));
+    let err = notifier.post(&fixture_event()).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("bad request with Bearer"), "{shown}");
+    assert!(!shown.contains("ya29.secret-token"), "{shown}");
 }
 
 #[tokio::test]
