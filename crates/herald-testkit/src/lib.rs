@@ -39,7 +39,9 @@ pub use harness::{
     Family, assert_family_layout, golden_cases, golden_path, provider_config, request_summary,
 };
 pub use keys::{RSA_PKCS1_PEM, RSA_PKCS8_PEM, rsa_public_key_der};
-pub use peer::{in_ci, peer_command, peer_script, start_peer, start_peer_with, stop_peer};
+pub use peer::{
+    in_ci, peer_command, peer_script, run_peer, start_peer, start_peer_with, stop_peer,
+};
 pub use proxy::{Proxied, RecordingProxy};
 pub use recorder::{Recorded, Recorder, Reply};
 pub use tls::{ServerTls, TestCa};

@@ -30,6 +30,22 @@ pub fn peer_command(script: &str, state_dir: &Path) -> Command {
     command
 }
 
+/// Runs one command of a peer script (`messages`, `restart`, ...) and returns what it printed;
+/// panics with the script's stderr when it fails.
+pub fn run_peer(script: &str, state_dir: &Path, args: &[&str]) -> String {
+    let out = peer_command(script, state_dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash for peer {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Whether this run is CI's (`CI=true`, as CI services set it): there a peer that cannot be
 /// installed fails the test instead of skipping it.
 pub fn in_ci() -> bool {

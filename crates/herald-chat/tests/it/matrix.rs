@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use herald_core::manifest::parse_str;
 use herald_core::{Event, Timestamp};
-use herald_testkit::{peer_command, start_peer, stop_peer};
+use herald_testkit::{run_peer, start_peer, stop_peer};
 
 use crate::fixture;
 
@@ -24,21 +24,15 @@ impl Drop for Peer {
 
 /// The last `n` `m.room.message` events of the peer's room, oldest first.
 fn messages(peer: &Peer, n: usize) -> Vec<serde_json::Value> {
-    let out = peer_command("matrix-synapse.sh", &peer.state)
-        .args(["messages", &n.to_string(), "--port", &peer.port])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "matrix-synapse.sh messages failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    run_peer(
+        "matrix-synapse.sh",
+        &peer.state,
+        &["messages", &n.to_string(), "--port", &peer.port],
+    )
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use herald_core::manifest::parse_str;
 use herald_core::{Event, Notifier, ProviderConfig, json};
-use herald_testkit::{fixture_event, peer_command, start_peer_with, stop_peer};
+use herald_testkit::{fixture_event, run_peer, start_peer_with, stop_peer};
 
 const SUBJECT: &str = "flux.events";
 
@@ -44,16 +44,7 @@ impl Peer {
     }
 
     fn script(&self, args: &[&str]) -> String {
-        let out = peer_command("nats.sh", &self.state)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nats.sh {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        run_peer("nats.sh", &self.state, args)
     }
 
     /// The payloads recorded on `flux.>`, oldest first.

@@ -27,16 +27,7 @@ mod nats {
 
     impl Peer {
         fn script(&self, args: &[&str]) -> String {
-            let out = herald_testkit::peer_command("nats.sh", self.state.path())
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "nats.sh {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap()
+            herald_testkit::run_peer("nats.sh", self.state.path(), args)
         }
 
         /// The messages recorded on `flux.>`, as JSON values of their payloads.
