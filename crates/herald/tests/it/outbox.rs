@@ -288,6 +288,16 @@ async fn a_dead_provider_does_not_hold_up_a_healthy_one() {
     );
     let error = status["last_error"].as_str().unwrap();
     assert!(error.contains("connect"), "{status}");
+    // The sink has seen the last request a moment before its Delivered state is committed.
+    eventually("healthy drained", Duration::from_secs(10), || async {
+        let ok = provider_status(&d, "healthy").await;
+        if ok["pending"] == 0 {
+            Ok(())
+        } else {
+            Err(ok.to_string())
+        }
+    })
+    .await;
     let ok = provider_status(&d, "healthy").await;
     assert_eq!(ok["pending"], 0, "{ok}");
     assert_eq!(ok["consecutive_failures"], 0, "{ok}");
