@@ -8,10 +8,11 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Every peer: the name `cargo xtask peers` takes, and its script.
-pub(crate) const SCRIPTS: [(&str, &str); 5] = [
+pub(crate) const SCRIPTS: [(&str, &str); 6] = [
     ("alertmanager", "alertmanager.sh"),
     ("eventhub", "eventhub-mock.sh"),
     ("nats", "nats.sh"),
+    ("otlp", "otlp-collector.sh"),
     ("proxy", "proxy.sh"),
     ("synapse", "matrix-synapse.sh"),
 ];

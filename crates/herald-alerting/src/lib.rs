@@ -1,5 +1,6 @@
 //! herald-alerting: the alerting-tool providers `alertmanager`, `opsgenie`, `grafana`,
-//! `sentry`, `pagerduty`, `datadog` and `incident.io` (herald's `alerting` feature).
+//! `sentry`, `pagerduty`, `datadog` and `incident.io`, and the tracing provider `otel`
+//! (herald's `alerting` feature).
 //!
 //! Each turns a Flux event into the request its service expects, as Flux's
 //! notification-controller does (section 5 of the compatibility contract), and sends it with
@@ -7,7 +8,9 @@
 //! an alert with a de-duplication alias, Grafana an annotation at the event's time, Sentry an
 //! error event or a transaction in an envelope for the DSN's project, PagerDuty a trigger or a
 //! resolve under the object's UID (and a change event for `info`), Datadog an event with
-//! lower-cased tags, and incident.io a firing or resolved alert event under the object's UID.
+//! lower-cased tags, incident.io a firing or resolved alert event under the object's UID, and
+//! an OpenTelemetry collector one span per event over OTLP/HTTP protobuf, in the trace of the
+//! Alert and revision (the one type that needs the Alert: [`herald_core::Notifier::post_for`]).
 //! Rendering is pure (the `render` functions of the modules below); sending is the only I/O.
 //! Unlike Flux, every failure, Sentry's included, is reported, retried when worth it, and free
 //! of secrets.
@@ -55,11 +58,12 @@ pub mod datadog;
 pub mod grafana;
 pub mod incident_io;
 pub mod opsgenie;
+pub mod otel;
 pub mod pagerduty;
 pub mod sentry;
 
 /// The providers of this crate: one line per type.
-const PROVIDERS: Table<7> = Table::new(
+const PROVIDERS: Table<8> = Table::new(
     Family::Alerting,
     [
         entry::<alertmanager::Alertmanager>(ProviderType::Alertmanager),
@@ -69,6 +73,7 @@ const PROVIDERS: Table<7> = Table::new(
         entry::<pagerduty::PagerDuty>(ProviderType::PagerDuty),
         entry::<datadog::Datadog>(ProviderType::Datadog),
         entry::<incident_io::IncidentIo>(ProviderType::IncidentIo),
+        entry::<otel::Otel>(ProviderType::Otel),
     ],
 );
 

@@ -31,12 +31,6 @@ pub enum BuildError {
         /// Its family.
         family: Family,
     },
-    /// An upstream type that herald does not implement in any family.
-    #[error("provider type `{ty}` is not supported by herald")]
-    Unsupported {
-        /// The type asked for.
-        ty: ProviderType,
-    },
     /// A configuration value is wrong. `field` names it, for example `spec.address`.
     #[error("{field}: {message}")]
     Invalid {

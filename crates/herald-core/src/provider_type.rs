@@ -74,7 +74,7 @@ impl Family {
         ProviderType::ALL
             .iter()
             .copied()
-            .filter(move |t| t.family() == Some(self))
+            .filter(move |t| t.family() == self)
     }
 }
 
@@ -101,9 +101,8 @@ macro_rules! provider_types {
                 match self { $( ProviderType::$variant => $name, )* }
             }
 
-            /// The herald family that implements this type; `None` for the upstream types
-            /// herald does not implement (OpenTelemetry).
-            pub fn family(self) -> Option<Family> {
+            /// The herald family that implements this type.
+            pub fn family(self) -> Family {
                 match self { $( ProviderType::$variant => $family, )* }
             }
         }
@@ -125,73 +124,73 @@ macro_rules! provider_types {
 
 provider_types! {
     /// Plain JSON webhook.
-    Generic = "generic" => Some(Family::Generic),
+    Generic = "generic" => Family::Generic,
     /// JSON webhook signed with HMAC-SHA256.
-    GenericHmac = "generic-hmac" => Some(Family::Generic),
+    GenericHmac = "generic-hmac" => Family::Generic,
     /// Slack incoming webhook or `chat.postMessage`.
-    Slack = "slack" => Some(Family::Chat),
+    Slack = "slack" => Family::Chat,
     /// Discord (Slack-compatible endpoint).
-    Discord = "discord" => Some(Family::Chat),
+    Discord = "discord" => Family::Chat,
     /// Microsoft Teams.
-    MsTeams = "msteams" => Some(Family::Chat),
+    MsTeams = "msteams" => Family::Chat,
     /// Rocket.Chat.
-    Rocket = "rocket" => Some(Family::Chat),
+    Rocket = "rocket" => Family::Chat,
     /// Google Chat.
-    GoogleChat = "googlechat" => Some(Family::Chat),
+    GoogleChat = "googlechat" => Family::Chat,
     /// Webex.
-    Webex = "webex" => Some(Family::Chat),
+    Webex = "webex" => Family::Chat,
     /// Telegram.
-    Telegram = "telegram" => Some(Family::Chat),
+    Telegram = "telegram" => Family::Chat,
     /// Lark.
-    Lark = "lark" => Some(Family::Chat),
+    Lark = "lark" => Family::Chat,
     /// Matrix.
-    Matrix = "matrix" => Some(Family::Chat),
+    Matrix = "matrix" => Family::Chat,
     /// Zulip.
-    Zulip = "zulip" => Some(Family::Chat),
+    Zulip = "zulip" => Family::Chat,
     /// Zoom.
-    Zoom = "zoom" => Some(Family::Chat),
+    Zoom = "zoom" => Family::Chat,
     /// GitHub commit status.
-    GitHub = "github" => Some(Family::Git),
+    GitHub = "github" => Family::Git,
     /// GitHub `repository_dispatch`.
-    GitHubDispatch = "githubdispatch" => Some(Family::Git),
+    GitHubDispatch = "githubdispatch" => Family::Git,
     /// GitHub pull-request comment.
-    GitHubPullRequestComment = "githubpullrequestcomment" => Some(Family::Git),
+    GitHubPullRequestComment = "githubpullrequestcomment" => Family::Git,
     /// GitLab commit status.
-    GitLab = "gitlab" => Some(Family::Git),
+    GitLab = "gitlab" => Family::Git,
     /// GitLab merge-request comment.
-    GitLabMergeRequestComment = "gitlabmergerequestcomment" => Some(Family::Git),
+    GitLabMergeRequestComment = "gitlabmergerequestcomment" => Family::Git,
     /// Gitea commit status.
-    Gitea = "gitea" => Some(Family::Git),
+    Gitea = "gitea" => Family::Git,
     /// Gitea pull-request comment.
-    GiteaPullRequestComment = "giteapullrequestcomment" => Some(Family::Git),
+    GiteaPullRequestComment = "giteapullrequestcomment" => Family::Git,
     /// Bitbucket Cloud build status.
-    Bitbucket = "bitbucket" => Some(Family::Git),
+    Bitbucket = "bitbucket" => Family::Git,
     /// Bitbucket Server / Data Center build status.
-    BitbucketServer = "bitbucketserver" => Some(Family::Git),
+    BitbucketServer = "bitbucketserver" => Family::Git,
     /// Azure DevOps commit status.
-    AzureDevOps = "azuredevops" => Some(Family::Git),
+    AzureDevOps = "azuredevops" => Family::Git,
     /// Sentry.
-    Sentry = "sentry" => Some(Family::Alerting),
+    Sentry = "sentry" => Family::Alerting,
     /// Opsgenie.
-    Opsgenie = "opsgenie" => Some(Family::Alerting),
+    Opsgenie = "opsgenie" => Family::Alerting,
     /// Prometheus Alertmanager.
-    Alertmanager = "alertmanager" => Some(Family::Alerting),
+    Alertmanager = "alertmanager" => Family::Alerting,
     /// Grafana annotations.
-    Grafana = "grafana" => Some(Family::Alerting),
+    Grafana = "grafana" => Family::Alerting,
     /// PagerDuty.
-    PagerDuty = "pagerduty" => Some(Family::Alerting),
+    PagerDuty = "pagerduty" => Family::Alerting,
     /// Datadog events.
-    Datadog = "datadog" => Some(Family::Alerting),
+    Datadog = "datadog" => Family::Alerting,
     /// incident.io alert events.
-    IncidentIo = "incident.io" => Some(Family::Alerting),
+    IncidentIo = "incident.io" => Family::Alerting,
     /// Azure Event Hubs.
-    AzureEventHub = "azureeventhub" => Some(Family::EventHub),
+    AzureEventHub = "azureeventhub" => Family::EventHub,
     /// Google Cloud Pub/Sub.
-    GooglePubSub = "googlepubsub" => Some(Family::PubSub),
+    GooglePubSub = "googlepubsub" => Family::PubSub,
     /// NATS.
-    Nats = "nats" => Some(Family::Nats),
-    /// OpenTelemetry traces (not implemented by herald).
-    Otel = "otel" => None,
+    Nats = "nats" => Family::Nats,
+    /// OpenTelemetry traces over OTLP/HTTP.
+    Otel = "otel" => Family::Alerting,
 }
 
 impl ProviderType {
@@ -248,29 +247,29 @@ mod tests {
 
     #[test]
     fn families_and_features() {
-        assert_eq!(ProviderType::GenericHmac.family(), Some(Family::Generic));
+        assert_eq!(ProviderType::GenericHmac.family(), Family::Generic);
         assert_eq!(Family::Generic.feature(), None);
         assert_eq!(
-            ProviderType::Matrix.family().and_then(Family::feature),
+            ProviderType::Matrix.family().feature(),
             Some("chat")
         );
         assert_eq!(
             ProviderType::AzureEventHub
                 .family()
-                .and_then(Family::feature),
+                .feature(),
             Some("eventhub")
         );
         assert_eq!(
-            ProviderType::Nats.family().and_then(Family::feature),
+            ProviderType::Nats.family().feature(),
             Some("nats")
         );
         assert_eq!(
             ProviderType::GooglePubSub
                 .family()
-                .and_then(Family::feature),
+                .feature(),
             Some("googlepubsub")
         );
-        assert_eq!(ProviderType::Otel.family(), None);
+        assert_eq!(ProviderType::Otel.family(), Family::Alerting);
         assert_eq!(Family::Git.types().count(), 10);
         let err = "slak".parse::<ProviderType>().unwrap_err();
         assert!(

@@ -47,10 +47,10 @@ use crate::transition::{self, Outcome, Policy};
 /// asks for content-creating requests of one token to be made one after another.
 pub fn default_window(ty: ProviderType) -> usize {
     match ty.family() {
-        Some(Family::Generic) | None => 64,
-        Some(Family::Alerting | Family::EventHub | Family::Nats | Family::PubSub) => 16,
-        Some(Family::Chat) => 4,
-        Some(Family::Git) => 2,
+        Family::Generic => 64,
+        Family::Alerting | Family::EventHub | Family::Nats | Family::PubSub => 16,
+        Family::Chat => 4,
+        Family::Git => 2,
     }
 }
 

@@ -43,6 +43,18 @@ pub trait HttpProvider: fmt::Debug + Send + Sync + Sized + 'static {
     /// the event sends nothing (Sentry's `trace` events).
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError>;
 
+    /// The body for `event` that `alert` matched: the Alert's manifest object as written
+    /// ([`Notifier::post_for`]; `null` when the caller has none). [`HttpProvider::render`] by
+    /// default; a provider whose payload names the Alert (`otel`'s trace) reads it here.
+    fn render_for(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        let _ = alert;
+        self.render(event)
+    }
+
     /// The request that carries `body`: method, URL and headers.
     fn request(&self, event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError>;
 
@@ -372,8 +384,12 @@ impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
 }
 
 impl<P: HttpProvider> HttpNotifier<P> {
-    async fn deliver(&self, event: &Event) -> Result<(), DeliveryError> {
-        let prepared = self.provider.render(event).and_then(|body| match body {
+    async fn deliver(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<(), DeliveryError> {
+        let prepared = self.provider.render_for(event, alert).and_then(|body| match body {
             Some(body) => {
                 let first = self.provider.request(event, body)?;
                 let rest = self.provider.follow_ups(event)?;
@@ -418,8 +434,12 @@ impl<P: HttpProvider> HttpNotifier<P> {
 
 impl<P: HttpProvider> Notifier for HttpNotifier<P> {
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
+        self.post_for(event, &serde_json::Value::Null)
+    }
+
+    fn post_for<'a>(&'a self, event: &'a Event, alert: &'a serde_json::Value) -> NotifyFuture<'a> {
         Box::pin(async move {
-            self.deliver(event)
+            self.deliver(event, alert)
                 .await
                 .map_err(|e| mask(&self.masker, &e))
         })
@@ -555,7 +575,7 @@ impl<const N: usize> Table<N> {
             return Ok(entry);
         }
         let family = self.family;
-        Err(if ty.family() == Some(family) {
+        Err(if ty.family() == family {
             BuildError::NotImplemented { ty, family }
         } else {
             let article = if family.name().starts_with(['a', 'e', 'i', 'o', 'u']) {

@@ -128,6 +128,7 @@ mod tests {
             "eventhub-mock.sh",
             "matrix-synapse.sh",
             "nats.sh",
+            "otlp-collector.sh",
             "proxy.sh",
             "selftest.sh",
         ] {

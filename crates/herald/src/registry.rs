@@ -75,6 +75,7 @@ mod tests {
                     "pagerduty",
                     "datadog",
                     "incident.io",
+                    "otel",
                 ],
                 Family::EventHub => vec!["azureeventhub"],
                 Family::Nats => vec!["nats"],

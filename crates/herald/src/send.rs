@@ -30,6 +30,12 @@ pub(crate) struct SendArgs {
     /// Send the event's metadata as given, without Flux's cleanup and prefix stripping.
     #[arg(long)]
     raw: bool,
+
+    /// Deliver for this Alert, as NAMESPACE/NAME (or NAME in the Provider's namespace): its
+    /// `eventMetadata` and `summary` join the event's metadata as in the daemon, and providers
+    /// that name the Alert see it (`otel`, whose trace is the Alert's, needs it).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    alert: Option<String>,
 }
 
 pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
@@ -65,10 +71,26 @@ pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         ));
         return Ok(ExitCode::FAILURE);
     };
+    let alert = match &args.alert {
+        Some(id) => Some(find_alert(&catalog, id, namespace)?),
+        None => None,
+    };
     let mut event = read_event(&args.event)?;
     if !args.raw {
-        metadata::prepare_without_alert(&mut event);
+        match alert {
+            Some(alert) => {
+                metadata::cleanup(&mut event);
+                metadata::drop_token(&mut event);
+                metadata::combine(
+                    &mut event,
+                    &alert.spec.event_metadata,
+                    alert.spec.summary.as_deref(),
+                );
+            }
+            None => metadata::prepare_without_alert(&mut event),
+        }
     }
+    let alert_object = alert.map_or(&serde_json::Value::Null, |a| &a.object);
     let (config, masker, notifier) = (&ready.config, &ready.masker, &ready.notifier);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -78,6 +100,7 @@ pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     let outcome = runtime.block_on(post_with_retries(
         notifier.as_ref(),
         &event,
+        alert_object,
         &RetryPolicy::flux(),
         masker,
     ));
@@ -112,12 +135,13 @@ pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
 async fn post_with_retries(
     notifier: &dyn Notifier,
     event: &Event,
+    alert: &serde_json::Value,
     policy: &RetryPolicy,
     masker: &Masker,
 ) -> Result<(), DeliveryError> {
     let mut failures = 0;
     loop {
-        let Err(e) = notifier.post(event).await else {
+        let Err(e) = notifier.post_for(event, alert).await else {
             return Ok(());
         };
         failures += 1;
@@ -131,6 +155,35 @@ async fn post_with_retries(
         ));
         tokio::time::sleep(wait).await;
     }
+}
+
+/// The Alert `id` (`NAMESPACE/NAME`, or `NAME` in `namespace`) of the manifests, whether or
+/// not it is ready: only its metadata and `eventMetadata` matter here.
+fn find_alert<'a>(
+    catalog: &'a Catalog,
+    id: &str,
+    namespace: &str,
+) -> anyhow::Result<&'a manifest::Alert> {
+    let (alert_namespace, name) = id.split_once('/').unwrap_or((namespace, id));
+    let alerts = &catalog.set().alerts;
+    if let Some(alert) = alerts
+        .iter()
+        .find(|a| a.namespace == alert_namespace && a.name == name)
+    {
+        return Ok(alert);
+    }
+    let known: Vec<String> = alerts
+        .iter()
+        .map(|a| format!("{}/{}", a.namespace, a.name))
+        .collect();
+    bail!(
+        "no Alert {alert_namespace}/{name} in the manifests (alerts found: {})",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    );
 }
 
 fn read_event(path: &PathBuf) -> anyhow::Result<Event> {

@@ -9,24 +9,26 @@ mod datadog;
 mod grafana;
 mod incident_io;
 mod opsgenie;
+mod otel;
 mod pagerduty;
 mod sentry;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use herald_core::manifest::parse_str;
-use herald_core::{Event, Family, Notifier, ProviderConfig, ProviderType, Registry};
+use herald_core::{Event, Family, Notifier, NotifyFuture, ProviderConfig, ProviderType, Registry};
 use herald_http::RetryPolicy;
 pub(crate) use herald_testkit::fixture;
 use herald_testkit::{Recorded, Recorder};
 
-/// The alerting family as the shared checks of herald-testkit see it.
+/// The alerting family as the shared checks of herald-testkit see it (`otel` posting for the
+/// Alert of Flux's test, which it needs).
 const FAMILY: herald_testkit::Family = herald_testkit::Family {
     types: &herald_alerting::TYPES,
     working_config,
-    build,
+    build: build_for_alert,
 };
 
 /// The golden cases every provider renders (herald-testkit's standard ones).
@@ -57,6 +59,27 @@ pub(crate) fn build(cfg: &ProviderConfig) -> Arc<dyn Notifier> {
     herald_alerting::build_with_retry_policy(cfg, fast_retry()).unwrap()
 }
 
+/// [`build`], and for `otel` a notifier whose `post` is `post_for` Flux's test Alert.
+fn build_for_alert(cfg: &ProviderConfig) -> Arc<dyn Notifier> {
+    let notifier = build(cfg);
+    if cfg.provider_type == ProviderType::Otel {
+        Arc::new(ForAlert(notifier))
+    } else {
+        notifier
+    }
+}
+
+static FLUX_ALERT: LazyLock<serde_json::Value> = LazyLock::new(otel::flux_alert);
+
+#[derive(Debug)]
+struct ForAlert(Arc<dyn Notifier>);
+
+impl Notifier for ForAlert {
+    fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
+        self.0.post_for(event, &FLUX_ALERT)
+    }
+}
+
 pub(crate) fn build_err(cfg: &ProviderConfig) -> String {
     herald_alerting::build(cfg).unwrap_err().to_string()
 }
@@ -74,6 +97,13 @@ pub(crate) fn working_config(ty: ProviderType, url: &str, token: &str) -> Provid
         ProviderType::PagerDuty => {
             let mut cfg = config(ty, &format!("{url}/v2/enqueue"));
             cfg.channel = token.to_owned();
+            cfg
+        }
+        // Flux authorizes OTLP exports only when the Secret has `headers`.
+        ProviderType::Otel => {
+            let mut cfg = config(ty, &format!("{url}/v1/traces"));
+            cfg.headers = [("X-Scope-OrgID".to_owned(), "tenant-1".into())].into();
+            cfg.token = Some(token.into());
             cfg
         }
         _ => {
@@ -216,6 +246,7 @@ async fn tokens_lose_surrounding_whitespace_as_in_every_family() {
         (ProviderType::Alertmanager, "Bearer tok-123"),
         (ProviderType::Grafana, "Bearer tok-123"),
         (ProviderType::Opsgenie, "GenieKey tok-123"),
+        (ProviderType::Otel, "Bearer tok-123"),
     ] {
         let got = deliver(
             &working_config(ty, &rec.url(), " tok-123\n"),

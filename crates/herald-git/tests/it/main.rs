@@ -28,7 +28,7 @@ fn register_adds_the_git_family_with_every_type() {
     assert_eq!(herald_git::TYPES.len(), Family::Git.types().count());
     for ty in herald_git::TYPES {
         assert!(registry.supports(ty), "{ty:?}");
-        assert_eq!(ty.family(), Some(Family::Git));
+        assert_eq!(ty.family(), Family::Git);
     }
 }
 
