@@ -15,7 +15,12 @@ type Case<'a> = (&'static str, Box<dyn FnMut() -> usize + 'a>);
 fn main() {
     let info = event(Severity::Info);
     let error = event(Severity::Error);
-    let cases: [Case<'_>; 7] = [
+    let alert = herald_alerting::otel::AlertMeta {
+        uid: "5f0c8a2e-4b1d-4c3a-9e7f-2a6b8c0d1e3f".into(),
+        namespace: "flux-system".into(),
+        name: "on-call".into(),
+    };
+    let cases: [Case<'_>; 8] = [
         (
             "alertmanager",
             Box::new(|| {
@@ -78,6 +83,17 @@ fn main() {
                 herald_alerting::incident_io::render(black_box(&error))
                     .unwrap()
                     .len()
+            }),
+        ),
+        (
+            "otel (protobuf span)",
+            Box::new(|| {
+                herald_alerting::otel::render(
+                    black_box(&error),
+                    &alert,
+                    std::time::SystemTime::UNIX_EPOCH,
+                )
+                .len()
             }),
         ),
     ];

@@ -82,10 +82,7 @@ impl HttpProvider for Otel {
         if let Some(authorization) = authorization(setup, &headers)? {
             headers.push((provider::AUTHORIZATION, authorization));
         }
-        headers.push((
-            http_content_type(),
-            HeaderValue::from_static(CONTENT_TYPE),
-        ));
+        headers.push((http_content_type(), HeaderValue::from_static(CONTENT_TYPE)));
         Ok(Otel {
             url: SecretString::new(url),
             headers,
@@ -147,11 +144,7 @@ fn authorization(
     }
     match secret.filter(|s| !s.is_empty()) {
         Some(password) => setup
-            .basic(
-                &config.username,
-                password.expose(),
-                provider::TOKEN_FIELD,
-            )
+            .basic(&config.username, password.expose(), provider::TOKEN_FIELD)
             .map(Some),
         None => Ok(None),
     }
@@ -293,12 +286,9 @@ fn span_attributes(event: &Event) -> (Vec<proto::KeyValue>, u32) {
         ("object.name", o.name.as_str()),
         ("object.namespace", o.namespace.as_str()),
     ];
-    let pairs = object.into_iter().chain(
-        event
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    let pairs = object
+        .into_iter()
+        .chain(event.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut out: Vec<proto::KeyValue> = Vec::with_capacity(4 + event.metadata.len());
     let mut dropped = 0u32;
     for (key, value) in pairs {
@@ -341,11 +331,12 @@ fn check_answer(response: &Response) -> Result<(), DeliveryError> {
     if !protobuf || response.body.is_empty() {
         return Ok(());
     }
-    let answer = proto::ExportTraceServiceResponse::decode(response.body.as_ref()).map_err(|e| {
-        DeliveryError::permanent(format!(
-            "the collector's answer is not an OTLP ExportTraceServiceResponse: {e}"
-        ))
-    })?;
+    let answer =
+        proto::ExportTraceServiceResponse::decode(response.body.as_ref()).map_err(|e| {
+            DeliveryError::permanent(format!(
+                "the collector's answer is not an OTLP ExportTraceServiceResponse: {e}"
+            ))
+        })?;
     match answer.partial_success {
         Some(p) if p.rejected_spans > 0 => Err(DeliveryError::permanent(format!(
             "the collector rejected the span: {}",
@@ -590,7 +581,13 @@ mod tests {
 
     fn decode(body: &[u8]) -> proto::Span {
         let mut request = proto::ExportTraceServiceRequest::decode(body).unwrap();
-        request.resource_spans.remove(0).scope_spans.remove(0).spans.remove(0)
+        request
+            .resource_spans
+            .remove(0)
+            .scope_spans
+            .remove(0)
+            .spans
+            .remove(0)
     }
 
     fn attrs(kvs: &[proto::KeyValue]) -> Vec<(String, String)> {
@@ -617,7 +614,11 @@ mod tests {
             (m(&[]), "unknown"),
             (m(&[("revision", "main@sha1:1")]), "main@sha1:1"),
             (
-                m(&[("revision", "r"), ("app-version", "1.2"), ("oci-digest", "sha256:d")]),
+                m(&[
+                    ("revision", "r"),
+                    ("app-version", "1.2"),
+                    ("oci-digest", "sha256:d"),
+                ]),
                 "1.2@sha256:d",
             ),
             (m(&[("revision", "r"), ("app-version", "1.2")]), "r"),
@@ -776,7 +777,10 @@ mod tests {
         }
         .encode_to_vec();
         let err = check_answer(&answer(CONTENT_TYPE, rejected.clone())).unwrap_err();
-        assert_eq!(err.message(), "the collector rejected the span: span too old");
+        assert_eq!(
+            err.message(),
+            "the collector rejected the span: span too old"
+        );
         assert!(!err.is_retryable());
         assert!(check_answer(&answer("application/json", rejected)).is_ok());
         let warned = proto::ExportTraceServiceResponse {
@@ -789,6 +793,9 @@ mod tests {
         assert!(check_answer(&answer(CONTENT_TYPE, warned)).is_ok());
         assert!(check_answer(&answer(CONTENT_TYPE, Vec::new())).is_ok());
         let err = check_answer(&answer(CONTENT_TYPE, vec![0xff])).unwrap_err();
-        assert!(err.message().starts_with("the collector's answer is not"), "{err}");
+        assert!(
+            err.message().starts_with("the collector's answer is not"),
+            "{err}"
+        );
     }
 }

@@ -249,24 +249,14 @@ mod tests {
     fn families_and_features() {
         assert_eq!(ProviderType::GenericHmac.family(), Family::Generic);
         assert_eq!(Family::Generic.feature(), None);
+        assert_eq!(ProviderType::Matrix.family().feature(), Some("chat"));
         assert_eq!(
-            ProviderType::Matrix.family().feature(),
-            Some("chat")
-        );
-        assert_eq!(
-            ProviderType::AzureEventHub
-                .family()
-                .feature(),
+            ProviderType::AzureEventHub.family().feature(),
             Some("eventhub")
         );
+        assert_eq!(ProviderType::Nats.family().feature(), Some("nats"));
         assert_eq!(
-            ProviderType::Nats.family().feature(),
-            Some("nats")
-        );
-        assert_eq!(
-            ProviderType::GooglePubSub
-                .family()
-                .feature(),
+            ProviderType::GooglePubSub.family().feature(),
             Some("googlepubsub")
         );
         assert_eq!(ProviderType::Otel.family(), Family::Alerting);

@@ -384,19 +384,18 @@ impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
 }
 
 impl<P: HttpProvider> HttpNotifier<P> {
-    async fn deliver(
-        &self,
-        event: &Event,
-        alert: &serde_json::Value,
-    ) -> Result<(), DeliveryError> {
-        let prepared = self.provider.render_for(event, alert).and_then(|body| match body {
-            Some(body) => {
-                let first = self.provider.request(event, body)?;
-                let rest = self.provider.follow_ups(event)?;
-                Ok(Some((first, rest)))
-            }
-            None => Ok(None),
-        });
+    async fn deliver(&self, event: &Event, alert: &serde_json::Value) -> Result<(), DeliveryError> {
+        let prepared = self
+            .provider
+            .render_for(event, alert)
+            .and_then(|body| match body {
+                Some(body) => {
+                    let first = self.provider.request(event, body)?;
+                    let rest = self.provider.follow_ups(event)?;
+                    Ok(Some((first, rest)))
+                }
+                None => Ok(None),
+            });
         let (first, rest) = match prepared {
             Ok(Some(requests)) => requests,
             Ok(None) => return Ok(()),

@@ -35,7 +35,11 @@ pub(crate) fn flux_alert() -> Value {
 /// adds.
 fn flux_event() -> Event {
     let mut e = fixture_event();
-    for (k, v) in [("cluster", "my-cluster"), ("region", "us-east-2"), ("env", "prod")] {
+    for (k, v) in [
+        ("cluster", "my-cluster"),
+        ("region", "us-east-2"),
+        ("env", "prod"),
+    ] {
         e.metadata.insert(k.into(), v.into());
     }
     e
@@ -114,7 +118,10 @@ async fn goldens() {
     for (case, event) in all_cases() {
         let got = post(&case_config(case, &rec.url()), &event, &flux_alert(), &rec).await;
         assert_eq!(got.len(), 1, "{case}");
-        assert_golden(&golden(&format!("otel/{case}.pb.hex")), &hex_lines(&got[0].body));
+        assert_golden(
+            &golden(&format!("otel/{case}.pb.hex")),
+            &hex_lines(&got[0].body),
+        );
         assert_golden(
             &golden(&format!("otel/{case}.request.txt")),
             &request_summary(&got[0], HEADERS),
@@ -132,7 +139,10 @@ fn expected(event: &Event, alert: &Value, span_id: &Value) -> Value {
         meta["namespace"].as_str().unwrap(),
         meta["name"].as_str().unwrap(),
     );
-    let revision = match (event.metadata.get("app-version"), event.metadata.get("oci-digest")) {
+    let revision = match (
+        event.metadata.get("app-version"),
+        event.metadata.get("oci-digest"),
+    ) {
         (Some(a), Some(d)) => format!("{a}@{d}"),
         _ => event
             .metadata
@@ -247,15 +257,26 @@ async fn the_official_definitions_decode_what_flux_would_send() {
             "{case}"
         );
         assert!(record.get("error").is_none(), "{case}: {record}");
-        let hex: String = recorded[0].body.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(record["body_hex"], hex, "{case}: the same bytes as the golden's");
+        let hex: String = recorded[0]
+            .body
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            record["body_hex"], hex,
+            "{case}: the same bytes as the golden's"
+        );
         let span = &record["request"]["resource_spans"][0]["scope_spans"][0]["spans"][0];
         let span_id = &span["span_id"];
         let id = base64::engine::general_purpose::STANDARD
             .decode(span_id.as_str().unwrap())
             .unwrap();
         assert_eq!(id.len(), 8, "{case}");
-        assert_eq!(record["request"], expected(&event, &alert, span_id), "{case}");
+        assert_eq!(
+            record["request"],
+            expected(&event, &alert, span_id),
+            "{case}"
+        );
     }
 }
 
@@ -271,7 +292,9 @@ async fn one_trace_per_alert_and_revision() {
     let rec = Recorder::start().await;
     let cfg = case_config("error", &rec.url());
     let mut event = flux_event();
-    event.metadata.insert("revision".into(), "main@sha1:1".into());
+    event
+        .metadata
+        .insert("revision".into(), "main@sha1:1".into());
     let a = post(&cfg, &event, &flux_alert(), &rec).await;
     event.severity = Severity::Error;
     event.reason = "Failed".into();
@@ -279,7 +302,11 @@ async fn one_trace_per_alert_and_revision() {
     let mut other = flux_alert();
     other["metadata"]["uid"] = "another-uid".into();
     let c = post(&cfg, &event, &other, &rec).await;
-    assert_eq!(trace_id(&a[0].body), trace_id(&b[0].body), "same Alert, same revision");
+    assert_eq!(
+        trace_id(&a[0].body),
+        trace_id(&b[0].body),
+        "same Alert, same revision"
+    );
     assert_ne!(trace_id(&a[0].body), trace_id(&c[0].body), "another Alert");
     let want = Sha256::digest("test-alert-uid:main@sha1:1");
     assert_eq!(trace_id(&a[0].body), want[..16]);
@@ -290,10 +317,22 @@ async fn helm_repository_events_send_nothing() {
     let rec = Recorder::start().await;
     let mut event = fixture_event();
     event.involved_object.kind = "HelmRepository".into();
-    let got = post(&case_config("error", &rec.url()), &event, &flux_alert(), &rec).await;
+    let got = post(
+        &case_config("error", &rec.url()),
+        &event,
+        &flux_alert(),
+        &rec,
+    )
+    .await;
     assert!(got.is_empty());
     event.involved_object.kind = "HelmChart".into();
-    let got = post(&case_config("error", &rec.url()), &event, &flux_alert(), &rec).await;
+    let got = post(
+        &case_config("error", &rec.url()),
+        &event,
+        &flux_alert(),
+        &rec,
+    )
+    .await;
     assert_eq!(got.len(), 1, "HelmChart is traced");
 }
 
@@ -337,7 +376,10 @@ async fn a_rejected_span_fails_the_delivery() {
 
 #[test]
 fn configuration_errors_name_the_field() {
-    let err = build_err(&config(ProviderType::Otel, "ftp://collector:4318/v1/traces"));
+    let err = build_err(&config(
+        ProviderType::Otel,
+        "ftp://collector:4318/v1/traces",
+    ));
     assert_eq!(
         err,
         "spec.address: invalid OTLP traces URL: scheme \"ftp\" is not http or https"
@@ -393,7 +435,13 @@ stringData:
     let service: Vec<String> = resource
         .attributes
         .iter()
-        .map(|kv| format!("{}={:?}", kv.key, kv.value.as_ref().and_then(|v| v.value.clone())))
+        .map(|kv| {
+            format!(
+                "{}={:?}",
+                kv.key,
+                kv.value.as_ref().and_then(|v| v.value.clone())
+            )
+        })
         .collect();
     assert_eq!(
         service,

@@ -213,7 +213,10 @@ fn types_herald_cannot_build_are_named_clearly() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(zulip.trim_start_matches("Provider ns/team: ")), "{err}");
+    assert!(
+        err.contains(zulip.trim_start_matches("Provider ns/team: ")),
+        "{err}"
+    );
 }
 
 /// The container image's health check: `herald healthcheck` against a real daemon's `/readyz`.
