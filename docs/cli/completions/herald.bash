@@ -631,7 +631,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__send)
-            opts="-h --manifests --provider --event --raw --log-level --log-format --help"
+            opts="-h --manifests --provider --event --raw --alert --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -646,6 +646,10 @@ _herald() {
                     return 0
                     ;;
                 --event)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -71,6 +71,7 @@ complete -c herald -n "__fish_herald_using_subcommand serve" -s h -l help -d 'Pr
 complete -c herald -n "__fish_herald_using_subcommand send" -l manifests -d 'A manifest file or folder (read recursively for .yaml and .yml); repeatable' -r -F
 complete -c herald -n "__fish_herald_using_subcommand send" -l provider -d 'The provider to deliver to, as NAMESPACE/NAME (or NAME in namespace `default`)' -r
 complete -c herald -n "__fish_herald_using_subcommand send" -l event -d 'The Flux event, as a JSON file, or `-` for standard input' -r -F
+complete -c herald -n "__fish_herald_using_subcommand send" -l alert -d 'Deliver for this Alert, as NAMESPACE/NAME (or NAME in the Provider\'s namespace): its `eventMetadata` and `summary` join the event\'s metadata as in the daemon, and providers that name the Alert see it (`otel`, whose trace is the Alert\'s, needs it)' -r
 complete -c herald -n "__fish_herald_using_subcommand send" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand send" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"

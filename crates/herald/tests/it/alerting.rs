@@ -205,8 +205,7 @@ async fn otel_spans_reach_a_collector_through_serve_and_send() {
     };
     let dir = manifests(
         &[
-            provider("otel", "apps", "otel", &facts["TRACES_URL"])
-                + "  secretRef: {name: otlp}\n",
+            provider("otel", "apps", "otel", &facts["TRACES_URL"]) + "  secretRef: {name: otlp}\n",
             "---\napiVersion: v1\nkind: Secret\nmetadata: {name: otlp, namespace: apps}\n\
              stringData:\n  token: e2e-otlp-token\n  headers: |\n    X-Scope-OrgID: e2e\n"
                 .to_owned(),

@@ -231,6 +231,15 @@ fn cases(recs: &[Recorder]) -> Vec<Case> {
             },
             secrets: vec![s("sentry-dsn-key-2f4b")],
         },
+        Case {
+            name: "otel",
+            ty: "otel",
+            spec: format!("  address: {}/v1/traces\n", url()),
+            data: s(
+                "  token: otlp-token-4a6c\n  headers: |\n    X-Scope-OrgID: otlp-tenant-5b7d\n",
+            ),
+            secrets: vec![s("otlp-token-4a6c"), s("otlp-tenant-5b7d")],
+        },
     ]);
     #[cfg(feature = "eventhub")]
     cases.push(Case {
