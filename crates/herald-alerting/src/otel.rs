@@ -55,6 +55,9 @@ const ATTRIBUTE_LIMIT: usize = 128;
 /// context that carries only the trace ID.
 const SPAN_FLAGS: u32 = 0x301;
 
+/// Go's zero time (`0001-01-01T00:00:00Z`) in Unix seconds.
+const GO_ZERO_UNIX: i64 = -62_135_596_800;
+
 /// Kinds Flux does not trace (not a main source of a deployment).
 const SKIPPED_KIND: &str = "HelmRepository";
 
@@ -207,13 +210,17 @@ pub fn trace_id(alert_uid: &str, revision: &str) -> [u8; 16] {
 /// an event without a time (Go's SDK starts such a span now); the body is otherwise a pure
 /// function of the event and the Alert.
 pub fn render(event: &Event, alert: &AlertMeta, now: SystemTime) -> Vec<u8> {
-    let start = event.timestamp.map_or_else(
-        || {
-            now.duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        },
-        |t| u64::try_from(t.as_offset_date_time().unix_timestamp_nanos().max(0)).unwrap_or(0),
-    );
+    // Go's zero time is "no time" to its SDK too: such a span starts now.
+    let start = event
+        .timestamp
+        .filter(|t| t.unix() != GO_ZERO_UNIX)
+        .map_or_else(
+            || {
+                now.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            },
+            |t| u64::try_from(t.as_offset_date_time().unix_timestamp_nanos().max(0)).unwrap_or(0),
+        );
     let (attributes, dropped_attributes_count) = span_attributes(event);
     let o = &event.involved_object;
     let mut span = proto::Span {
@@ -715,6 +722,24 @@ mod tests {
         let now = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
         let span = decode(&render(&e, &alert(), now));
         assert_eq!(span.start_time_unix_nano, 1_800_000_000_000_000_000);
+    }
+
+    #[test]
+    fn go_zero_time_starts_now_too() {
+        let mut e = event();
+        e.timestamp = Timestamp::parse("0001-01-01T00:00:00Z").ok();
+        assert!(e.timestamp.is_some());
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(7);
+        assert_eq!(
+            decode(&render(&e, &alert(), now)).start_time_unix_nano,
+            7_000_000_000
+        );
+        e.timestamp = Timestamp::parse("1969-12-31T23:59:59Z").ok();
+        assert_eq!(
+            decode(&render(&e, &alert(), now)).start_time_unix_nano,
+            0,
+            "as Go clamps"
+        );
     }
 
     #[test]
