@@ -385,17 +385,15 @@ impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
 
 impl<P: HttpProvider> HttpNotifier<P> {
     async fn deliver(&self, event: &Event, alert: &serde_json::Value) -> Result<(), DeliveryError> {
-        let prepared = self
-            .provider
-            .render_for(event, alert)
-            .and_then(|body| match body {
-                Some(body) => {
-                    let first = self.provider.request(event, body)?;
-                    let rest = self.provider.follow_ups(event)?;
-                    Ok(Some((first, rest)))
-                }
-                None => Ok(None),
-            });
+        let rendered = self.provider.render_for(event, alert);
+        let prepared = rendered.and_then(|body| match body {
+            Some(body) => {
+                let first = self.provider.request(event, body)?;
+                let rest = self.provider.follow_ups(event)?;
+                Ok(Some((first, rest)))
+            }
+            None => Ok(None),
+        });
         let (first, rest) = match prepared {
             Ok(Some(requests)) => requests,
             Ok(None) => return Ok(()),
@@ -807,6 +805,47 @@ mod tests {
             got[1].header("authorization"),
             Some("Basic dTpwNHNzLXdvcmQteA==")
         );
+    }
+
+    /// Echo that renders the name of the Alert it is posted for.
+    #[derive(Debug)]
+    struct AlertName(Echo);
+
+    impl HttpProvider for AlertName {
+        fn from_config(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+            Echo::from_config(setup).map(AlertName)
+        }
+        fn render(&self, _event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
+            Ok(Some(b"no alert".to_vec()))
+        }
+        fn render_for(
+            &self,
+            event: &Event,
+            alert: &serde_json::Value,
+        ) -> Result<Option<Vec<u8>>, DeliveryError> {
+            match alert["metadata"]["name"].as_str() {
+                Some(name) => Ok(Some(name.as_bytes().to_vec())),
+                None => self.render(event),
+            }
+        }
+        fn request(&self, event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
+            self.0.request(event, body)
+        }
+    }
+
+    #[tokio::test]
+    async fn post_for_hands_the_alert_to_render_for() {
+        let rec = herald_testkit::Recorder::start().await;
+        let n = notifier::<AlertName>(&cfg(&format!("{}/hook", rec.url())), None).unwrap();
+        let alert = serde_json::json!({"metadata": {"name": "on-call"}});
+        n.post_for(&Event::default(), &alert).await.unwrap();
+        n.post(&Event::default()).await.unwrap();
+        let bodies: Vec<String> = rec
+            .requests()
+            .iter()
+            .map(|r| r.body_str().to_owned())
+            .collect();
+        assert_eq!(bodies, ["on-call", "no alert"]);
     }
 
     /// Echo, then the same body again to `/again` as a follow-up.
