@@ -12,7 +12,7 @@ pub enum Family {
     Chat,
     /// Commit statuses and repository dispatch (crate `herald-git`, feature `git`).
     Git,
-    /// Alerting tools (crate `herald-alerting`, feature `alerting`).
+    /// Alerting tools and OpenTelemetry traces (crate `herald-alerting`, feature `alerting`).
     Alerting,
     /// Azure Event Hubs (crate `herald-eventhub`, feature `eventhub`).
     EventHub,
