@@ -1,6 +1,6 @@
 //! Every provider's render function fed arbitrary events (from JSON, so every field and
 //! metadata entry is fuzzer-controlled): chat (Telegram's MarkdownV2 escaping and Webex's
-//! Markdown builder especially), alerting, and the git forges' status bodies.
+//! Markdown builder especially), alerting, OTLP spans, and the git forges' status bodies.
 #![no_main]
 
 use herald_chat::{discord, googlechat, lark, matrix, msteams, rocket, slack, telegram, webex};
@@ -47,6 +47,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = herald_alerting::grafana::render(&event);
     let _ = herald_alerting::opsgenie::render(&event, "apps/opsgenie");
     let _ = herald_alerting::sentry::render(&event, "production", "apps/sentry");
+    let alert = herald_alerting::otel::AlertMeta {
+        uid: "5f0c8a2e-4b1d-4c3a-9e7f-2a6b8c0d1e3f".to_owned(),
+        namespace: "apps".to_owned(),
+        name: "on-call".to_owned(),
+    };
+    let span = herald_alerting::otel::render(&event, &alert, std::time::SystemTime::UNIX_EPOCH);
+    assert!(!span.is_empty(), "an OTLP export always holds its span");
     for ty in herald_git::TYPES {
         let address = match ty {
             herald_core::ProviderType::AzureDevOps => "https://dev.azure.com/org/project/_git/repo",

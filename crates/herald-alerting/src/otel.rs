@@ -610,6 +610,78 @@ mod tests {
     }
 
     #[test]
+    fn authorization_follows_flux() {
+        // (headers, username, token, password) -> Authorization
+        let cases: [(
+            &[(&str, &str)],
+            &str,
+            Option<&str>,
+            Option<&str>,
+            Option<&str>,
+        ); 9] = [
+            (&[], "", Some("tok"), None, None),
+            (&[], "user", Some("tok"), Some("pw"), None),
+            (
+                &[("X-Org", "1")],
+                "",
+                Some("tok"),
+                Some("pw"),
+                Some("Bearer tok"),
+            ),
+            (&[("X-Org", "1")], "", None, Some(" pw "), Some("Bearer pw")),
+            (&[("X-Org", "1")], "", None, None, Some("Bearer")),
+            (
+                &[("X-Org", "1")],
+                "user",
+                Some("tok"),
+                Some("pw"),
+                Some("Basic dXNlcjp0b2s="),
+            ),
+            (
+                &[("X-Org", "1")],
+                "user",
+                None,
+                Some("pw"),
+                Some("Basic dXNlcjpwdw=="),
+            ),
+            (&[("X-Org", "1")], "user", None, None, None),
+            (
+                &[("authorization", "Key k")],
+                "",
+                Some("tok"),
+                None,
+                Some("Key k"),
+            ),
+        ];
+        for (headers, username, token, password, want) in cases {
+            let mut config = herald_core::ProviderConfig::new(
+                herald_core::ProviderType::Otel,
+                "ns",
+                "otel",
+                "http://collector:4318/v1/traces",
+            );
+            config.headers = headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                .collect();
+            config.username = username.to_owned();
+            config.token = token.map(Into::into);
+            config.password = password.map(Into::into);
+            let otel = Otel::from_config(&mut Setup::new(&config)).unwrap();
+            let got = otel
+                .headers
+                .iter()
+                .find(|(n, _)| *n == provider::AUTHORIZATION)
+                .map(|(_, v)| v.to_str().unwrap().to_owned());
+            assert_eq!(
+                got.as_deref(),
+                want,
+                "{headers:?} {username:?} {token:?} {password:?}"
+            );
+        }
+    }
+
+    #[test]
     fn revisions_as_flux_reads_them() {
         let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
