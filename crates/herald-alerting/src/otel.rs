@@ -609,16 +609,19 @@ mod tests {
             .collect()
     }
 
+    /// Secret headers, username, token, password, and the `Authorization` wanted.
+    type AuthCase = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
     #[test]
     fn authorization_follows_flux() {
         // (headers, username, token, password) -> Authorization
-        let cases: [(
-            &[(&str, &str)],
-            &str,
-            Option<&str>,
-            Option<&str>,
-            Option<&str>,
-        ); 9] = [
+        let cases: [AuthCase; 9] = [
             (&[], "", Some("tok"), None, None),
             (&[], "user", Some("tok"), Some("pw"), None),
             (
