@@ -48,6 +48,7 @@ mod connect;
 mod endpoint;
 pub mod form;
 pub mod jwt;
+pub mod preview;
 pub mod provider;
 mod text;
 mod tls;

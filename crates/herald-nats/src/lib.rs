@@ -36,8 +36,8 @@ use async_nats::{Client, ConnectOptions, ServerAddr, connection::State};
 use tokio::sync::Mutex;
 
 use herald_core::{
-    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, ProviderConfig,
-    ProviderType, Registry, SecretString, json,
+    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, Preview,
+    ProviderConfig, ProviderType, Registry, SecretString, json,
 };
 
 /// The connection name Flux's publisher announces (the server shows it in `connz`).
@@ -301,7 +301,38 @@ impl NatsNotifier {
     }
 }
 
+impl Settings {
+    /// The servers (scheme, host and port: never credentials) and the subject, as a preview
+    /// names the target: `nats://h:4222,nats://h2:4222 subject=flux.events`.
+    fn target(&self) -> String {
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("{}://{}:{}", s.scheme(), s.host(), s.port()))
+            .collect();
+        format!("{} subject={}", servers.join(","), self.subject)
+    }
+}
+
 impl Notifier for NatsNotifier {
+    /// One core NATS message on the subject, without headers, the event JSON as payload.
+    fn preview(
+        &self,
+        event: &Event,
+        _alert: &serde_json::Value,
+    ) -> Result<Vec<Preview>, DeliveryError> {
+        let payload = render(event)?;
+        Ok(vec![Preview {
+            method: "PUBLISH".to_owned(),
+            url: self.masker.mask(&self.settings.target()),
+            headers: Vec::new(),
+            body: self
+                .masker
+                .mask(&String::from_utf8_lossy(&payload))
+                .into_bytes(),
+        }])
+    }
+
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
         Box::pin(async move {
             let payload = render(event)?;
