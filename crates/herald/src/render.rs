@@ -117,7 +117,7 @@ fn choose_alert<'c>(
     let Some(requested) = requested else {
         let candidates: Vec<&Alert> = catalog
             .matchable_alerts()
-            .filter(|a| names_provider(a))
+            .filter(|&a| names_provider(a))
             .collect();
         return Ok(match candidates.as_slice() {
             [only] => {
@@ -126,7 +126,7 @@ fn choose_alert<'c>(
                      (--alert to choose)",
                     only.namespace, only.name
                 ));
-                Some(only)
+                Some(*only)
             }
             _ => {
                 report(&format!(

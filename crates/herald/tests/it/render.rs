@@ -231,8 +231,11 @@ async fn render_shows_what_send_sends() {
             move || {
                 let event = event_file();
                 let args = ["--provider", &provider, "--event", &event];
-                let send = run(&dir, &[&["send"][..], &args].concat());
-                let render = run(&dir, &[&["render", "--format", "json"][..], &args].concat());
+                let send = run(&dir, &[&["send"][..], &args[..]].concat());
+                let render = run(
+                    &dir,
+                    &[&["render", "--format", "json"][..], &args[..]].concat(),
+                );
                 (send, render)
             }
         })
@@ -317,16 +320,15 @@ fn the_alert_chosen_adds_its_summary_and_event_metadata() {
         ),
     ]
     .concat();
+    let event = event_file();
+    let render = |dir: &Path, extra: &[&str]| {
+        let mut args = vec!["render", "--format", "json", "--provider", "apps/hook"];
+        args.extend_from_slice(&["--event", event.as_str()]);
+        args.extend_from_slice(extra);
+        run(dir, &args)
+    };
     let dir = manifests(&text);
-    let args = [
-        "render",
-        "--format",
-        "json",
-        "--provider",
-        "apps/hook",
-        "--event",
-    ];
-    let out = run(dir.path(), &[&args[..], &[&event_file()]].concat());
+    let out = render(dir.path(), &[]);
     let shown = rendered(&out);
     let body = shown[0]["body"].as_str().unwrap();
     assert!(body.contains(r#""summary":"from-alert-one""#), "{body}");
@@ -344,7 +346,7 @@ fn the_alert_chosen_adds_its_summary_and_event_metadata() {
         ]
         .concat(),
     );
-    let out = run(dir.path(), &[&args[..], &[&event_file()]].concat());
+    let out = render(dir.path(), &[]);
     let body = rendered(&out)[0]["body"].as_str().unwrap().to_owned();
     assert!(!body.contains("from-"), "{body}");
     assert!(
@@ -352,17 +354,11 @@ fn the_alert_chosen_adds_its_summary_and_event_metadata() {
         "{}",
         printed(&out)
     );
-    let out = run(
-        dir.path(),
-        &[&args[..], &[&event_file(), "--alert", "apps/two"]].concat(),
-    );
+    let out = render(dir.path(), &["--alert", "apps/two"]);
     let body = rendered(&out)[0]["body"].as_str().unwrap().to_owned();
     assert!(body.contains(r#""summary":"from-two""#), "{body}");
     // --raw: the metadata as given.
-    let out = run(
-        dir.path(),
-        &[&args[..], &[&event_file(), "--alert", "apps/two", "--raw"]].concat(),
-    );
+    let out = render(dir.path(), &["--alert", "apps/two", "--raw"]);
     let body = rendered(&out)[0]["body"].as_str().unwrap().to_owned();
     assert!(
         body.contains("kustomize.toolkit.fluxcd.io/revision") && !body.contains("from-two"),
@@ -383,7 +379,7 @@ fn errors_name_the_object_and_exit_1() {
     let dir = manifests(&text);
     let render = |extra: &[&str]| {
         let event = event_file();
-        let args = [&["render", "--event", &event][..], extra].concat();
+        let args = [&["render", "--event", event.as_str()][..], extra].concat();
         run(dir.path(), &args)
     };
     let out = render(&["--provider", "apps/nope"]);

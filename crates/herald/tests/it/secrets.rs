@@ -348,7 +348,7 @@ async fn failing_deliveries_print_no_secret() {
                 let event = event.clone();
                 move || {
                     let args = ["render", "--format", format, "--provider", &provider];
-                    run(&dir, &[&args[..], &["--event", &event]].concat())
+                    run(&dir, &[&args[..], &["--event", event.as_str()]].concat())
                 }
             })
             .await
