@@ -8,9 +8,9 @@
 //! - the URL: its userinfo, and every value the masker knows in its path and query (the
 //!   token segments of a Slack or Discord webhook, a Telegram bot token, a Google Chat
 //!   `key=`); scheme, host and port stay readable;
-//! - header values: every value the masker knows, and the whole of a value marked sensitive
-//!   (`Authorization`, the Secret's `headers`, API keys) when nothing in it was masked, so a
-//!   scheme word (`Bearer *****`) stays readable only when the secret after it is known;
+//! - header values: every value the masker knows (where it stands: `sentry_key=*****`), and
+//!   the whole of a value marked sensitive (`Authorization`, the Secret's `headers`, API keys)
+//!   when nothing in it was masked, so that a sensitive value is never shown;
 //! - the body, when it is UTF-8 text: every value the masker knows.
 //!
 //! What is not shown: `Host` and `Content-Length`, which the HTTP library writes from the URL

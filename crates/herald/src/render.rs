@@ -491,7 +491,7 @@ mod tests {
             ),
             sample(
                 "pagerduty",
-                "  address: https://events.pagerduty.com\n",
+                "  address: https://events.pagerduty.com\n  channel: pd-routing-key\n",
                 "  headers: |\n    X-Extra: pd-header-val-3a5c\n",
                 &["pd-header-val-3a5c"],
             ),
