@@ -433,6 +433,25 @@ mod tests {
     }
 
     #[test]
+    fn previews_name_the_hub_without_the_key() {
+        let target = |c: &ProviderConfig| auth_in(c).unwrap().target();
+        let sas = cfg(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k3y-secret=;EntityPath=hub1",
+        );
+        assert_eq!(target(&sas), "amqps://ns.servicebus.windows.net/hub1");
+        let emulator = cfg(
+            "Endpoint=sb://localhost:5672;SharedAccessKeyName=send;SharedAccessKey=k3y-secret=;EntityPath=hub1;UseDevelopmentEmulator=true",
+        );
+        assert_eq!(target(&emulator), "amqp://localhost:5672/hub1");
+        let mut jwt = cfg("hub2");
+        jwt.token = Some(SecretString::new("jwt"));
+        jwt.channel = "my-ns".into();
+        assert_eq!(target(&jwt), "amqps://my-ns.servicebus.windows.net/hub2");
+        jwt.channel = "amqp://127.0.0.1:5672".into();
+        assert_eq!(target(&jwt), "amqp://127.0.0.1:5672/hub2");
+    }
+
+    #[test]
     fn sovereign_clouds_follow_the_authority_host_as_in_flux() {
         for (host, suffix) in [
             (None, ".servicebus.windows.net"),

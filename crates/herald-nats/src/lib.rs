@@ -403,6 +403,19 @@ mod tests {
     }
 
     #[test]
+    fn previews_name_servers_and_subject_without_credentials() {
+        let s = Settings::from_config(&cfg(
+            "nats://user:pa55word@127.0.0.1:4222,nats://127.0.0.1:4223",
+            "flux.events",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.target(),
+            "nats://127.0.0.1:4222,nats://127.0.0.1:4223 subject=flux.events"
+        );
+    }
+
+    #[test]
     fn credentials_follow_flux_priority() {
         let mut c = cfg("nats://127.0.0.1:4222", "flux");
         assert_eq!(auth(&c).unwrap(), Auth::None);
