@@ -45,7 +45,7 @@ pub mod text;
 pub use config::{ProviderConfig, ProxyConfig, TlsMaterial};
 pub use error::{BuildError, DeliveryError};
 pub use event::{Event, ObjectReference, Severity, Timestamp};
-pub use notifier::{Factory, Notifier, NotifyFuture, Registry};
+pub use notifier::{Factory, Notifier, NotifyFuture, Preview, Registry};
 pub use ordering::OrderingKey;
 pub use provider_type::{Family, ProviderType};
 pub use retry::RetryPolicy;

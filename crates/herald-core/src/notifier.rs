@@ -8,6 +8,25 @@ use std::sync::Arc;
 
 use crate::{BuildError, DeliveryError, Event, Family, ProviderConfig, ProviderType};
 
+/// One message a delivery would send, as [`Notifier::preview`] shows it: secrets already
+/// masked.
+///
+/// For an HTTP request, `method` and `url` are the request's and `headers` are in the order
+/// they are sent. A provider that does not speak HTTP says what it would publish in the same
+/// shape: `method` is `PUBLISH` and `url` names the target (an Event Hubs
+/// `amqps://<namespace>/<hub>`, NATS servers and subject).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preview {
+    /// `POST`, `PUT`, `PATCH`, or `PUBLISH` for a message bus.
+    pub method: String,
+    /// The URL, or the bus target, with its secret parts masked.
+    pub url: String,
+    /// The headers (or message properties), secret values masked.
+    pub headers: Vec<(String, String)>,
+    /// The body as it would be sent, with secret values masked.
+    pub body: Vec<u8>,
+}
+
 /// The future [`Notifier::post`] returns.
 pub type NotifyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
 
@@ -28,6 +47,22 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     fn post_for<'a>(&'a self, event: &'a Event, alert: &'a serde_json::Value) -> NotifyFuture<'a> {
         let _ = alert;
         self.post(event)
+    }
+
+    /// What [`Notifier::post_for`] would send for `event` matched by `alert` (`null` for no
+    /// Alert), in order, without sending anything or opening a connection; secrets masked. An
+    /// empty list means the event sends nothing. Errors are those the delivery would return
+    /// before its first request. A type that cannot say returns an error naming itself; every
+    /// type herald registers implements it (the binary's tests check them all).
+    fn preview(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<Vec<Preview>, DeliveryError> {
+        let _ = (event, alert);
+        Err(DeliveryError::permanent(
+            "this provider type cannot show what it would send",
+        ))
     }
 }
 

@@ -47,8 +47,8 @@ use azure_messaging_eventhubs::{ProducerClient, RetryOptions};
 use tokio::sync::Mutex;
 
 use herald_core::{
-    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, ProviderConfig,
-    ProviderType, Registry, SecretString, json,
+    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, Preview,
+    ProviderConfig, ProviderType, Registry, SecretString, json,
 };
 
 /// Registers `azureeventhub`.
@@ -340,7 +340,62 @@ impl EventHub {
     }
 }
 
+impl Auth {
+    /// The AMQP address the producer sends to: `amqps://<namespace host>/<hub>`, or the
+    /// endpoint the Provider names (the emulator's `amqp://host:port`) with the hub.
+    fn target(&self) -> String {
+        match self {
+            Auth::Sas {
+                connection_string,
+                endpoint,
+            } => {
+                let cs = connection_string.expose();
+                let hub = connection_string_value(cs, "EntityPath").unwrap_or_default();
+                let base = endpoint.clone().unwrap_or_else(|| {
+                    let host = connection_string_value(cs, "Endpoint")
+                        .unwrap_or_default()
+                        .split_once("://")
+                        .map_or("", |(_, rest)| rest)
+                        .trim_end_matches('/');
+                    format!("amqps://{host}")
+                });
+                format!("{}/{hub}", base.trim_end_matches('/'))
+            }
+            Auth::Jwt {
+                namespace,
+                endpoint,
+                hub,
+                ..
+            } => {
+                let base = endpoint
+                    .clone()
+                    .unwrap_or_else(|| format!("amqps://{namespace}"));
+                format!("{}/{hub}", base.trim_end_matches('/'))
+            }
+        }
+    }
+}
+
 impl Notifier for EventHub {
+    /// One message to the hub: no properties, the event JSON as its body (the credentials
+    /// travel in the AMQP connection's authorization, not in the message).
+    fn preview(
+        &self,
+        event: &Event,
+        _alert: &serde_json::Value,
+    ) -> Result<Vec<Preview>, DeliveryError> {
+        let body = render(event)?;
+        Ok(vec![Preview {
+            method: "PUBLISH".to_owned(),
+            url: self.masker.mask(&self.auth.target()),
+            headers: Vec::new(),
+            body: self
+                .masker
+                .mask(&String::from_utf8_lossy(&body))
+                .into_bytes(),
+        }])
+    }
+
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
         Box::pin(async move {
             let body = render(event)?;
@@ -375,6 +430,25 @@ mod tests {
     /// [`auth`] in the public cloud (no `AZURE_AUTHORITY_HOST`).
     fn auth_in(config: &ProviderConfig) -> Result<Auth, BuildError> {
         auth(config, None)
+    }
+
+    #[test]
+    fn previews_name_the_hub_without_the_key() {
+        let target = |c: &ProviderConfig| auth_in(c).unwrap().target();
+        let sas = cfg(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k3y-secret=;EntityPath=hub1",
+        );
+        assert_eq!(target(&sas), "amqps://ns.servicebus.windows.net/hub1");
+        let emulator = cfg(
+            "Endpoint=sb://localhost:5672;SharedAccessKeyName=send;SharedAccessKey=k3y-secret=;EntityPath=hub1;UseDevelopmentEmulator=true",
+        );
+        assert_eq!(target(&emulator), "amqp://localhost:5672/hub1");
+        let mut jwt = cfg("hub2");
+        jwt.token = Some(SecretString::new("jwt"));
+        jwt.channel = "my-ns".into();
+        assert_eq!(target(&jwt), "amqps://my-ns.servicebus.windows.net/hub2");
+        jwt.channel = "amqp://127.0.0.1:5672".into();
+        assert_eq!(target(&jwt), "amqp://127.0.0.1:5672/hub2");
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub(crate) trait CommentForge: fmt::Debug + Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Response, DeliveryError>> + Send {
         client.send(request)
     }
+
+    /// A request as [`CommentForge::send`] would send it, for a preview, with nothing fetched
+    /// (a GitHub App's `Authorization` shown masked); as it is by default.
+    fn previewed(&self, request: Request) -> Request {
+        request
+    }
 }
 
 /// The body of every comment request: `{"body":"…"}`.
@@ -190,6 +196,18 @@ impl<F: CommentForge> Deliver for Commenting<F> {
             .await
             .map_err(|e| e.context(failed))?;
         Ok(())
+    }
+
+    /// The comment's creation: neither the identity nor the comments are read, so the edit of
+    /// an existing comment that the delivery may make instead is not shown.
+    fn preview(
+        &self,
+        event: &Event,
+        _alert: &serde_json::Value,
+    ) -> Result<Vec<Request>, DeliveryError> {
+        let (number, text) = self.comment(event)?;
+        let body = to_json(&CommentBody { body: &text })?;
+        Ok(vec![self.forge.previewed(self.forge.create(number, body))])
     }
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::{
-    BuildError, DeliveryError, Event, Masker, Notifier, NotifyFuture, ProviderConfig,
+    BuildError, DeliveryError, Event, Masker, Notifier, NotifyFuture, Preview, ProviderConfig,
 };
 use herald_http::provider::{self, Setup};
-use herald_http::{HttpClient, RetryPolicy};
+use herald_http::{HttpClient, Request, RetryPolicy};
 
 /// One git type's delivery of an event.
 pub(crate) trait Deliver: fmt::Debug + Send + Sync + Sized + 'static {
@@ -29,6 +29,15 @@ pub(crate) trait Deliver: fmt::Debug + Send + Sync + Sized + 'static {
         event: &Event,
         alert: &serde_json::Value,
     ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+
+    /// The write [`Deliver::deliver`] would make for the event, without its lookups (nothing is
+    /// fetched: the forge's current statuses or comments are not read, so the write is shown
+    /// even when the forge already shows it); empty when the event posts nothing.
+    fn preview(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<Vec<Request>, DeliveryError>;
 }
 
 /// A [`Deliver`] with its client, masker and time bound.
@@ -64,6 +73,21 @@ impl<D: Deliver> Notifier for DeliveryNotifier<D> {
             };
             result.map_err(|e| provider::mask(&self.masker, &e))
         })
+    }
+
+    fn preview(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<Vec<Preview>, DeliveryError> {
+        let requests = self
+            .delivery
+            .preview(event, alert)
+            .map_err(|e| provider::mask(&self.masker, &e))?;
+        Ok(requests
+            .iter()
+            .map(|request| herald_http::preview::of(request, &self.masker))
+            .collect())
     }
 }
 

@@ -137,6 +137,17 @@ impl Api {
         }
     }
 
+    /// `request` as [`Api::send`] would send it, for a preview: an App's installation token is
+    /// not fetched, and its `Authorization` is shown masked.
+    pub(crate) fn previewed(&self, request: Request) -> Request {
+        if self.app.is_none() {
+            return request;
+        }
+        let mut masked = HeaderValue::from_static(herald_core::REDACTED);
+        masked.set_sensitive(true);
+        request.header(AUTHORIZATION, masked)
+    }
+
     /// Who the credentials act as, as comments name their author: the token's user login
     /// (`GET /user`), or `<app-slug>[bot]` for an App (`GET /app`).
     pub(crate) async fn identity(&self, client: &HttpClient) -> Result<String, DeliveryError> {
@@ -220,6 +231,10 @@ impl StatusForge for GitHub {
 
     async fn send(&self, client: &HttpClient, request: Request) -> Result<Response, DeliveryError> {
         self.api.send(client, request).await
+    }
+
+    fn previewed(&self, request: Request) -> Request {
+        self.api.previewed(request)
     }
 
     fn render(&self, status: &Status<'_>) -> Result<Vec<u8>, DeliveryError> {

@@ -2,8 +2,8 @@
 //! (<https://docs.github.com/en/rest/repos/repos#create-a-repository-dispatch-event>).
 
 use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, ProviderType, text};
-use herald_http::HttpClient;
 use herald_http::provider::{Entry, Render, Setup};
+use herald_http::{HttpClient, Request};
 
 use crate::delivery::{self, Deliver};
 
@@ -52,6 +52,15 @@ impl Deliver for Dispatch {
             .await
             .map_err(|e| e.context("could not send github repository dispatch webhook"))?;
         Ok(())
+    }
+
+    fn preview(
+        &self,
+        event: &Event,
+        _alert: &serde_json::Value,
+    ) -> Result<Vec<Request>, DeliveryError> {
+        let request = self.api.post_json("dispatches", render(event)?);
+        Ok(vec![self.api.previewed(request)])
     }
 }
 

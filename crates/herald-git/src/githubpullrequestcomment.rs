@@ -84,4 +84,8 @@ impl CommentForge for GitHubPullRequestComment {
     async fn send(&self, client: &HttpClient, request: Request) -> Result<Response, DeliveryError> {
         self.api.send(client, request).await
     }
+
+    fn previewed(&self, request: Request) -> Request {
+        self.api.previewed(request)
+    }
 }

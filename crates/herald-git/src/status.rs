@@ -87,6 +87,12 @@ pub(crate) trait StatusForge: fmt::Debug + Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Response, DeliveryError>> + Send {
         client.send(request)
     }
+
+    /// A request as [`StatusForge::send`] would send it, for a preview, with nothing fetched
+    /// (a GitHub App's `Authorization` shown masked); as it is by default.
+    fn previewed(&self, request: Request) -> Request {
+        request
+    }
 }
 
 /// The JSON of a status body, as Go's `encoding/json` writes it.
@@ -167,6 +173,20 @@ impl<F: StatusForge> Deliver for Configured<F> {
             .await
             .map_err(|e| e.context(F::POST_FAILED))?;
         Ok(())
+    }
+
+    /// The status post alone: the lookup is not made, so it is shown even when the commit
+    /// already shows this status (which the delivery would skip).
+    fn preview(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<Vec<Request>, DeliveryError> {
+        let Some(status) = self.status(event, alert)? else {
+            return Ok(Vec::new());
+        };
+        let body = self.forge.render(&status)?;
+        Ok(vec![self.forge.previewed(self.forge.post(&status, body))])
     }
 }
 

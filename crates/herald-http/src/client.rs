@@ -264,11 +264,7 @@ impl HttpClient {
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
         }
-        if !req
-            .headers
-            .iter()
-            .any(|(name, _)| name == http::header::USER_AGENT)
-        {
+        if needs_user_agent(&req.headers) {
             builder = builder.header(http::header::USER_AGENT, USER_AGENT);
         }
         // An http:// destination behind an HTTP proxy: the request itself goes to the proxy
@@ -474,6 +470,13 @@ fn target(url: &str) -> Result<Uri, String> {
         return Err("the URL has no host".to_owned());
     }
     Ok(uri)
+}
+
+/// Whether a request with `headers` gets herald's `User-Agent` (it sets none of its own).
+pub(crate) fn needs_user_agent(headers: &[(http::HeaderName, http::HeaderValue)]) -> bool {
+    !headers
+        .iter()
+        .any(|(name, _)| name == http::header::USER_AGENT)
 }
 
 /// The path and query of a URL, when there is more than `/`.

@@ -20,7 +20,8 @@
 //! [`provider`] is the toolkit every HTTP provider is built with: the endpoint ([`provider::Endpoint`]),
 //! credentials and masking ([`provider::Setup`]), the provider shape ([`provider::HttpProvider`]:
 //! typed config, pure render, request, answer check), the notifier that sends, and the family
-//! tables ([`provider::Table`]). [`form`] writes form bodies and queries as Go does. [`jwt`]
+//! tables ([`provider::Table`]). [`preview`] shows a request as it would be sent, secrets
+//! masked (`herald render`). [`form`] writes form bodies and queries as Go does. [`jwt`]
 //! signs the RS256 assertions of services that trade one for an access token (GitHub Apps,
 //! Google service accounts) and caches those tokens.
 //!
@@ -48,6 +49,7 @@ mod connect;
 mod endpoint;
 pub mod form;
 pub mod jwt;
+pub mod preview;
 pub mod provider;
 mod text;
 mod tls;

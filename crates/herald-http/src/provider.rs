@@ -21,8 +21,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use herald_core::{
-    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, ProviderConfig,
-    ProviderType, Registry, SecretString, TlsMaterial,
+    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, Preview,
+    ProviderConfig, ProviderType, Registry, SecretString, TlsMaterial,
 };
 use http::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
@@ -384,24 +384,32 @@ impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
 }
 
 impl<P: HttpProvider> HttpNotifier<P> {
-    async fn deliver(&self, event: &Event, alert: &serde_json::Value) -> Result<(), DeliveryError> {
-        let rendered = self.provider.render_for(event, alert);
-        let prepared = rendered.and_then(|body| match body {
-            Some(body) => {
-                let first = self.provider.request(event, body)?;
-                let rest = self.provider.follow_ups(event)?;
-                Ok(Some((first, rest)))
-            }
-            None => Ok(None),
+    /// Every request of one delivery, in order, prepared before anything is sent: render, the
+    /// request, the follow-ups, for the Alert that matched (`null` when there is none). Empty when the event sends nothing. Delivery and preview both
+    /// start here, so a preview shows what a delivery sends.
+    fn prepare(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<Vec<FollowUp>, DeliveryError> {
+        let prepared = self.provider.render_for(event, alert).and_then(|body| {
+            let Some(body) = body else {
+                return Ok(Vec::new());
+            };
+            let first = FollowUp {
+                request: self.provider.request(event, body)?,
+                send_failed: P::SEND_FAILED,
+            };
+            let mut all = vec![first];
+            all.extend(self.provider.follow_ups(event)?);
+            Ok(all)
         });
-        let (first, rest) = match prepared {
-            Ok(Some(requests)) => requests,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(e.context(format!("provider {}", self.id))),
-        };
-        self.send(first, P::SEND_FAILED).await?;
-        for follow_up in rest {
-            self.send(follow_up.request, follow_up.send_failed).await?;
+        prepared.map_err(|e| e.context(format!("provider {}", self.id)))
+    }
+
+    async fn deliver(&self, event: &Event, alert: &serde_json::Value) -> Result<(), DeliveryError> {
+        for step in self.prepare(event, alert)? {
+            self.send(step.request, step.send_failed).await?;
         }
         Ok(())
     }
@@ -440,6 +448,18 @@ impl<P: HttpProvider> Notifier for HttpNotifier<P> {
                 .await
                 .map_err(|e| mask(&self.masker, &e))
         })
+    }
+
+    fn preview(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<Vec<Preview>, DeliveryError> {
+        let steps = self.prepare(event, alert).map_err(|e| mask(&self.masker, &e))?;
+        Ok(steps
+            .iter()
+            .map(|step| crate::preview::of(&step.request, &self.masker))
+            .collect())
     }
 }
 

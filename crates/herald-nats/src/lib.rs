@@ -36,8 +36,8 @@ use async_nats::{Client, ConnectOptions, ServerAddr, connection::State};
 use tokio::sync::Mutex;
 
 use herald_core::{
-    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, ProviderConfig,
-    ProviderType, Registry, SecretString, json,
+    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, Preview,
+    ProviderConfig, ProviderType, Registry, SecretString, json,
 };
 
 /// The connection name Flux's publisher announces (the server shows it in `connz`).
@@ -301,7 +301,38 @@ impl NatsNotifier {
     }
 }
 
+impl Settings {
+    /// The servers (scheme, host and port: never credentials) and the subject, as a preview
+    /// names the target: `nats://h:4222,nats://h2:4222 subject=flux.events`.
+    fn target(&self) -> String {
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("{}://{}:{}", s.scheme(), s.host(), s.port()))
+            .collect();
+        format!("{} subject={}", servers.join(","), self.subject)
+    }
+}
+
 impl Notifier for NatsNotifier {
+    /// One core NATS message on the subject, without headers, the event JSON as payload.
+    fn preview(
+        &self,
+        event: &Event,
+        _alert: &serde_json::Value,
+    ) -> Result<Vec<Preview>, DeliveryError> {
+        let payload = render(event)?;
+        Ok(vec![Preview {
+            method: "PUBLISH".to_owned(),
+            url: self.masker.mask(&self.settings.target()),
+            headers: Vec::new(),
+            body: self
+                .masker
+                .mask(&String::from_utf8_lossy(&payload))
+                .into_bytes(),
+        }])
+    }
+
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
         Box::pin(async move {
             let payload = render(event)?;
@@ -369,6 +400,19 @@ mod tests {
         let err = build_err(&cfg("http://user:pa55word@[::1", "flux"));
         assert!(err.starts_with("spec.address: server 1 "), "{err}");
         assert!(!err.contains("pa55word"), "{err}");
+    }
+
+    #[test]
+    fn previews_name_servers_and_subject_without_credentials() {
+        let s = Settings::from_config(&cfg(
+            "nats://user:pa55word@127.0.0.1:4222,nats://127.0.0.1:4223",
+            "flux.events",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.target(),
+            "nats://127.0.0.1:4222,nats://127.0.0.1:4223 subject=flux.events"
+        );
     }
 
     #[test]

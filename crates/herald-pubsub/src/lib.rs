@@ -37,8 +37,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use herald_core::{
-    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, ProviderConfig,
-    ProviderType, Registry, SecretString, json,
+    BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, Preview,
+    ProviderConfig, ProviderType, Registry, SecretString, json,
 };
 use herald_http::jwt::{AccessToken, RsaKey, TokenCache};
 use herald_http::provider::{Setup, TOKEN_FIELD, decode_json, encode_error, path_segment};
@@ -400,13 +400,15 @@ impl PubSub {
         body: Vec<u8>,
         token: Option<&SecretString>,
     ) -> Result<(), DeliveryError> {
-        let mut request = Request::post_json(&self.url, body);
-        if let Some(token) = token {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| DeliveryError::permanent("the access token is not a header value"))?;
-            value.set_sensitive(true);
-            request = request.header(herald_http::provider::AUTHORIZATION, value);
-        }
+        let authorization = match token {
+            Some(token) => Some(
+                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    DeliveryError::permanent("the access token is not a header value")
+                })?,
+            ),
+            None => None,
+        };
+        let request = self.publish_request(body, authorization);
         let result = match self.client.send(request).await {
             Ok(response) => check(&response),
             Err(e) => Err(e),
@@ -420,6 +422,18 @@ impl PubSub {
                 herald_http::provider::mask(&masker, &e)
             }),
             None => result,
+        }
+    }
+
+    /// The publish request of `body`, authorized with `authorization` (marked sensitive).
+    fn publish_request(&self, body: Vec<u8>, authorization: Option<HeaderValue>) -> Request {
+        let request = Request::post_json(&self.url, body);
+        match authorization {
+            Some(mut value) => {
+                value.set_sensitive(true);
+                request.header(herald_http::provider::AUTHORIZATION, value)
+            }
+            None => request,
         }
     }
 
@@ -442,6 +456,23 @@ impl PubSub {
 }
 
 impl Notifier for PubSub {
+    /// The publish request; with a service account its access token is not fetched, and
+    /// `Authorization` is shown masked.
+    fn preview(
+        &self,
+        event: &Event,
+        _alert: &serde_json::Value,
+    ) -> Result<Vec<Preview>, DeliveryError> {
+        let body = render(event, &self.topic.attributes)
+            .map_err(|e| herald_http::provider::mask(&self.masker, &e))?;
+        let authorization = self
+            .account
+            .as_ref()
+            .map(|_| HeaderValue::from_static(herald_core::REDACTED));
+        let request = self.publish_request(body, authorization);
+        Ok(vec![herald_http::preview::of(&request, &self.masker)])
+    }
+
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
         Box::pin(async move {
             self.deliver(event).await.map_err(|e| {

@@ -1,6 +1,6 @@
 //! herald: a small, fast notifier for Flux events, as a command-line tool and daemon.
 //!
-//! This crate is the `herald` binary: the command line (`serve`, `send`, `validate`,
+//! This crate is the `herald` binary: the command line (`serve`, `send`, `render`, `validate`,
 //! `outbox`, `receive`, `healthcheck`), logging, and the wiring of the provider families compiled in
 //! (`registry.rs`). It is a library only so that the binary's entry point ([`main`]) and its
 //! clap definition ([`command`]) can be reached from tests and the docs generator (completions,
@@ -12,6 +12,7 @@ mod http1;
 mod outbox;
 mod receive;
 mod registry;
+mod render;
 mod send;
 mod serve;
 mod validate;
@@ -54,6 +55,9 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Deliver one event to one provider now, and report the outcome.
     Send(send::SendArgs),
+    /// Print the exact requests a provider would send for an event, secrets masked; send
+    /// nothing.
+    Render(render::RenderArgs),
     /// Check manifests: syntax, fields, references, and that every provider can be built.
     Validate(validate::ValidateArgs),
     /// List, show, retry or drop deliveries in the outbox (directly, or through a running daemon).
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Send(args) => send::run(&args),
+        Command::Render(args) => render::run(&args),
         Command::Receive(args) => receive::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Healthcheck(args) => healthcheck::run(&args),

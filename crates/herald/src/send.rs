@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use herald_core::manifest::{self, Catalog, Kind, ManifestErrors, ObjectKey};
+use herald_core::manifest::{self, Catalog, Kind, ManifestErrors, ObjectKey, ReadyProvider};
 use herald_core::retry::Verdict;
-use herald_core::{DeliveryError, Event, Masker, Notifier, RetryPolicy, metadata};
+use herald_core::{DeliveryError, Event, Masker, Notifier, RetryPolicy};
 
 use crate::{ManifestArgs, output, registry, report};
 
@@ -39,36 +39,12 @@ pub(crate) struct SendArgs {
 }
 
 pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
-    let (namespace, name) = args
-        .provider
-        .split_once('/')
-        .unwrap_or((manifest::DEFAULT_NAMESPACE, &args.provider));
     let catalog = Catalog::new(
         herald_daemon::manifests::read(&args.manifests.paths),
         &registry::registry(),
     );
-    let key = ObjectKey::new(Kind::Provider, namespace, name);
-    let Some(status) = catalog.status(&key) else {
-        let known: Vec<String> = catalog
-            .statuses()
-            .filter(|s| s.key.kind == Kind::Provider)
-            .map(|s| format!("{}/{}", s.key.namespace, s.key.name))
-            .collect();
-        bail!(
-            "no Provider {namespace}/{name} in the manifests (providers found: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        );
-    };
-    // Only this Provider matters here: problems of other objects do not stop it.
-    let Some(ready) = catalog.provider(namespace, name) else {
-        report(&ManifestErrors(status.problems.clone()).to_string());
-        report(&format!(
-            "error: Provider {namespace}/{name} is not ready; nothing sent"
-        ));
+    let (namespace, name) = namespace_name(&args.provider);
+    let Some(ready) = ready_provider(&catalog, namespace, name, "nothing sent") else {
         return Ok(ExitCode::FAILURE);
     };
     let alert = match &args.alert {
@@ -77,18 +53,7 @@ pub(crate) fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     };
     let mut event = read_event(&args.event)?;
     if !args.raw {
-        match alert {
-            Some(alert) => {
-                metadata::cleanup(&mut event);
-                metadata::drop_token(&mut event);
-                metadata::combine(
-                    &mut event,
-                    &alert.spec.event_metadata,
-                    alert.spec.summary.as_deref(),
-                );
-            }
-            None => metadata::prepare_without_alert(&mut event),
-        }
+        crate::render::prepare(&mut event, alert);
     }
     let alert_object = alert.map_or(&serde_json::Value::Null, |a| &a.object);
     let (config, masker, notifier) = (&ready.config, &ready.masker, &ready.notifier);
@@ -186,7 +151,52 @@ fn find_alert<'a>(
     );
 }
 
-fn read_event(path: &PathBuf) -> anyhow::Result<Event> {
+/// `NAMESPACE/NAME`, or `NAME` in namespace `default`.
+pub(crate) fn namespace_name(reference: &str) -> (&str, &str) {
+    reference
+        .split_once('/')
+        .unwrap_or((manifest::DEFAULT_NAMESPACE, reference))
+}
+
+/// The ready Provider `namespace/name`; else says on stderr why not (no such Provider, with
+/// those there are; or its problems, with file, line and field) ending with `nothing`, and
+/// gives `None`. Only this Provider matters: problems of other objects do not stop it.
+pub(crate) fn ready_provider<'c>(
+    catalog: &'c Catalog,
+    namespace: &str,
+    name: &str,
+    nothing: &str,
+) -> Option<&'c ReadyProvider> {
+    let key = ObjectKey::new(Kind::Provider, namespace, name);
+    let Some(status) = catalog.status(&key) else {
+        let known: Vec<String> = catalog
+            .statuses()
+            .filter(|s| s.key.kind == Kind::Provider)
+            .map(|s| format!("{}/{}", s.key.namespace, s.key.name))
+            .collect();
+        report(&format!(
+            "error: no Provider {namespace}/{name} in the manifests (providers found: {}); \
+             {nothing}",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ));
+        return None;
+    };
+    let ready = catalog.provider(namespace, name);
+    if ready.is_none() {
+        report(&ManifestErrors(status.problems.clone()).to_string());
+        report(&format!(
+            "error: Provider {namespace}/{name} is not ready; {nothing}"
+        ));
+    }
+    ready
+}
+
+/// Reads a Flux event from a JSON file, or from standard input for `-`.
+pub(crate) fn read_event(path: &PathBuf) -> anyhow::Result<Event> {
     let (name, bytes) = if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin()

@@ -28,6 +28,9 @@ _herald() {
             herald,receive)
                 cmd="herald__subcmd__receive"
                 ;;
+            herald,render)
+                cmd="herald__subcmd__render"
+                ;;
             herald,send)
                 cmd="herald__subcmd__send"
                 ;;
@@ -48,6 +51,9 @@ _herald() {
                 ;;
             herald__subcmd__help,receive)
                 cmd="herald__subcmd__help__subcmd__receive"
+                ;;
+            herald__subcmd__help,render)
+                cmd="herald__subcmd__help__subcmd__render"
                 ;;
             herald__subcmd__help,send)
                 cmd="herald__subcmd__help__subcmd__send"
@@ -107,7 +113,7 @@ _herald() {
 
     case "${cmd}" in
         herald)
-            opts="-h -V --log-level --log-format --help --version serve send validate outbox receive healthcheck help"
+            opts="-h -V --log-level --log-format --help --version serve send render validate outbox receive healthcheck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -159,7 +165,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__help)
-            opts="serve send validate outbox receive healthcheck help"
+            opts="serve send render validate outbox receive healthcheck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -271,6 +277,20 @@ _herald() {
             return 0
             ;;
         herald__subcmd__help__subcmd__receive)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herald__subcmd__help__subcmd__render)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -613,6 +633,48 @@ _herald() {
                     ;;
                 --hmac-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        herald__subcmd__render)
+            opts="-h --manifests --provider --alert --event --raw --format --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --manifests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --event)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --log-level)

@@ -31,6 +31,7 @@ complete -c herald -n "__fish_herald_needs_command" -s h -l help -d 'Print help 
 complete -c herald -n "__fish_herald_needs_command" -s V -l version -d 'Print version'
 complete -c herald -n "__fish_herald_needs_command" -f -a "serve" -d 'Run the daemon: receive Flux events, match Alerts, deliver to Providers'
 complete -c herald -n "__fish_herald_needs_command" -f -a "send" -d 'Deliver one event to one provider now, and report the outcome'
+complete -c herald -n "__fish_herald_needs_command" -f -a "render" -d 'Print the exact requests a provider would send for an event, secrets masked; send nothing'
 complete -c herald -n "__fish_herald_needs_command" -f -a "validate" -d 'Check manifests: syntax, fields, references, and that every provider can be built'
 complete -c herald -n "__fish_herald_needs_command" -f -a "outbox" -d 'List, show, retry or drop deliveries in the outbox (directly, or through a running daemon)'
 complete -c herald -n "__fish_herald_needs_command" -f -a "receive" -d 'Run a webhook receiver that prints what it gets and checks generic-hmac signatures'
@@ -77,6 +78,17 @@ complete -c herald -n "__fish_herald_using_subcommand send" -l log-format -d 'Lo
 json\t'One JSON object per line'"
 complete -c herald -n "__fish_herald_using_subcommand send" -l raw -d 'Send the event\'s metadata as given, without Flux\'s cleanup and prefix stripping'
 complete -c herald -n "__fish_herald_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c herald -n "__fish_herald_using_subcommand render" -l manifests -d 'A manifest file or folder (read recursively for .yaml and .yml); repeatable' -r -F
+complete -c herald -n "__fish_herald_using_subcommand render" -l provider -d 'The provider whose requests to show, as NAMESPACE/NAME (or NAME in namespace `default`)' -r
+complete -c herald -n "__fish_herald_using_subcommand render" -l alert -d 'The Alert that delivers the event (its summary and eventMetadata apply, and providers that read the Alert see it), as NAMESPACE/NAME. Default: the one Alert naming the provider, if there is exactly one; otherwise none' -r
+complete -c herald -n "__fish_herald_using_subcommand render" -l event -d 'The Flux event, as a JSON file, or `-` for standard input' -r -F
+complete -c herald -n "__fish_herald_using_subcommand render" -l format -d 'Output: an HTTP-like listing, or one JSON object per request and line' -r -f -a "text\t'Method and URL, headers, a blank line and the body, per request'
+json\t'One object per line: {"method","url","headers":[[name,value],...],"body"}, with "body_base64" instead of "body" for a body that is not UTF-8'"
+complete -c herald -n "__fish_herald_using_subcommand render" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
+complete -c herald -n "__fish_herald_using_subcommand render" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c herald -n "__fish_herald_using_subcommand render" -l raw -d 'Use the event\'s metadata as given, without Flux\'s cleanup and prefix stripping'
+complete -c herald -n "__fish_herald_using_subcommand render" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c herald -n "__fish_herald_using_subcommand validate" -l manifests -d 'A manifest file or folder (read recursively for .yaml and .yml); repeatable' -r -F
 complete -c herald -n "__fish_herald_using_subcommand validate" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand validate" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
@@ -151,13 +163,14 @@ complete -c herald -n "__fish_herald_using_subcommand healthcheck" -l log-level 
 complete -c herald -n "__fish_herald_using_subcommand healthcheck" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
 complete -c herald -n "__fish_herald_using_subcommand healthcheck" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send validate outbox receive healthcheck help" -f -a "serve" -d 'Run the daemon: receive Flux events, match Alerts, deliver to Providers'
-complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send validate outbox receive healthcheck help" -f -a "send" -d 'Deliver one event to one provider now, and report the outcome'
-complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send validate outbox receive healthcheck help" -f -a "validate" -d 'Check manifests: syntax, fields, references, and that every provider can be built'
-complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send validate outbox receive healthcheck help" -f -a "outbox" -d 'List, show, retry or drop deliveries in the outbox (directly, or through a running daemon)'
-complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send validate outbox receive healthcheck help" -f -a "receive" -d 'Run a webhook receiver that prints what it gets and checks generic-hmac signatures'
-complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send validate outbox receive healthcheck help" -f -a "healthcheck" -d 'Probe a running daemon\'s `/readyz` (or any http:// URL): exit 0 when it answers 2xx. For container health checks in images without curl'
-complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send validate outbox receive healthcheck help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send render validate outbox receive healthcheck help" -f -a "serve" -d 'Run the daemon: receive Flux events, match Alerts, deliver to Providers'
+complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send render validate outbox receive healthcheck help" -f -a "send" -d 'Deliver one event to one provider now, and report the outcome'
+complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send render validate outbox receive healthcheck help" -f -a "render" -d 'Print the exact requests a provider would send for an event, secrets masked; send nothing'
+complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send render validate outbox receive healthcheck help" -f -a "validate" -d 'Check manifests: syntax, fields, references, and that every provider can be built'
+complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send render validate outbox receive healthcheck help" -f -a "outbox" -d 'List, show, retry or drop deliveries in the outbox (directly, or through a running daemon)'
+complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send render validate outbox receive healthcheck help" -f -a "receive" -d 'Run a webhook receiver that prints what it gets and checks generic-hmac signatures'
+complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send render validate outbox receive healthcheck help" -f -a "healthcheck" -d 'Probe a running daemon\'s `/readyz` (or any http:// URL): exit 0 when it answers 2xx. For container health checks in images without curl'
+complete -c herald -n "__fish_herald_using_subcommand help; and not __fish_seen_subcommand_from serve send render validate outbox receive healthcheck help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c herald -n "__fish_herald_using_subcommand help; and __fish_seen_subcommand_from outbox" -f -a "list" -d 'List deliveries, newest first'
 complete -c herald -n "__fish_herald_using_subcommand help; and __fish_seen_subcommand_from outbox" -f -a "show" -d 'Show one delivery, with its event'
 complete -c herald -n "__fish_herald_using_subcommand help; and __fish_seen_subcommand_from outbox" -f -a "retry" -d 'Attempt deliveries again now: one, a provider\'s dead ones, or every dead one'

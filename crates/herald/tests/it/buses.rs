@@ -30,14 +30,22 @@ mod nats {
             herald_testkit::run_peer("nats.sh", self.state.path(), args)
         }
 
-        /// The messages recorded on `flux.>`, as JSON values of their payloads.
-        fn events(&self) -> Vec<serde_json::Value> {
+        /// The payloads recorded on `flux.>`, as sent.
+        fn payloads(&self) -> Vec<String> {
             self.script(&["messages", "--port", &self.port])
                 .lines()
                 .map(|l| {
                     let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    serde_json::from_str(v["data"].as_str().unwrap()).unwrap()
+                    v["data"].as_str().unwrap().to_owned()
                 })
+                .collect()
+        }
+
+        /// The messages recorded on `flux.>`, as JSON values of their payloads.
+        fn events(&self) -> Vec<serde_json::Value> {
+            self.payloads()
+                .iter()
+                .map(|p| serde_json::from_str(p).unwrap())
                 .collect()
         }
 
@@ -104,6 +112,45 @@ mod nats {
         assert_eq!(r.status, 202);
         let events = peer.wait_events(1, &d).await;
         assert_eq!(events[0]["message"], "on the bus", "{events:?}");
+
+        // `herald render` shows the payload the server got, and the target without credentials.
+        let event = dir.path().join("event.json");
+        std::fs::write(&event, flux_event("on the bus")).unwrap();
+        let out = crate::support::herald()
+            .args([
+                "render",
+                "--format",
+                "json",
+                "--provider",
+                "apps/bus",
+                "--event",
+            ])
+            .arg(&event)
+            .arg("--manifests")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(shown["method"], "PUBLISH");
+        let host_port = facts["URL"]
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .trim_start_matches("nats://");
+        assert_eq!(
+            shown["url"],
+            format!("nats://{host_port} subject=flux.events"),
+            "{stdout}"
+        );
+        assert_eq!(shown["headers"], serde_json::json!([]));
+        assert_eq!(shown["body"], peer.payloads()[0].as_str(), "the same bytes");
+        assert!(!stdout.contains(&facts["PASSWORD"]), "{stdout}");
 
         // Accepted while the server is down: kept in the outbox and delivered once it is back.
         peer.script(&["down", &peer.port]);

@@ -20,5 +20,6 @@ mod hardening;
 mod objects;
 mod outbox;
 mod proxy;
+mod render;
 mod secrets;
 mod support;

@@ -2,7 +2,8 @@
 //! passwords, `headers` values, proxy credentials, a Sentry DSN key, an Event Hubs
 //! connection-string key, tokens inside webhook URLs and Matrix paths), its deliveries fail
 //! against a service that echoes those secrets back, and nothing herald prints — `herald send`
-//! output, `herald serve` logs at debug level, `/metrics`, `herald validate` — contains one.
+//! and `herald render` output, `herald serve` logs at debug level, `/metrics`, `herald
+//! validate` — contains one.
 
 use std::path::Path;
 use std::process::Output;
@@ -346,6 +347,26 @@ async fn failing_deliveries_print_no_secret() {
         assert_eq!(out.status.code(), Some(1), "{}: {text}", c.name);
         assert!(text.contains("failed"), "{}: {text}", c.name);
         assert_clean(&format!("herald send to {}", c.name), &text, &cases);
+
+        // What render prints, in both formats (the event has a revision: the git types show
+        // their post).
+        for format in ["text", "json"] {
+            let provider = format!("apps/{}", c.name);
+            let out = tokio::task::spawn_blocking({
+                let dir = dir.path().to_owned();
+                let event = event.clone();
+                move || {
+                    let args = ["render", "--format", format, "--provider", &provider];
+                    run(&dir, &[&args[..], &["--event", event.as_str()]].concat())
+                }
+            })
+            .await
+            .unwrap();
+            let text = printed(&out);
+            assert!(out.status.success(), "{}: {text}", c.name);
+            assert!(!out.stdout.is_empty(), "{}: {text}", c.name);
+            assert_clean(&format!("herald render of {}", c.name), &text, &cases);
+        }
     }
 
     // A broken Secret: the error names the field, never the value.
