@@ -40,6 +40,7 @@ mod ordering;
 mod provider_type;
 pub mod retry;
 mod secret;
+pub mod template;
 pub mod text;
 
 pub use config::{ProviderConfig, ProxyConfig, TlsMaterial};
