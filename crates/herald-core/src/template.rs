@@ -78,15 +78,15 @@ impl TemplateUse {
                 "commit-status descriptions are not templated by herald yet; \
                  spec.commitStatusExpr sets the status id",
             ),
-            T::GitHubPullRequestComment | T::GitLabMergeRequestComment | T::GiteaPullRequestComment => {
-                TemplateUse::Refused(
-                    "change-request comments are Flux's status post, kept identical so that \
+            T::GitHubPullRequestComment
+            | T::GitLabMergeRequestComment
+            | T::GiteaPullRequestComment => TemplateUse::Refused(
+                "change-request comments are Flux's status post, kept identical so that \
                      herald edits the comments Flux wrote",
-                )
-            }
-            T::AzureEventHub | T::GooglePubSub | T::Nats => TemplateUse::Refused(
-                "it publishes the event's JSON itself, for programs to read",
             ),
+            T::AzureEventHub | T::GooglePubSub | T::Nats => {
+                TemplateUse::Refused("it publishes the event's JSON itself, for programs to read")
+            }
             T::Otel => TemplateUse::Refused("herald does not implement it"),
         }
     }
@@ -264,8 +264,8 @@ impl MessageTemplate {
                  not to `{ty}`"
             )));
         }
-        let template =
-            Template::compile(source, &Limits::DEFAULT).map_err(|e| TemplateProblem::engine(e, ""))?;
+        let template = Template::compile(source, &Limits::DEFAULT)
+            .map_err(|e| TemplateProblem::engine(e, ""))?;
         let compiled = MessageTemplate {
             template: Arc::new(template),
             use_,
@@ -296,12 +296,14 @@ impl MessageTemplate {
     fn check_output(&self, out: &str) -> Result<(), String> {
         match self.use_ {
             TemplateUse::Body if self.content_type.is_none() => {
-                serde_json::from_str::<serde::de::IgnoredAny>(out).map(|_| ()).map_err(|e| {
-                    format!(
-                        "the body is not valid JSON ({e}); render JSON, or set \
+                serde_json::from_str::<serde::de::IgnoredAny>(out)
+                    .map(|_| ())
+                    .map_err(|e| {
+                        format!(
+                            "the body is not valid JSON ({e}); render JSON, or set \
                          {TEMPLATE_CONTENT_TYPE_ANNOTATION} to send something else"
-                    )
-                })
+                        )
+                    })
             }
             TemplateUse::Dispatch => check_dispatch(out),
             _ => Ok(()),
@@ -319,7 +321,11 @@ impl MessageTemplate {
 
     /// Renders for a delivery of `event` matched by the Alert whose manifest object is `alert`
     /// (`null` when there is none). A failure is permanent: the same event renders the same.
-    pub fn render(&self, event: &Event, alert: &serde_json::Value) -> Result<String, DeliveryError> {
+    pub fn render(
+        &self,
+        event: &Event,
+        alert: &serde_json::Value,
+    ) -> Result<String, DeliveryError> {
         let out = self
             .render_text(event, alert)
             .map_err(|e| DeliveryError::permanent(format!("the message template failed: {e}")))?;
@@ -346,9 +352,7 @@ fn check_dispatch(out: &str) -> Result<(), String> {
     match value.get("event_type") {
         Some(serde_json::Value::String(s)) if !s.is_empty() => {}
         _ => {
-            return Err(
-                "the dispatch body needs \"event_type\": a non-empty string".to_owned(),
-            );
+            return Err("the dispatch body needs \"event_type\": a non-empty string".to_owned());
         }
     }
     match value.get("client_payload") {
@@ -388,8 +392,7 @@ fn sample_events() -> [(&'static str, Event); 4] {
     };
     let error = Event {
         severity: Severity::Error,
-        message: "Health check failed after 5m0s: timeout waiting for Deployment/apps/web"
-            .into(),
+        message: "Health check failed after 5m0s: timeout waiting for Deployment/apps/web".into(),
         reason: "HealthCheckFailed".into(),
         ..base.clone()
     };

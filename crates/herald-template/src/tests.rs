@@ -18,8 +18,14 @@ fn render(source: &str) -> Result<String, TemplateError> {
 fn renders_with_the_filters() {
     let cases = [
         ("{{ event.message }}", "a <b> & \"c\" 1.2_3"),
-        ("{{ event.message | telegram }}", "a <b\\> & \"c\" 1\\.2\\_3"),
-        ("{{ event.message | slack }}", "a &lt;b&gt; &amp; \"c\" 1.2_3"),
+        (
+            "{{ event.message | telegram }}",
+            "a <b\\> & \"c\" 1\\.2\\_3",
+        ),
+        (
+            "{{ event.message | slack }}",
+            "a &lt;b&gt; &amp; \"c\" 1.2_3",
+        ),
         (
             "{{ event.message | html }}",
             "a &lt;b&gt; &amp; &#34;c&#34; 1.2_3",
@@ -47,7 +53,13 @@ fn renders_with_the_filters() {
 #[test]
 fn errors_say_what_and_where() {
     let cases: [(&str, ErrorKind, Option<usize>, Option<usize>, &str); 6] = [
-        ("{{ n }\n", ErrorKind::Syntax, Some(1), Some(6), "syntax error"),
+        (
+            "{{ n }\n",
+            ErrorKind::Syntax,
+            Some(1),
+            Some(6),
+            "syntax error",
+        ),
         (
             "ok\n{% for i in items %}\n{{ i }}\n",
             ErrorKind::Syntax,

@@ -22,18 +22,31 @@ fn event() -> Event {
 
 #[test]
 fn the_context_has_the_event_alert_provider_and_helpers() {
-    let alert = json!({"metadata": {"name": "prod"}, "spec": {"eventMetadata": {"summary": "Prod"}}});
+    let alert =
+        json!({"metadata": {"name": "prod"}, "spec": {"eventMetadata": {"summary": "Prod"}}});
     let cases = [
         ("{{ event.involvedObject.kind }}", "Kustomization"),
-        ("{{ event.severity }} {{ event.reason }}", "error HealthCheckFailed"),
+        (
+            "{{ event.severity }} {{ event.reason }}",
+            "error HealthCheckFailed",
+        ),
         ("{{ event.reportingController }}", "kustomize-controller"),
         ("{{ event.timestamp }}", "2026-11-28T10:00:00Z"),
-        ("{{ event.metadata.summary | default('-') }}", "sample summary"),
+        (
+            "{{ event.metadata.summary | default('-') }}",
+            "sample summary",
+        ),
         ("{{ obj }}", "Kustomization/flux-system/apps"),
-        ("{{ revision }}", "main@sha1:69b59063470310ebbd88a9156325322a124e55a3"),
+        (
+            "{{ revision }}",
+            "main@sha1:69b59063470310ebbd88a9156325322a124e55a3",
+        ),
         ("{{ short_revision }}", "69b5906"),
         ("{{ is_error }} {{ is_error | json }}", "True true"),
-        ("{{ alert.namespace }}/{{ alert.name }}: {{ alert.summary }}", "default/prod: Prod"),
+        (
+            "{{ alert.namespace }}/{{ alert.name }}: {{ alert.summary }}",
+            "default/prod: Prod",
+        ),
         (
             "{{ provider.namespace }} {{ provider.name }} {{ provider.type }} {{ provider.channel }}",
             "flux-system slack slack general",
@@ -50,7 +63,10 @@ fn the_context_has_the_event_alert_provider_and_helpers() {
 #[test]
 fn short_revisions() {
     for (revision, want) in [
-        ("main@sha1:69b59063470310ebbd88a9156325322a124e55a3", "69b5906"),
+        (
+            "main@sha1:69b59063470310ebbd88a9156325322a124e55a3",
+            "69b5906",
+        ),
         ("sha256:2f9fba7a", "2f9fba7"),
         ("v1.2.3", "v1.2.3"),
         ("main@sha1:abc", "abc"),
@@ -74,9 +90,17 @@ fn every_type_says_what_a_template_sets() {
     for (ty, want) in cases {
         assert_eq!(TemplateUse::of(ty), want, "{ty}");
     }
-    for ty in [T::Nats, T::GitHub, T::GitHubPullRequestComment, T::AzureEventHub] {
+    for ty in [
+        T::Nats,
+        T::GitHub,
+        T::GitHubPullRequestComment,
+        T::AzureEventHub,
+    ] {
         let err = compile("x", ty).unwrap_err().message;
-        assert!(err.starts_with(&format!("provider type `{ty}` takes no template: ")), "{err}");
+        assert!(
+            err.starts_with(&format!("provider type `{ty}` takes no template: ")),
+            "{err}"
+        );
     }
 }
 
@@ -84,7 +108,11 @@ fn every_type_says_what_a_template_sets() {
 fn load_time_checks_find_what_would_fail_later() {
     use ProviderType as T;
     let cases = [
-        ("{{ event.message }", T::Slack, "line 1, column 18: syntax error"),
+        (
+            "{{ event.message }",
+            T::Slack,
+            "line 1, column 18: syntax error",
+        ),
         (
             "{{ event.metadata.revision }}",
             T::Slack,
@@ -102,8 +130,16 @@ fn load_time_checks_find_what_would_fail_later() {
             T::Slack,
             "the output is larger than the limit",
         ),
-        ("text: {{ event.message }}", T::Generic, "the body is not valid JSON"),
-        (r#"{"client_payload": {}}"#, T::GitHubDispatch, "needs \"event_type\""),
+        (
+            "text: {{ event.message }}",
+            T::Generic,
+            "the body is not valid JSON",
+        ),
+        (
+            r#"{"client_payload": {}}"#,
+            T::GitHubDispatch,
+            "needs \"event_type\"",
+        ),
         (
             r#"{"event_type": "x", "client_payload": 1}"#,
             T::GitHubDispatch,
@@ -121,7 +157,12 @@ fn load_time_checks_find_what_would_fail_later() {
     let plain = MessageTemplate::compile("text: {{ obj }}", T::Generic, Some("text/plain"), vars());
     assert_eq!(plain.unwrap().content_type(), Some("text/plain"));
     let err = MessageTemplate::compile("x", T::Slack, Some("text/plain"), vars()).unwrap_err();
-    assert!(err.message.contains("applies to generic and generic-hmac only"), "{}", err.message);
+    assert!(
+        err.message
+            .contains("applies to generic and generic-hmac only"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -130,12 +171,23 @@ fn the_alerts_template_wins_over_the_providers() {
     assert!(templates.is_empty());
     assert!(templates.for_alert(&serde_json::Value::Null).is_none());
     templates.set_provider(compile("provider", ProviderType::Slack).unwrap());
-    templates.add_alert("default", "a", compile("alert a", ProviderType::Slack).unwrap());
+    templates.add_alert(
+        "default",
+        "a",
+        compile("alert a", ProviderType::Slack).unwrap(),
+    );
     let render = |alert: serde_json::Value| {
-        templates.for_alert(&alert).unwrap().render(&event(), &alert).unwrap()
+        templates
+            .for_alert(&alert)
+            .unwrap()
+            .render(&event(), &alert)
+            .unwrap()
     };
     assert_eq!(render(json!({"metadata": {"name": "a"}})), "alert a");
-    assert_eq!(render(json!({"metadata": {"name": "a", "namespace": "other"}})), "provider");
+    assert_eq!(
+        render(json!({"metadata": {"name": "a", "namespace": "other"}})),
+        "provider"
+    );
     assert_eq!(render(json!({"metadata": {"name": "b"}})), "provider");
     assert_eq!(render(serde_json::Value::Null), "provider");
 }
