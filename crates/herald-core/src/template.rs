@@ -38,7 +38,8 @@ pub enum TemplateUse {
     /// The `repository_dispatch` body: a JSON object with `event_type` (a non-empty string) and
     /// optionally `client_payload` (an object).
     Dispatch,
-    /// The message text, inside the service's usual message (card, attachment, colours).
+    /// The message text, inside the service's usual message (card, attachment, colours); the
+    /// alerting types' message or summary; the commit-status types' description.
     Message,
     /// Nothing: the type takes no template, for the reason given.
     Refused(&'static str),
@@ -69,15 +70,13 @@ impl TemplateUse {
             | T::PagerDuty
             | T::Datadog
             | T::IncidentIo => TemplateUse::Message,
+            // The commit status's description; spec.commitStatusExpr still sets its id.
             T::GitHub
             | T::GitLab
             | T::Gitea
             | T::Bitbucket
             | T::BitbucketServer
-            | T::AzureDevOps => TemplateUse::Refused(
-                "commit-status descriptions are not templated by herald yet; \
-                 spec.commitStatusExpr sets the status id",
-            ),
+            | T::AzureDevOps => TemplateUse::Message,
             T::GitHubPullRequestComment
             | T::GitLabMergeRequestComment
             | T::GiteaPullRequestComment => TemplateUse::Refused(

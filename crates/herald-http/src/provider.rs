@@ -20,6 +20,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use herald_core::template::{MessageTemplate, Templates};
 use herald_core::{
     BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, ProviderConfig,
     ProviderType, Registry, SecretString, TlsMaterial,
@@ -42,6 +43,22 @@ pub trait HttpProvider: fmt::Debug + Send + Sync + Sized + 'static {
     /// The body for `event`, a pure function of the event and the configuration; `None` when
     /// the event sends nothing (Sentry's `trace` events).
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError>;
+
+    /// The body when a message template (`herald_core::template`) rendered `text` for `event`.
+    /// By default the text takes the place of the event's message in the service's usual body
+    /// (card, attachment, colours and fields stay); a type whose template sets more (the whole
+    /// body, say) overrides this.
+    fn render_templated(
+        &self,
+        event: &Event,
+        text: String,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        let templated = Event {
+            message: text,
+            ..event.clone()
+        };
+        self.render(&templated)
+    }
 
     /// The request that carries `body`: method, URL and headers.
     fn request(&self, event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError>;
@@ -359,6 +376,8 @@ struct HttpNotifier<P> {
     client: HttpClient,
     masker: Masker,
     id: String,
+    /// The message templates of the Provider and its Alerts (compiled at load).
+    templates: Templates,
 }
 
 impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
@@ -372,15 +391,38 @@ impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
 }
 
 impl<P: HttpProvider> HttpNotifier<P> {
-    async fn deliver(&self, event: &Event) -> Result<(), DeliveryError> {
-        let prepared = self.provider.render(event).and_then(|body| match body {
-            Some(body) => {
-                let first = self.provider.request(event, body)?;
-                let rest = self.provider.follow_ups(event)?;
-                Ok(Some((first, rest)))
+    /// The body for `event`: the template's, when the Provider or the Alert (`alert`, its
+    /// manifest object or `null`) has one.
+    fn body(
+        &self,
+        event: &Event,
+        template: Option<&MessageTemplate>,
+        alert: &serde_json::Value,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        match template {
+            Some(t) => {
+                let text = t.render(event, alert)?;
+                self.provider.render_templated(event, text)
             }
-            None => Ok(None),
-        });
+            None => self.provider.render(event),
+        }
+    }
+
+    async fn deliver(&self, event: &Event, alert: &serde_json::Value) -> Result<(), DeliveryError> {
+        let template = self.templates.for_alert(alert);
+        let prepared = self
+            .body(event, template, alert)
+            .and_then(|body| match body {
+                Some(body) => {
+                    let mut first = self.provider.request(event, body)?;
+                    if let Some(content_type) = template.and_then(MessageTemplate::content_type) {
+                        set_content_type(&mut first, content_type)?;
+                    }
+                    let rest = self.provider.follow_ups(event)?;
+                    Ok(Some((first, rest)))
+                }
+                None => Ok(None),
+            });
         let (first, rest) = match prepared {
             Ok(Some(requests)) => requests,
             Ok(None) => return Ok(()),
@@ -416,10 +458,30 @@ impl<P: HttpProvider> HttpNotifier<P> {
     }
 }
 
+/// Replaces the `Content-Type` of `request` (in its place) with a template's.
+fn set_content_type(request: &mut Request, content_type: &str) -> Result<(), DeliveryError> {
+    let value = HeaderValue::from_str(content_type).map_err(|_| {
+        DeliveryError::permanent("the template's content type is not a valid HTTP header value")
+    })?;
+    match request
+        .headers
+        .iter_mut()
+        .find(|(n, _)| *n == http::header::CONTENT_TYPE)
+    {
+        Some((_, v)) => *v = value,
+        None => request.headers.push((http::header::CONTENT_TYPE, value)),
+    }
+    Ok(())
+}
+
 impl<P: HttpProvider> Notifier for HttpNotifier<P> {
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
+        self.post_for(event, &serde_json::Value::Null)
+    }
+
+    fn post_for<'a>(&'a self, event: &'a Event, alert: &'a serde_json::Value) -> NotifyFuture<'a> {
         Box::pin(async move {
-            self.deliver(event)
+            self.deliver(event, alert)
                 .await
                 .map_err(|e| mask(&self.masker, &e))
         })
@@ -441,6 +503,7 @@ pub fn notifier<P: HttpProvider>(
         client,
         masker,
         id: config.id(),
+        templates: config.templates.clone(),
     }))
 }
 

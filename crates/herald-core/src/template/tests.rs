@@ -86,6 +86,7 @@ fn every_type_says_what_a_template_sets() {
         (T::Slack, TemplateUse::Message),
         (T::Telegram, TemplateUse::Message),
         (T::Alertmanager, TemplateUse::Message),
+        (T::GitHub, TemplateUse::Message),
     ];
     for (ty, want) in cases {
         assert_eq!(TemplateUse::of(ty), want, "{ty}");
