@@ -11,6 +11,7 @@ mod incident_io;
 mod opsgenie;
 mod pagerduty;
 mod sentry;
+mod templates;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

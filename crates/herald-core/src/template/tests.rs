@@ -93,7 +93,7 @@ fn every_type_says_what_a_template_sets() {
     }
     for ty in [
         T::Nats,
-        T::GitHub,
+        T::GooglePubSub,
         T::GitHubPullRequestComment,
         T::AzureEventHub,
     ] {
