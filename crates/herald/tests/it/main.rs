@@ -22,3 +22,4 @@ mod outbox;
 mod proxy;
 mod secrets;
 mod support;
+mod templates;
