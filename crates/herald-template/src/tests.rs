@@ -52,7 +52,9 @@ fn renders_with_the_filters() {
 
 #[test]
 fn errors_say_what_and_where() {
-    let cases: [(&str, ErrorKind, Option<usize>, Option<usize>, &str); 6] = [
+    // Source, kind, line, column (when checked) and a part of the message.
+    type Case = (&'static str, ErrorKind, Option<usize>, Option<usize>, &'static str);
+    let cases: [Case; 6] = [
         (
             "{{ n }\n",
             ErrorKind::Syntax,
