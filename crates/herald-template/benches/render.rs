@@ -27,7 +27,11 @@ fn main() {
     let template = MessageTemplate::compile(CHAT, ProviderType::Slack, None, provider).unwrap();
     let alert = serde_json::json!({"metadata": {"name": "apps", "namespace": "flux-system"}});
     let ns = measure(|| {
-        black_box(template.render(black_box(&event), black_box(&alert)).unwrap());
+        black_box(
+            template
+                .render(black_box(&event), black_box(&alert))
+                .unwrap(),
+        );
     });
     println!("chat template render: {ns:.0} ns/event");
 }

@@ -17,11 +17,25 @@ const MARKDOWN_V2_SPECIAL: &str = "\\.-_[]()~>`#+=|{}!*";
 
 /// Registers every filter of this module on `env`.
 pub(crate) fn add_all(env: &mut Environment<'_>) {
-    env.add_filter("telegram", |s: &str| telegram(s));
-    env.add_filter("slack", |s: &str| slack(s));
-    env.add_filter("html", |s: &str| html(s));
+    env.add_filter("telegram", |v: &Value| text(v).map(|s| telegram(&s)));
+    env.add_filter("slack", |v: &Value| text(v).map(|s| slack(&s)));
+    env.add_filter("html", |v: &Value| text(v).map(|s| html(&s)));
     env.add_filter("json", json);
     env.add_filter("truncate", truncate_filter);
+}
+
+/// The text of a filter's input: a string as it is, a number or boolean as printed; an
+/// undefined value is an error that says so (strict mode).
+fn text(value: &Value) -> Result<String, Error> {
+    if value.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "the value given to the filter is undefined",
+        ));
+    }
+    Ok(value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned))
 }
 
 /// Escapes `s` for Telegram's MarkdownV2: a backslash before every special character.
@@ -71,6 +85,12 @@ fn replace_chars(s: &str, replacement: impl Fn(char) -> Option<&'static str>) ->
 
 /// The value as JSON: strings quoted and escaped, maps as objects, sequences as arrays.
 fn json(value: &Value) -> Result<String, Error> {
+    if value.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "the value given to the filter is undefined",
+        ));
+    }
     serde_json::to_string(value).map_err(|e| {
         Error::new(
             ErrorKind::InvalidOperation,
@@ -90,6 +110,6 @@ pub fn truncate(s: &str, length: usize, end: &str) -> String {
     out
 }
 
-fn truncate_filter(s: &str, length: usize, end: Option<&str>) -> String {
-    truncate(s, length, end.unwrap_or("…"))
+fn truncate_filter(value: &Value, length: usize, end: Option<&str>) -> Result<String, Error> {
+    text(value).map(|s| truncate(&s, length, end.unwrap_or("…")))
 }

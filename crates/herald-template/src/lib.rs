@@ -26,8 +26,10 @@
 //!
 //! let err = Template::compile("{{ who }\n", &Limits::default()).unwrap_err();
 //! assert_eq!((err.line, err.column), (Some(1), Some(8)));
+//! let t = Template::compile("{{ who }} {{ what }}", &Limits::default()).unwrap();
 //! let err = t.render(&serde_json::json!({"who": "flux"})).unwrap_err();
 //! assert_eq!(err.kind, herald_template::ErrorKind::Undefined);
+//! assert_eq!(err.to_string(), "line 1, column 14: undefined value: `what` is undefined");
 //! ```
 
 pub mod filters;

