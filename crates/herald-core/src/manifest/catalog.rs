@@ -3,9 +3,11 @@
 //!
 //! The checks run in stages, each adding problems to the objects it finds wrong: reading (the
 //! problems of [`ManifestSet::problems`]), duplicates, Providers (their Secrets, resolving them
-//! into a [`ProviderConfig`], building their notifier through the [`Registry`]), then Alerts
-//! (their Provider must exist and be ready). A later check (a template, say) adds its own with
-//! [`Catalog::fail`], which also makes the Alerts of a failed Provider not ready.
+//! into a [`ProviderConfig`], compiling and checking their message templates and those of
+//! their Alerts, building their notifier through the [`Registry`]), then Alerts (their Provider
+//! must exist and be ready). A bad Alert template makes only that Alert not ready. A later
+//! check adds its own with [`Catalog::fail`], which also makes the Alerts of a failed Provider
+//! not ready.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

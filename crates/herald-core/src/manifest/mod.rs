@@ -4,7 +4,8 @@
 //!
 //! herald reads the manifests Flux users already have: `notification.toolkit.fluxcd.io`
 //! `v1beta1`, `v1beta2` and `v1beta3` Providers and Alerts, and `v1` Secrets (`data` in
-//! base64, `stringData` in clear). Files hold any number of YAML documents; documents of other
+//! base64, `stringData` in clear), and `v1` ConfigMaps (the templates of
+//! `herald.dev/template-from`). Files hold any number of YAML documents; documents of other
 //! kinds are skipped. Every problem names the file, the line, the document, the object and the
 //! field, and says what is wrong.
 //!

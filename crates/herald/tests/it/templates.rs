@@ -222,3 +222,34 @@ async fn serve_delivers_templated_bodies_while_bad_templates_are_not_ready() {
         ]
     );
 }
+
+#[test]
+fn validate_counts_the_configmaps_of_a_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = [
+        object(
+            "Provider",
+            "hook",
+            "    herald.dev/template-from: messages/body",
+            &generic("http://127.0.0.1:1"),
+        ),
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: messages\n  namespace: apps\ndata:\n  body: '{\"text\": {{ event.message | json }}}'\n".to_owned(),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("set.yaml"), text).unwrap();
+    let out = herald()
+        .args(["validate", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "ok: 1 provider(s), 0 alert(s), 0 secret(s), 1 ConfigMap(s) in 1 file(s); 0 other document(s) skipped"
+    );
+}
