@@ -95,3 +95,37 @@ async fn the_template_sets_the_message_text() {
         );
     }
 }
+
+/// The same template on every chat type: the text lands where each puts the message
+/// (`tests/golden/<type>/templated-text.json`; Slack's and Telegram's above cover Alerts).
+#[tokio::test]
+async fn every_type_takes_the_text() {
+    use herald_core::template::{MessageTemplate, ProviderVars};
+    let event = fixture("kustomization-revision.json");
+    for ty in herald_chat::TYPES {
+        let rec = Recorder::start().await;
+        let mut cfg = crate::working_config(ty, &rec.url(), "tok-1234");
+        let vars = ProviderVars {
+            provider_type: ty.as_str().to_owned(),
+            ..ProviderVars::default()
+        };
+        let template = MessageTemplate::compile(
+            "{{ obj }} at {{ short_revision }} ({{ provider.type }})",
+            ty,
+            None,
+            vars,
+        )
+        .unwrap();
+        cfg.templates.set_provider(template);
+        let got = crate::deliver(&cfg, &event, &rec).await;
+        assert!(
+            got.body_str().contains("69b5906"),
+            "{ty}: {}",
+            got.body_str()
+        );
+        assert_golden(
+            &crate::golden(&format!("{ty}/templated-text.json")),
+            got.body_str(),
+        );
+    }
+}
