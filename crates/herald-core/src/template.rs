@@ -263,6 +263,14 @@ impl MessageTemplate {
                  not to `{ty}`"
             )));
         }
+        if let Some(ct) = content_type
+            && (ct.is_empty() || !ct.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        {
+            return Err(TemplateProblem::plain(format!(
+                "{TEMPLATE_CONTENT_TYPE_ANNOTATION}: {ct:?} is not a header value (printable \
+                 ASCII on one line)"
+            )));
+        }
         let template = Template::compile(source, &Limits::DEFAULT)
             .map_err(|e| TemplateProblem::engine(e, ""))?;
         let compiled = MessageTemplate {

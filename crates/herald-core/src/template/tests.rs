@@ -157,6 +157,13 @@ fn load_time_checks_find_what_would_fail_later() {
     assert!(compile(r#"{"event_type": "{{ obj }}"}"#, T::GitHubDispatch).is_ok());
     let plain = MessageTemplate::compile("text: {{ obj }}", T::Generic, Some("text/plain"), vars());
     assert_eq!(plain.unwrap().content_type(), Some("text/plain"));
+    let err =
+        MessageTemplate::compile("x", T::Generic, Some("text/plain\nX: y"), vars()).unwrap_err();
+    assert!(
+        err.message.contains("is not a header value"),
+        "{}",
+        err.message
+    );
     let err = MessageTemplate::compile("x", T::Slack, Some("text/plain"), vars()).unwrap_err();
     assert!(
         err.message
