@@ -394,6 +394,7 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
         "herald-chat",
         "herald-git",
         "herald-alerting",
+        "herald-template",
     ] {
         if !root
             .join("crates")

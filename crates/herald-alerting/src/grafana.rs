@@ -25,6 +25,15 @@ impl HttpProvider for Grafana {
         provider::rendered(render(event))
     }
 
+    /// Flux's annotation carries no message: a template sets its `text` (the object otherwise).
+    fn render_templated(
+        &self,
+        event: &Event,
+        text: String,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render_with_text(event, text))
+    }
+
     fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
         Ok(self.post.request(body))
     }
@@ -50,6 +59,11 @@ struct Annotation {
 /// `<key>: <value>` per metadata entry in key order (every `:` inside key and value replaced
 /// by `|`), `kind: <Kind>`, `name: <name>`, `namespace: <namespace>`.
 pub fn render(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
+    render_with_text(event, text::obj_dot(event))
+}
+
+/// [`render`] with `text` as the annotation's text (a message template's output).
+pub fn render_with_text(event: &Event, text: String) -> Result<Vec<u8>, serde_json::Error> {
     let o = &event.involved_object;
     let mut tags = Vec::with_capacity(event.metadata.len() + 5);
     tags.push("flux".to_owned());
@@ -67,7 +81,7 @@ pub fn render(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
     json::to_vec(&Annotation {
         when: event.timestamp.map(|t| t.unix()),
         time: event.timestamp.map(|t| t.unix_millis()),
-        text: text::obj_dot(event),
+        text,
         tags,
     })
 }

@@ -74,11 +74,17 @@ struct Payload<'a> {
 /// The `sendMessage` body for `channel` (`<chat>` or `<chat>:<thread>`; the thread id is sent
 /// as a JSON string, as Flux does).
 pub fn render(event: &Event, channel: &str) -> Result<Vec<u8>, serde_json::Error> {
+    render_text(message(event), channel)
+}
+
+/// The `sendMessage` body carrying `text`, MarkdownV2 as it is: a template's output, whose
+/// values the template escapes itself (its `telegram` filter).
+pub fn render_text(text: String, channel: &str) -> Result<Vec<u8>, serde_json::Error> {
     let (chat_id, thread) = channel.split_once(':').unwrap_or((channel, ""));
     json::to_vec(&Payload {
         chat_id,
         message_thread_id: thread,
-        text: message(event),
+        text,
         parse_mode: "MarkdownV2",
     })
 }
@@ -121,6 +127,15 @@ impl HttpProvider for Telegram {
 
     fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
         provider::rendered(render(event, &self.channel))
+    }
+
+    /// A template writes the whole MarkdownV2 message (heading and metadata included).
+    fn render_templated(
+        &self,
+        _event: &Event,
+        text: String,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        provider::rendered(render_text(text, &self.channel))
     }
 
     fn request(&self, _event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::template::Templates;
 use crate::{Masker, ProviderType, SecretBytes, SecretString};
 
 /// Everything a provider needs, resolved from its `Provider` manifest and the `Secret`s it
@@ -51,6 +52,9 @@ pub struct ProviderConfig {
     pub object: serde_json::Value,
     /// `spec.serviceAccountName`, if set.
     pub service_account_name: Option<String>,
+    /// The message templates of the Provider and of its Alerts, compiled and checked when the
+    /// manifests were loaded (empty when none has one).
+    pub templates: Templates,
 }
 
 impl ProviderConfig {
@@ -84,6 +88,7 @@ impl ProviderConfig {
             commit_status_expr: None,
             object: serde_json::Value::Null,
             service_account_name: None,
+            templates: Templates::default(),
         }
     }
 

@@ -6,7 +6,9 @@
 //! that implements it ([`ProviderType`], [`Family`]), the resolved configuration a provider is
 //! built from ([`ProviderConfig`]), the [`Notifier`] trait with its [`Registry`] of factories,
 //! the typed errors ([`BuildError`], [`DeliveryError`]), the one retry policy ([`retry`]) and
-//! the ordering key that says which deliveries must go out one after another ([`OrderingKey`]).
+//! the ordering key that says which deliveries must go out one after another ([`OrderingKey`]),
+//! and the message templates of Providers and Alerts, compiled and checked at load
+//! ([`template`], on the engine of `herald-template`).
 //!
 //! It is *not* a client: it does no I/O at all, spawns nothing and knows no HTTP library.
 //! Manifests are parsed from text that the caller reads ([`manifest::ManifestSet::add_file`]),
@@ -40,6 +42,7 @@ mod ordering;
 mod provider_type;
 pub mod retry;
 mod secret;
+pub mod template;
 pub mod text;
 
 pub use config::{ProviderConfig, ProxyConfig, TlsMaterial};

@@ -1,6 +1,7 @@
 //! `githubdispatch`: `repository_dispatch` events on GitHub's REST API
 //! (<https://docs.github.com/en/rest/repos/repos#create-a-repository-dispatch-event>).
 
+use herald_core::template::Templates;
 use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, ProviderType, text};
 use herald_http::provider::{Entry, Render, Setup};
 use herald_http::{HttpClient, Request};
@@ -14,6 +15,9 @@ use crate::status::{refuse_unsupported, to_json};
 #[derive(Debug)]
 pub(crate) struct Dispatch {
     api: Api,
+    /// The message templates of the Provider and its Alerts: each renders the whole body
+    /// (`event_type` and `client_payload`, checked at load).
+    templates: Templates,
 }
 
 /// `{"event_type":"<Kind>/<name>.<namespace>","client_payload":<the event>}`, every severity
@@ -37,6 +41,7 @@ impl Deliver for Dispatch {
         refuse_unsupported(setup.config())?;
         Ok(Dispatch {
             api: Api::from_config(setup, false)?,
+            templates: setup.config().templates.clone(),
         })
     }
 
@@ -44,9 +49,9 @@ impl Deliver for Dispatch {
         &self,
         client: &HttpClient,
         event: &Event,
-        _alert: &serde_json::Value,
+        alert: &serde_json::Value,
     ) -> Result<(), DeliveryError> {
-        let request = self.api.post_json("dispatches", render(event)?);
+        let request = self.api.post_json("dispatches", self.body(event, alert)?);
         self.api
             .send(client, request)
             .await
@@ -57,10 +62,21 @@ impl Deliver for Dispatch {
     fn preview(
         &self,
         event: &Event,
-        _alert: &serde_json::Value,
+        alert: &serde_json::Value,
     ) -> Result<Vec<Request>, DeliveryError> {
-        let request = self.api.post_json("dispatches", render(event)?);
+        let request = self.api.post_json("dispatches", self.body(event, alert)?);
         Ok(vec![self.api.previewed(request)])
+    }
+}
+
+impl Dispatch {
+    /// The dispatch body for `event`, matched by `alert`: its template's (the Alert's, else the
+    /// Provider's), else Flux's.
+    fn body(&self, event: &Event, alert: &serde_json::Value) -> Result<Vec<u8>, DeliveryError> {
+        match self.templates.for_alert(alert) {
+            Some(template) => Ok(template.render(event, alert)?.into_bytes()),
+            None => render(event),
+        }
     }
 }
 

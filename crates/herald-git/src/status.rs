@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use herald_core::template::Templates;
 use herald_core::{BuildError, DeliveryError, Event, ProviderConfig, Severity, text};
 use herald_http::provider::{self, Entry, Render, Setup};
 use herald_http::{HttpClient, Request, Response};
@@ -122,6 +123,8 @@ struct Configured<F> {
     expr: Option<(StatusExpr, serde_json::Value)>,
     /// The Provider's name, for Flux's message about an empty id.
     name: String,
+    /// The message templates of the Provider and its Alerts: each renders the description.
+    templates: Templates,
 }
 
 impl<F: StatusForge> Deliver for Configured<F> {
@@ -145,6 +148,7 @@ impl<F: StatusForge> Deliver for Configured<F> {
             provider_part,
             expr,
             name: config.name.clone(),
+            templates: config.templates.clone(),
         })
     }
 
@@ -248,7 +252,10 @@ impl<F: StatusForge> Configured<F> {
             event,
             sha,
             id,
-            description: text::reason_words(&event.reason),
+            description: match self.templates.for_alert(alert) {
+                Some(template) => template.render(event, alert)?,
+                None => text::reason_words(&event.reason),
+            },
             state: F::state(outcome),
         }))
     }

@@ -20,6 +20,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use herald_core::template::{MessageTemplate, Templates};
 use herald_core::{
     BuildError, DeliveryError, Event, Family, Masker, Notifier, NotifyFuture, Preview,
     ProviderConfig, ProviderType, Registry, SecretString, TlsMaterial,
@@ -53,6 +54,22 @@ pub trait HttpProvider: fmt::Debug + Send + Sync + Sized + 'static {
     ) -> Result<Option<Vec<u8>>, DeliveryError> {
         let _ = alert;
         self.render(event)
+    }
+
+    /// The body when a message template (`herald_core::template`) rendered `text` for `event`.
+    /// By default the text takes the place of the event's message in the service's usual body
+    /// (card, attachment, colours and fields stay); a type whose template sets more (the whole
+    /// body, say) overrides this.
+    fn render_templated(
+        &self,
+        event: &Event,
+        text: String,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        let templated = Event {
+            message: text,
+            ..event.clone()
+        };
+        self.render(&templated)
     }
 
     /// The request that carries `body`: method, URL and headers.
@@ -371,6 +388,8 @@ struct HttpNotifier<P> {
     client: HttpClient,
     masker: Masker,
     id: String,
+    /// The message templates of the Provider and its Alerts (compiled at load).
+    templates: Templates,
 }
 
 impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
@@ -384,20 +403,43 @@ impl<P: HttpProvider> fmt::Debug for HttpNotifier<P> {
 }
 
 impl<P: HttpProvider> HttpNotifier<P> {
-    /// Every request of one delivery, in order, prepared before anything is sent: render, the
-    /// request, the follow-ups, for the Alert that matched (`null` when there is none). Empty when the event sends nothing. Delivery and preview both
-    /// start here, so a preview shows what a delivery sends.
+    /// The body for `event`: the template's, when the Provider or the Alert (`alert`, its
+    /// manifest object or `null`) has one; else the provider's own render for that Alert.
+    fn body(
+        &self,
+        event: &Event,
+        template: Option<&MessageTemplate>,
+        alert: &serde_json::Value,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        match template {
+            Some(t) => {
+                let text = t.render(event, alert)?;
+                self.provider.render_templated(event, text)
+            }
+            None => self.provider.render_for(event, alert),
+        }
+    }
+
+    /// Every request of one delivery, in order, prepared before anything is sent: the body
+    /// (templated or not), the request, the follow-ups, for the Alert that matched (`null` when
+    /// there is none). Empty when the event sends nothing. Delivery and preview both start
+    /// here, so a preview shows what a delivery sends.
     fn prepare(
         &self,
         event: &Event,
         alert: &serde_json::Value,
     ) -> Result<Vec<FollowUp>, DeliveryError> {
-        let prepared = self.provider.render_for(event, alert).and_then(|body| {
+        let template = self.templates.for_alert(alert);
+        let prepared = self.body(event, template, alert).and_then(|body| {
             let Some(body) = body else {
                 return Ok(Vec::new());
             };
+            let mut request = self.provider.request(event, body)?;
+            if let Some(content_type) = template.and_then(MessageTemplate::content_type) {
+                set_content_type(&mut request, content_type)?;
+            }
             let first = FollowUp {
-                request: self.provider.request(event, body)?,
+                request,
                 send_failed: P::SEND_FAILED,
             };
             let mut all = vec![first];
@@ -437,6 +479,22 @@ impl<P: HttpProvider> HttpNotifier<P> {
     }
 }
 
+/// Replaces the `Content-Type` of `request` (in its place) with a template's.
+fn set_content_type(request: &mut Request, content_type: &str) -> Result<(), DeliveryError> {
+    let value = HeaderValue::from_str(content_type).map_err(|_| {
+        DeliveryError::permanent("the template's content type is not a valid HTTP header value")
+    })?;
+    match request
+        .headers
+        .iter_mut()
+        .find(|(n, _)| *n == http::header::CONTENT_TYPE)
+    {
+        Some((_, v)) => *v = value,
+        None => request.headers.push((http::header::CONTENT_TYPE, value)),
+    }
+    Ok(())
+}
+
 impl<P: HttpProvider> Notifier for HttpNotifier<P> {
     fn post<'a>(&'a self, event: &'a Event) -> NotifyFuture<'a> {
         self.post_for(event, &serde_json::Value::Null)
@@ -455,7 +513,9 @@ impl<P: HttpProvider> Notifier for HttpNotifier<P> {
         event: &Event,
         alert: &serde_json::Value,
     ) -> Result<Vec<Preview>, DeliveryError> {
-        let steps = self.prepare(event, alert).map_err(|e| mask(&self.masker, &e))?;
+        let steps = self
+            .prepare(event, alert)
+            .map_err(|e| mask(&self.masker, &e))?;
         Ok(steps
             .iter()
             .map(|step| crate::preview::of(&step.request, &self.masker))
@@ -478,6 +538,7 @@ pub fn notifier<P: HttpProvider>(
         client,
         masker,
         id: config.id(),
+        templates: config.templates.clone(),
     }))
 }
 

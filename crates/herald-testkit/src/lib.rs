@@ -6,7 +6,8 @@
 //! [`golden_cases`], [`request_summary`]) with the layout check of the provider recipe
 //! ([`assert_family_layout`]), and the start and stop wrappers for the real services whose
 //! scripts live in this crate's `peers/` folder ([`start_peer`], [`stop_peer`],
-//! [`peer_command`]).
+//! [`peer_command`]), and the loading of templated manifests as the daemon does it
+//! ([`ready_catalog`], [`notifier_and_alert`]).
 //!
 //! It is *not* part of herald: it is a dev-dependency only. It panics freely, with messages
 //! meant for whoever reads a failing test, and it never talks to anything but 127.0.0.1.
@@ -30,6 +31,7 @@ mod keys;
 mod peer;
 mod proxy;
 mod recorder;
+mod templates;
 mod tls;
 
 pub use bench::measure;
@@ -44,4 +46,5 @@ pub use peer::{
 };
 pub use proxy::{Proxied, RecordingProxy};
 pub use recorder::{Recorded, Recorder, Reply};
+pub use templates::{notifier_and_alert, ready_catalog};
 pub use tls::{ServerTls, TestCa};

@@ -51,6 +51,16 @@ impl HttpProvider for Generic {
         Ok(Some(crate::render_body(event)))
     }
 
+    /// A template renders the whole body (checked at load to be JSON, unless the Provider or
+    /// Alert gives another content type).
+    fn render_templated(
+        &self,
+        _event: &Event,
+        text: String,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        Ok(Some(text.into_bytes()))
+    }
+
     fn request(&self, event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
         self.post(event, body)
     }

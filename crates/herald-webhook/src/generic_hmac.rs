@@ -32,6 +32,15 @@ impl HttpProvider for GenericHmac {
         self.generic.render(event)
     }
 
+    /// The template's body, signed as rendered.
+    fn render_templated(
+        &self,
+        event: &Event,
+        text: String,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        self.generic.render_templated(event, text)
+    }
+
     fn request(&self, event: &Event, body: Vec<u8>) -> Result<Request, DeliveryError> {
         let signature = crate::sign(self.key.expose().as_bytes(), &body);
         let value = HeaderValue::from_str(&signature)

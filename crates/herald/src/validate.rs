@@ -34,10 +34,12 @@ pub(crate) fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     output(&format!(
-        "ok: {} provider(s), {} alert(s), {} secret(s) in {} file(s); {} other document(s) skipped",
+        "ok: {} provider(s), {} alert(s), {} secret(s), {} ConfigMap(s) in {} file(s); {} other \
+         document(s) skipped",
         set.providers.len(),
         set.alerts.len(),
         set.secrets.len(),
+        set.config_maps.len(),
         set.files.len(),
         set.skipped.len()
     ));

@@ -12,6 +12,7 @@ mod opsgenie;
 mod otel;
 mod pagerduty;
 mod sentry;
+mod templates;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};

@@ -8,6 +8,7 @@
 mod goldens;
 mod matrix;
 mod responses;
+mod templates;
 mod transport;
 mod zulip;
 

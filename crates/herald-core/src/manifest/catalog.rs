@@ -3,15 +3,21 @@
 //!
 //! The checks run in stages, each adding problems to the objects it finds wrong: reading (the
 //! problems of [`ManifestSet::problems`]), duplicates, Providers (their Secrets, resolving them
-//! into a [`ProviderConfig`], building their notifier through the [`Registry`]), then Alerts
-//! (their Provider must exist and be ready). A later check (a template, say) adds its own with
-//! [`Catalog::fail`], which also makes the Alerts of a failed Provider not ready.
+//! into a [`ProviderConfig`], compiling and checking their message templates and those of
+//! their Alerts, building their notifier through the [`Registry`]), then Alerts (their Provider
+//! must exist and be ready). A bad Alert template makes only that Alert not ready. A later
+//! check adds its own with [`Catalog::fail`], which also makes the Alerts of a failed Provider
+//! not ready.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::load::duplicates;
-use super::{Alert, Kind, ManifestError, ManifestSet, ObjectKey, Provider};
+use super::{
+    Alert, Kind, ManifestError, ManifestSet, ObjectKey, Origin, Provider, TemplateSource,
+    TemplateText,
+};
+use crate::template::{MessageTemplate, ProviderVars, Templates};
 use crate::{BuildError, Masker, Notifier, ProviderConfig, Registry};
 
 /// One object's status: ready when it has no problems.
@@ -196,6 +202,7 @@ impl Catalog {
             .map(Provider::key)
             .chain(set.alerts.iter().map(Alert::key))
             .chain(set.secrets.iter().map(|s| s.key()))
+            .chain(set.config_maps.iter().map(|c| c.key()))
             .chain(set.files.iter().map(|f| ObjectKey::file(f)));
         for key in keys {
             self.statuses
@@ -241,24 +248,27 @@ impl Catalog {
             if !self.is_ready(&key) {
                 continue;
             }
-            match self.ready_provider(provider, registry) {
+            match self.ready_provider(provider, registry, &mut failed) {
                 Ok(ready) => {
                     self.providers.insert(key, ready);
                 }
-                Err(problems) => failed.push((key, problems)),
+                Err(problems) => failed.extend(problems.into_iter().map(|p| (key.clone(), p))),
             }
         }
-        for (key, problems) in failed {
+        for (key, problem) in failed {
             if let Some(status) = self.statuses.get_mut(&key) {
-                status.problems.extend(problems);
+                status.problems.push(problem);
             }
         }
     }
 
+    /// The Provider ready to deliver, or its problems; the problems of its Alerts' templates
+    /// go to `alert_problems` (an Alert with a bad template is left out, the Provider is not).
     fn ready_provider(
         &self,
         provider: &Provider,
         registry: &Registry,
+        alert_problems: &mut Vec<(ObjectKey, ManifestError)>,
     ) -> Result<ReadyProvider, Vec<ManifestError>> {
         let err = |path: &[&str]| {
             ManifestError::at(&provider.origin, path)
@@ -294,7 +304,8 @@ impl Catalog {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let config = self.set.provider_config(provider).map_err(|e| vec![e])?;
+        let mut config = self.set.provider_config(provider).map_err(|e| vec![e])?;
+        config.templates = self.templates(provider, alert_problems)?;
         let masker = config.masker();
         match registry.build(&config) {
             Ok(notifier) => Ok(ReadyProvider {
@@ -304,6 +315,99 @@ impl Catalog {
             }),
             Err(e) => Err(vec![build_problem(provider, &e, &masker)]),
         }
+    }
+
+    /// The compiled templates of `provider` and of its ready Alerts. A bad Provider template is
+    /// the Provider's problem; a bad Alert template goes to `alert_problems`.
+    fn templates(
+        &self,
+        provider: &Provider,
+        alert_problems: &mut Vec<(ObjectKey, ManifestError)>,
+    ) -> Result<Templates, Vec<ManifestError>> {
+        let vars = ProviderVars {
+            namespace: provider.namespace.clone(),
+            name: provider.name.clone(),
+            provider_type: provider.spec.provider_type.as_str().to_owned(),
+            channel: provider.spec.channel.clone(),
+        };
+        let compile = |source: &TemplateSource, origin: &Origin, key: &ObjectKey| {
+            self.compile_template(source, origin, key, provider, &vars)
+        };
+        let mut templates = Templates::default();
+        if let Some(source) = &provider.template {
+            let template =
+                compile(source, &provider.origin, &provider.key()).map_err(|e| vec![e])?;
+            templates.set_provider(template);
+        }
+        let alerts = self.set.alerts.iter().filter(|a| {
+            a.namespace == provider.namespace
+                && a.spec.provider_ref == provider.name
+                && self.is_ready(&a.key())
+        });
+        for alert in alerts {
+            let Some(source) = &alert.template else {
+                continue;
+            };
+            match compile(source, &alert.origin, &alert.key()) {
+                Ok(template) => templates.add_alert(&alert.namespace, &alert.name, template),
+                Err(problem) => alert_problems.push((alert.key(), problem)),
+            }
+        }
+        Ok(templates)
+    }
+
+    /// Resolves (`template-from`), compiles and checks the template of the object `key`
+    /// read at `origin`, for `provider`.
+    fn compile_template(
+        &self,
+        source: &TemplateSource,
+        origin: &Origin,
+        key: &ObjectKey,
+        provider: &Provider,
+        vars: &ProviderVars,
+    ) -> Result<MessageTemplate, ManifestError> {
+        let annotation = source.annotation();
+        let problem = |message: String| {
+            ManifestError::at(origin, &["metadata", "annotations", annotation])
+                .object(key.kind, &key.namespace, &key.name)
+                .field(format!("metadata.annotations.{annotation}"))
+                .message(message)
+        };
+        let (text, what) = match &source.text {
+            TemplateText::Inline(text) => (text.as_str(), "template".to_owned()),
+            TemplateText::From {
+                config_map,
+                key: data_key,
+            } => {
+                let Some(map) = self.set.config_map(&key.namespace, config_map) else {
+                    return Err(problem(format!(
+                        "ConfigMap {}/{config_map} not found in the manifests (a template's \
+                         ConfigMap must be in the same namespace)",
+                        key.namespace
+                    )));
+                };
+                let Some(text) = map.data.get(data_key) else {
+                    return Err(problem(format!(
+                        "ConfigMap {}/{config_map} has no key {data_key:?} in its data",
+                        key.namespace
+                    )));
+                };
+                let what = format!(
+                    "template {data_key:?} of ConfigMap {}/{config_map} ({}:{})",
+                    key.namespace,
+                    map.origin.file.display(),
+                    map.origin.line_of(&["data", data_key])
+                );
+                (text.as_str(), what)
+            }
+        };
+        MessageTemplate::compile(
+            text,
+            provider.spec.provider_type,
+            source.content_type.as_deref(),
+            vars.clone(),
+        )
+        .map_err(|p| problem(format!("{what}: {}", p.message)))
     }
 
     /// Each Alert whose Provider is missing or not ready is not ready either (once).

@@ -11,7 +11,11 @@ use super::raw;
 use super::{
     Alert, AlertSpec, DEFAULT_NAMESPACE, EventSource, HERALD_ANNOTATION_PREFIX, Kind,
     MAX_IN_FLIGHT_ANNOTATION, ManifestError, ManifestSet, NOTIFICATION_GROUP,
-    NOTIFICATION_VERSIONS, ObjectKey, Origin, Provider, ProviderSpec, Secret,
+    NOTIFICATION_VERSIONS, ObjectKey, Origin, Provider, ProviderSpec, Secret, TemplateSource,
+    TemplateText,
+};
+use crate::template::{
+    TEMPLATE_ANNOTATION, TEMPLATE_CONTENT_TYPE_ANNOTATION, TEMPLATE_FROM_ANNOTATION,
 };
 use crate::{ProviderType, SecretBytes, duration};
 
@@ -129,6 +133,7 @@ fn kind_of(kind: &str) -> Option<Kind> {
         "Provider" => Some(Kind::Provider),
         "Alert" => Some(Kind::Alert),
         "Secret" => Some(Kind::Secret),
+        "ConfigMap" => Some(Kind::ConfigMap),
         _ => None,
     }
 }
@@ -213,6 +218,15 @@ fn parse_document(origin: &Origin, source: Source<'_>, set: &mut ManifestSet) {
                 err.message = without_values(&err.message);
                 set.problems.push(owner(Kind::Secret, err));
             }
+        },
+        ("", "ConfigMap") if version == "v1" => match source.read::<raw::ConfigMap>() {
+            Ok(raw) => match config_map(origin, raw) {
+                Ok(c) => set.config_maps.push(c),
+                Err(e) => set.problems.push(e),
+            },
+            Err(e) => set
+                .problems
+                .push(owner(Kind::ConfigMap, yaml_error(origin, &e))),
         },
         ("", "List") if version == "v1" => match source.read::<raw::List>() {
             Ok(list) => {
@@ -406,7 +420,7 @@ fn provider(
     {
         errors.push(err(&["spec", "proxy"]).message("must start with http:// or https://"));
     }
-    let max_in_flight = herald_annotations(&raw.metadata, &err, &mut errors);
+    let annotations = herald_annotations(&raw.metadata, Kind::Provider, &err, &mut errors);
     let Some(provider_type) = provider_type else {
         return Err(errors);
     };
@@ -433,38 +447,124 @@ fn provider(
             commit_status_expr: spec.commit_status_expr,
             service_account_name: spec.service_account_name,
         },
-        max_in_flight,
+        max_in_flight: annotations.max_in_flight,
+        template: annotations.template,
         object: serde_json::Value::Null,
         origin: origin.clone(),
     })
 }
 
-/// Reads a Provider's `herald.dev/` annotations; an unknown one is an error (a typo would
-/// otherwise be ignored silently). Returns `herald.dev/max-in-flight`.
+/// The `herald.dev/` annotations of a Provider or an Alert.
+#[derive(Default)]
+struct HeraldAnnotations {
+    max_in_flight: Option<usize>,
+    template: Option<TemplateSource>,
+}
+
+/// The herald annotations each kind reads.
+fn known_annotations(kind: Kind) -> &'static [&'static str] {
+    const TEMPLATES: [&str; 3] = [
+        TEMPLATE_ANNOTATION,
+        TEMPLATE_FROM_ANNOTATION,
+        TEMPLATE_CONTENT_TYPE_ANNOTATION,
+    ];
+    const PROVIDER: [&str; 4] = [
+        MAX_IN_FLIGHT_ANNOTATION,
+        TEMPLATE_ANNOTATION,
+        TEMPLATE_FROM_ANNOTATION,
+        TEMPLATE_CONTENT_TYPE_ANNOTATION,
+    ];
+    match kind {
+        Kind::Provider => &PROVIDER,
+        _ => &TEMPLATES,
+    }
+}
+
+/// Reads the `herald.dev/` annotations of a Provider or an Alert (`kind`); an unknown one is an
+/// error (a typo would otherwise be ignored silently).
 fn herald_annotations(
     meta: &raw::Meta,
+    kind: Kind,
     err: &dyn Fn(&[&str]) -> ManifestError,
     errors: &mut Vec<ManifestError>,
-) -> Option<usize> {
-    let mut max_in_flight = None;
+) -> HeraldAnnotations {
+    let mut out = HeraldAnnotations::default();
+    let known = known_annotations(kind);
     let annotations = meta.annotations.iter().flatten();
+    let at = |key: &str| {
+        err(&["metadata", "annotations", key]).field(format!("metadata.annotations.{key}"))
+    };
     for (key, value) in annotations.filter(|(k, _)| k.starts_with(HERALD_ANNOTATION_PREFIX)) {
-        let at =
-            || err(&["metadata", "annotations", key]).field(format!("metadata.annotations.{key}"));
-        if key != MAX_IN_FLIGHT_ANNOTATION {
-            errors.push(at().message(format!(
-                "unknown herald annotation (herald reads {MAX_IN_FLIGHT_ANNOTATION})"
+        if !known.contains(&key.as_str()) {
+            errors.push(at(key).message(format!(
+                "unknown herald annotation for a{} {kind} (herald reads {})",
+                if kind == Kind::Alert { "n" } else { "" },
+                known.join(", ")
             )));
             continue;
         }
-        match value.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => max_in_flight = Some(n),
-            _ => {
-                errors.push(at().message(format!("{value:?} is not a whole number of at least 1")))
+        if key == MAX_IN_FLIGHT_ANNOTATION {
+            match value.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => out.max_in_flight = Some(n),
+                _ => errors.push(
+                    at(key).message(format!("{value:?} is not a whole number of at least 1")),
+                ),
             }
         }
     }
-    max_in_flight
+    match template_source(meta.annotations.as_ref()) {
+        Ok(template) => out.template = template,
+        Err((key, message)) => errors.push(at(key).message(message)),
+    }
+    out
+}
+
+/// The template the annotations give, if any; `Err` names the annotation at fault.
+fn template_source(
+    annotations: Option<&BTreeMap<String, String>>,
+) -> Result<Option<TemplateSource>, (&'static str, String)> {
+    let get = |key: &str| annotations.and_then(|a| a.get(key));
+    let content_type = get(TEMPLATE_CONTENT_TYPE_ANNOTATION).map(|c| c.trim().to_owned());
+    let text = match (get(TEMPLATE_ANNOTATION), get(TEMPLATE_FROM_ANNOTATION)) {
+        (Some(_), Some(_)) => {
+            return Err((
+                TEMPLATE_FROM_ANNOTATION,
+                format!("set either {TEMPLATE_ANNOTATION} or {TEMPLATE_FROM_ANNOTATION}, not both"),
+            ));
+        }
+        (Some(inline), None) => TemplateText::Inline(inline.clone()),
+        (None, Some(from)) => match from.trim().split_once('/') {
+            Some((config_map, key)) if !config_map.is_empty() && !key.is_empty() => {
+                TemplateText::From {
+                    config_map: config_map.to_owned(),
+                    key: key.to_owned(),
+                }
+            }
+            _ => {
+                return Err((
+                    TEMPLATE_FROM_ANNOTATION,
+                    format!(
+                        "{from:?} is not <configmap>/<key> (a ConfigMap in the same namespace \
+                         and a key of its data)"
+                    ),
+                ));
+            }
+        },
+        (None, None) if content_type.is_some() => {
+            return Err((
+                TEMPLATE_CONTENT_TYPE_ANNOTATION,
+                format!(
+                    "a content type without a template: set {TEMPLATE_ANNOTATION} or \
+                     {TEMPLATE_FROM_ANNOTATION}"
+                ),
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    if content_type.as_deref() == Some("") {
+        return Err((TEMPLATE_CONTENT_TYPE_ANNOTATION, "empty".to_owned()));
+    }
+    Ok(Some(TemplateSource { text, content_type }))
 }
 
 fn compile_list(
@@ -521,6 +621,7 @@ fn alert(
         )]);
     };
     let mut errors = Vec::new();
+    let annotations = herald_annotations(&raw.metadata, Kind::Alert, &err, &mut errors);
     check_versioned_fields(
         origin,
         &key,
@@ -599,6 +700,7 @@ fn alert(
             summary: spec.summary.filter(|s| !s.is_empty()),
             suspend: spec.suspend.unwrap_or(false),
         },
+        template: annotations.template,
         object: serde_json::Value::Null,
         origin: origin.clone(),
     };
@@ -645,6 +747,22 @@ fn secret(origin: &Origin, raw: raw::Secret) -> Result<Secret, Vec<ManifestError
     })
 }
 
+fn config_map(origin: &Origin, raw: raw::ConfigMap) -> Result<super::ConfigMap, ManifestError> {
+    let (namespace, name) = name_and_namespace(origin, &raw.metadata, Kind::ConfigMap)?;
+    let data = raw
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
+    Ok(super::ConfigMap {
+        namespace,
+        name,
+        data,
+        origin: origin.clone(),
+    })
+}
+
 /// What is wrong with a base64 value, without quoting any of it (the value is secret; the
 /// decoder's own message names the offending byte).
 fn base64_problem(e: &base64::DecodeError) -> String {
@@ -668,7 +786,8 @@ pub(super) fn duplicates(set: &ManifestSet) -> Vec<ManifestError> {
         .iter()
         .map(|p| (p.key(), &p.origin))
         .chain(set.alerts.iter().map(|a| (a.key(), &a.origin)))
-        .chain(set.secrets.iter().map(|s| (s.key(), &s.origin)));
+        .chain(set.secrets.iter().map(|s| (s.key(), &s.origin)))
+        .chain(set.config_maps.iter().map(|c| (c.key(), &c.origin)));
     for (key, origin) in all {
         if let Some(first) = seen.get(&key) {
             errors.push(

@@ -1,10 +1,11 @@
-//! `Provider`, `Alert` and `Secret` manifests: their types, parsing them from text, resolving
+//! `Provider`, `Alert`, `Secret` and `ConfigMap` manifests: their types, parsing them from text, resolving
 //! a Provider and its Secrets into a [`ProviderConfig`](crate::ProviderConfig), and checking a
 //! whole set object by object ([`Catalog`]).
 //!
 //! herald reads the manifests Flux users already have: `notification.toolkit.fluxcd.io`
 //! `v1beta1`, `v1beta2` and `v1beta3` Providers and Alerts, and `v1` Secrets (`data` in
-//! base64, `stringData` in clear). Files hold any number of YAML documents; documents of other
+//! base64, `stringData` in clear), and `v1` ConfigMaps (the templates of
+//! `herald.dev/template-from`). Files hold any number of YAML documents; documents of other
 //! kinds are skipped. Every problem names the file, the line, the document, the object and the
 //! field, and says what is wrong.
 //!
@@ -101,6 +102,8 @@ pub enum Kind {
     Alert,
     /// A `Secret`.
     Secret,
+    /// A `ConfigMap` (read for the templates it holds).
+    ConfigMap,
     /// A manifest file (or a path given to read).
     File,
 }
@@ -112,6 +115,7 @@ impl Kind {
             Kind::Provider => "Provider",
             Kind::Alert => "Alert",
             Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
             Kind::File => "File",
         }
     }
@@ -176,6 +180,8 @@ pub struct Provider {
     pub spec: ProviderSpec,
     /// `herald.dev/max-in-flight`: its deliveries attempted at once, when set.
     pub max_in_flight: Option<usize>,
+    /// Its message template (`herald.dev/template` or `herald.dev/template-from`), when set.
+    pub template: Option<TemplateSource>,
     /// The document as written (`apiVersion`, `kind`, `metadata`, `spec`, ...): the `provider`
     /// of a `spec.commitStatusExpr` expression.
     pub object: serde_json::Value,
@@ -225,6 +231,8 @@ pub struct Alert {
     pub api_version: String,
     /// The spec, normalized across versions.
     pub spec: AlertSpec,
+    /// Its message template, which wins over its Provider's, when set.
+    pub template: Option<TemplateSource>,
     /// The document as written (`apiVersion`, `kind`, `metadata`, `spec`, ...): the `alert` of
     /// a `spec.commitStatusExpr` expression.
     pub object: serde_json::Value,
@@ -281,6 +289,59 @@ pub struct Secret {
     pub origin: Origin,
 }
 
+/// A `v1` `ConfigMap`: its `data` (templates referred to by `herald.dev/template-from`).
+#[derive(Clone, Debug)]
+pub struct ConfigMap {
+    /// `metadata.namespace`, `default` when absent.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `data`.
+    pub data: BTreeMap<String, String>,
+    /// Where it was read.
+    pub origin: Origin,
+}
+
+impl ConfigMap {
+    /// Which object this is.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(Kind::ConfigMap, &self.namespace, &self.name)
+    }
+}
+
+/// Where a Provider's or an Alert's template is, as its annotations say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateSource {
+    /// The template text, or where it is.
+    pub text: TemplateText,
+    /// `herald.dev/template-content-type`, when set.
+    pub content_type: Option<String>,
+}
+
+/// A template given inline, or the ConfigMap key that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplateText {
+    /// `herald.dev/template`: the text itself.
+    Inline(String),
+    /// `herald.dev/template-from: <configmap>/<key>`, in the object's namespace.
+    From {
+        /// The ConfigMap's name.
+        config_map: String,
+        /// The key of its `data`.
+        key: String,
+    },
+}
+
+impl TemplateSource {
+    /// The annotation that gives the template.
+    pub fn annotation(&self) -> &'static str {
+        match self.text {
+            TemplateText::Inline(_) => crate::template::TEMPLATE_ANNOTATION,
+            TemplateText::From { .. } => crate::template::TEMPLATE_FROM_ANNOTATION,
+        }
+    }
+}
+
 /// Everything read from a set of manifest files: the objects, and the problems found while
 /// reading them.
 ///
@@ -296,6 +357,8 @@ pub struct ManifestSet {
     pub alerts: Vec<Alert>,
     /// The Secrets, in reading order.
     pub secrets: Vec<Secret>,
+    /// The ConfigMaps, in reading order.
+    pub config_maps: Vec<ConfigMap>,
     /// Every problem found while reading, each naming its object when it belongs to one. A
     /// caller that reads files adds its own (a file that cannot be read) with
     /// [`ManifestError::file`].
@@ -330,6 +393,13 @@ impl ManifestSet {
         self.secrets
             .iter()
             .find(|s| s.namespace == namespace && s.name == name)
+    }
+
+    /// The ConfigMap `namespace/name`.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
+        self.config_maps
+            .iter()
+            .find(|c| c.namespace == namespace && c.name == name)
     }
 
     /// Checks what reading one file cannot: that every Alert's Provider is in the set.

@@ -178,3 +178,23 @@ pub(super) struct Secret {
     #[allow(dead_code)]
     pub(super) immutable: Option<bool>,
 }
+
+/// A `v1` `ConfigMap`: only `data` is read; `binaryData` and `immutable` are accepted.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ConfigMap {
+    #[allow(dead_code)]
+    pub(super) api_version: String,
+    #[allow(dead_code)]
+    pub(super) kind: String,
+    #[serde(default)]
+    pub(super) metadata: Meta,
+    #[serde(default)]
+    pub(super) data: Option<BTreeMap<String, Option<String>>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(super) binary_data: Option<IgnoredAny>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(super) immutable: Option<bool>,
+}

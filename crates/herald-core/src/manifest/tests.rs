@@ -84,9 +84,10 @@ fn loads_and_resolves_a_full_setup() {
             set.providers.len(),
             set.secrets.len(),
             set.alerts.len(),
+            set.config_maps.len(),
             set.skipped.len()
         ),
-        (1, 3, 1, 1)
+        (1, 3, 1, 1, 0)
     );
     let p = set.provider("flux-system", "slack").unwrap();
     assert_eq!(p.origin.line, 2);
@@ -336,7 +337,7 @@ fn herald_annotations_set_the_window_and_typos_are_errors() {
     assert_eq!(
         errors,
         [
-            "m.yaml:7 (document 1): Provider ns/p: metadata.annotations.herald.dev/max-inflight: unknown herald annotation (herald reads herald.dev/max-in-flight)"
+            "m.yaml:7 (document 1): Provider ns/p: metadata.annotations.herald.dev/max-inflight: unknown herald annotation for a Provider (herald reads herald.dev/max-in-flight, herald.dev/template, herald.dev/template-from, herald.dev/template-content-type)"
         ]
     );
 }

@@ -17,6 +17,7 @@ mod githubpullrequestcomment;
 mod gitlab;
 mod gitlabmergerequestcomment;
 mod harness;
+mod templates;
 
 #[test]
 fn register_adds_the_git_family_with_every_type() {

@@ -266,3 +266,105 @@ async fn userinfo_becomes_basic_auth_unless_a_header_sets_one() {
 fn tidy_every_type_has_a_module_goldens_and_a_readme_section() {
     herald_testkit::assert_family_layout(env!("CARGO_MANIFEST_DIR"), &herald_webhook::TYPES);
 }
+
+/// A Provider with a JSON template, an Alert of it without one, and an Alert with its own
+/// plain-text template, on `generic` or `generic-hmac`.
+fn templated_manifests(ty: &str, url: &str) -> String {
+    format!(
+        r#"apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata:
+  name: hook
+  namespace: flux-system
+  annotations:
+    herald.dev/template: |
+      {{"text": {{{{ (obj ~ ": " ~ event.message) | json }}}}, "revision": {{{{ short_revision | json }}}}, "alert": {{{{ alert.name | json }}}}, "error": {{{{ is_error | json }}}}}}
+spec:
+  type: {ty}
+  address: {url}/hook
+  secretRef:
+    name: hook-key
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: hook-key
+  namespace: flux-system
+stringData:
+  token: 7152fed34dd6149a7c75a276c510da27cb6f82b0
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata:
+  name: json
+  namespace: flux-system
+spec:
+  providerRef:
+    name: hook
+  eventSources:
+    - kind: Kustomization
+      name: "*"
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata:
+  name: plain
+  namespace: flux-system
+  annotations:
+    herald.dev/template-from: messages/plain
+    herald.dev/template-content-type: text/plain; charset=utf-8
+spec:
+  providerRef:
+    name: hook
+  eventSources:
+    - kind: Kustomization
+      name: "*"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: messages
+  namespace: flux-system
+data:
+  plain: "{{{{ event.severity | upper }}}} {{{{ obj }}}}\n{{{{ event.message }}}}\n"
+"#
+    )
+}
+
+/// The Provider's template renders the whole body, the Alert's wins over it (with its content
+/// type), and `generic-hmac` signs the bytes as rendered.
+#[tokio::test]
+async fn templates_render_the_whole_body() {
+    let event = fixture("kustomization-revision.json");
+    for ty in ["generic", "generic-hmac"] {
+        let rec = Recorder::start().await;
+        let catalog = herald_testkit::ready_catalog(
+            &templated_manifests(ty, &rec.url()),
+            herald_webhook::register,
+        );
+        for (n, alert) in ["json", "plain"].into_iter().enumerate() {
+            let (notifier, object) =
+                herald_testkit::notifier_and_alert(&catalog, "flux-system", "hook", alert);
+            notifier.post_for(&event, &object).await.unwrap();
+            let got = rec
+                .wait_for(n + 1, std::time::Duration::from_secs(5))
+                .await
+                .remove(n);
+            let dir = golden(ty);
+            assert_golden(&dir.join(format!("templated-{alert}.body")), got.body_str());
+            let mut summary = request_summary(&got);
+            summary.retain(|c| c != '\r');
+            if ty == "generic-hmac" {
+                assert!(python_verifies(
+                    "7152fed34dd6149a7c75a276c510da27cb6f82b0",
+                    &got.body,
+                    got.header("x-signature").unwrap()
+                ));
+            }
+            assert_golden(
+                &dir.join(format!("templated-{alert}.request.txt")),
+                &summary,
+            );
+        }
+    }
+}

@@ -23,3 +23,4 @@ mod proxy;
 mod render;
 mod secrets;
 mod support;
+mod templates;

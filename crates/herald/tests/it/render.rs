@@ -458,3 +458,59 @@ fn an_event_that_sends_nothing_says_so() {
         printed(&out)
     );
 }
+
+/// A message template shapes what render shows, as it shapes what is sent: the Alert's
+/// template when render applies that Alert, else the Provider's.
+#[test]
+fn render_shows_the_templated_request() {
+    let provider = "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+        metadata:\n  name: hook\n  namespace: apps\n  annotations:\n    herald.dev/template: \
+        '{\"from\": \"provider\", \"object\": {{ obj | json }}}'\n\
+        spec:\n  type: generic\n  address: https://hooks.example/flux\n";
+    let templated_alert = "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+        metadata:\n  name: templated\n  namespace: apps\n  annotations:\n    herald.dev/template: \
+        '{\"from\": \"alert\", \"summary\": {{ alert.summary | json }}}'\n\
+        spec:\n  summary: on-call\n  providerRef: {name: hook}\n  eventSources:\n    \
+        - {kind: Kustomization, name: '*', namespace: flux-system}\n";
+    let event = event_file();
+    let args = [
+        "render",
+        "--format",
+        "json",
+        "--provider",
+        "apps/hook",
+        "--event",
+        &event,
+    ];
+
+    let dir = manifests(&[provider, templated_alert].concat());
+    let shown = rendered(&run(dir.path(), &args));
+    assert_eq!(
+        shown[0]["body"],
+        r#"{"from": "alert", "summary": "on-call"}"#
+    );
+    assert_eq!(
+        shown[0]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == "Content-Type")
+            .map(|h| h[1].clone()),
+        Some(serde_json::Value::from("application/json")),
+        "{shown:?}"
+    );
+
+    // Two Alerts name the Provider and none is chosen: the Provider's template.
+    let dir = manifests(&[provider, templated_alert, &alert("plain", "hook", "")].concat());
+    let shown = rendered(&run(dir.path(), &args));
+    assert_eq!(
+        shown[0]["body"],
+        r#"{"from": "provider", "object": "Kustomization/flux-system/apps"}"#
+    );
+    let named = [&args[..], &["--alert", "apps/templated"]].concat();
+    let shown = rendered(&run(dir.path(), &named));
+    assert_eq!(
+        shown[0]["body"],
+        r#"{"from": "alert", "summary": "on-call"}"#
+    );
+}

@@ -269,3 +269,192 @@ fn providers_and_alerts_keep_their_manifest_objects() {
     assert_eq!(a.object["spec"]["providerRef"]["name"], "p");
     assert_eq!(c.set().providers[0].object, p.object);
 }
+
+/// A Provider or Alert document whose metadata carries `annotations` (block style).
+fn annotated(kind: &str, name: &str, annotations: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: ns\n  annotations:\n{annotations}\nspec:\n{spec}\n"
+    )
+}
+
+const GENERIC: &str = "  type: generic\n  address: http://127.0.0.1:1/hook";
+
+fn alert_spec(provider: &str) -> String {
+    format!("  providerRef: {{name: {provider}}}\n  eventSources: [{{kind: Bucket, name: '*'}}]")
+}
+
+/// Templates inline and from ConfigMaps: a bad one makes only its object not ready, with the
+/// file, line, annotation, and the line and column inside the template.
+#[test]
+fn templates_are_checked_per_object() {
+    let templates = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: msgs\n  namespace: ns\ndata:\n  good: '{\"text\": {{ event.message | json }}}'\n  bad: |\n    {\"text\": \"ok\",\n     \"who\": {{ nobody }}}\n";
+    let files = [
+        (
+            "p.yaml",
+            [
+                annotated(
+                    "Provider",
+                    "inline",
+                    "    herald.dev/template: '{\"obj\": \"{{ obj }}\"}'",
+                    GENERIC,
+                ),
+                annotated(
+                    "Provider",
+                    "syntax",
+                    "    herald.dev/template: |\n      {\"a\": 1}\n      {{ event.message }",
+                    GENERIC,
+                ),
+                annotated(
+                    "Provider",
+                    "from",
+                    "    herald.dev/template-from: msgs/good",
+                    GENERIC,
+                ),
+                annotated(
+                    "Provider",
+                    "missing",
+                    "    herald.dev/template-from: msgs/nope",
+                    GENERIC,
+                ),
+                annotated("Provider", "plain", "    herald.dev/other: x", GENERIC),
+                provider("untemplated", GENERIC),
+            ]
+            .concat(),
+        ),
+        (
+            "a.yaml",
+            [
+                annotated(
+                    "Alert",
+                    "bad-from",
+                    "    herald.dev/template-from: msgs/bad",
+                    &alert_spec("untemplated"),
+                ),
+                annotated(
+                    "Alert",
+                    "good",
+                    "    herald.dev/template: '{\"alert\": \"{{ alert.name }}\"}'",
+                    &alert_spec("untemplated"),
+                ),
+                alert("plain", "untemplated", ""),
+                alert("of-syntax", "syntax", ""),
+            ]
+            .concat(),
+        ),
+        ("t.yaml", templates.to_owned()),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    let c = catalog(&files);
+    for ready in [
+        (Kind::Provider, "inline"),
+        (Kind::Provider, "from"),
+        (Kind::Provider, "untemplated"),
+        (Kind::Alert, "good"),
+        (Kind::Alert, "plain"),
+        (Kind::ConfigMap, "msgs"),
+    ] {
+        assert_eq!(
+            reasons(&c, ready.0, ready.1),
+            Vec::<String>::new(),
+            "{ready:?}"
+        );
+    }
+    assert_eq!(
+        reasons(&c, Kind::Provider, "syntax"),
+        [
+            "p.yaml:19 (document 2): metadata.annotations.herald.dev/template: template: line 2, \
+          column 18: syntax error: unexpected `}`, expected end of variable block"
+        ]
+    );
+    assert_eq!(
+        reasons(&c, Kind::Provider, "missing"),
+        [
+            "p.yaml:43 (document 4): metadata.annotations.herald.dev/template-from: ConfigMap \
+          ns/msgs has no key \"nope\" in its data"
+        ]
+    );
+    assert_eq!(
+        reasons(&c, Kind::Provider, "plain"),
+        [
+            "p.yaml:54 (document 5): metadata.annotations.herald.dev/other: unknown herald \
+          annotation for a Provider (herald reads herald.dev/max-in-flight, herald.dev/template, \
+          herald.dev/template-from, herald.dev/template-content-type)"
+        ]
+    );
+    assert_eq!(
+        reasons(&c, Kind::Alert, "bad-from"),
+        [
+            "a.yaml:8 (document 1): metadata.annotations.herald.dev/template-from: template \"bad\" \
+          of ConfigMap ns/msgs (t.yaml:9): line 2, column 12: undefined value: `nobody` is \
+          undefined (rendering the sample info event)"
+        ]
+    );
+    let of_syntax = reasons(&c, Kind::Alert, "of-syntax");
+    assert!(
+        of_syntax[0].contains("Provider ns/syntax is not ready"),
+        "{of_syntax:?}"
+    );
+
+    let templates = &c.provider("ns", "untemplated").unwrap().config.templates;
+    let rendered = |alert: &str| {
+        let object = serde_json::json!({"metadata": {"name": alert, "namespace": "ns"}});
+        templates
+            .for_alert(&object)
+            .map(|t| t.render(&Event::default(), &object).unwrap())
+    };
+    assert_eq!(rendered("good").as_deref(), Some(r#"{"alert": "good"}"#));
+    assert_eq!(
+        rendered("plain"),
+        None,
+        "an untemplated Alert keeps Flux's body"
+    );
+    assert_eq!(rendered("bad-from"), None);
+    assert!(
+        c.provider("ns", "inline")
+            .unwrap()
+            .config
+            .templates
+            .for_alert(&serde_json::Value::Null)
+            .is_some()
+    );
+}
+
+#[test]
+fn template_annotations_are_read_strictly() {
+    let cases = [
+        (
+            "    herald.dev/template: x\n    herald.dev/template-from: a/b",
+            "herald.dev/template-from: set either herald.dev/template or herald.dev/template-from, not both",
+        ),
+        (
+            "    herald.dev/template-from: just-a-name",
+            "herald.dev/template-from: \"just-a-name\" is not <configmap>/<key>",
+        ),
+        (
+            "    herald.dev/template-content-type: text/plain",
+            "herald.dev/template-content-type: a content type without a template",
+        ),
+        (
+            "    herald.dev/max-in-flight: '2'",
+            "herald.dev/max-in-flight: unknown herald annotation for an Alert",
+        ),
+        (
+            "    herald.dev/template-from: other/key",
+            "herald.dev/template-from: ConfigMap ns/other not found in the manifests",
+        ),
+    ];
+    for (annotations, want) in cases {
+        let text = [
+            provider("p", GENERIC),
+            annotated("Alert", "a", annotations, &alert_spec("p")),
+        ]
+        .concat();
+        let c = catalog(&[("f.yaml", &text)]);
+        let got = reasons(&c, Kind::Alert, "a");
+        assert!(
+            got.len() == 1 && got[0].contains(want),
+            "{annotations}: {got:?}"
+        );
+        assert!(c.status(&key(Kind::Provider, "p")).unwrap().is_ready());
+    }
+}
