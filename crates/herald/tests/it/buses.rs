@@ -224,4 +224,45 @@ async fn events_reach_the_pubsub_emulator() {
         .unwrap();
     let event: serde_json::Value = serde_json::from_slice(&data).unwrap();
     assert_eq!(event["message"], "to pubsub");
+
+    // `herald render` shows the publish request the emulator got, byte for byte.
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, flux_event("to pubsub")).unwrap();
+    let out = crate::support::herald()
+        .env(
+            "PUBSUB_EMULATOR_HOST",
+            emulator.url().trim_start_matches("http://"),
+        )
+        .args([
+            "render",
+            "--format",
+            "json",
+            "--provider",
+            "apps/bus",
+            "--event",
+        ])
+        .arg(&event)
+        .arg("--manifests")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(shown["method"], "POST");
+    assert_eq!(
+        shown["url"],
+        format!("{}{}", emulator.url(), got[0].path),
+        "{stdout}"
+    );
+    // The same bytes, but for the Secret's header value, which render masks.
+    assert_eq!(
+        shown["body"].as_str().unwrap(),
+        String::from_utf8_lossy(&got[0].body).replace(r#""prod-eu""#, r#""*****""#),
+    );
+    assert_eq!(emulator.requests().len(), 1, "render sends nothing");
 }

@@ -105,6 +105,54 @@ async fn the_event_reaches_the_hub_through_the_daemon() {
     let events = wait_events(&log, 1, &d).await;
     assert_eq!(events[0]["message"], "to the event hub", "{events:?}");
     assert!(events[0]["metadata"]["revision"].is_string(), "{events:?}");
+
+    // `herald render` shows the message body the broker got, byte for byte, and its target
+    // without the key.
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, flux_event("to the event hub")).unwrap();
+    let out = crate::support::herald()
+        .args([
+            "render",
+            "--format",
+            "json",
+            "--provider",
+            "apps/hub",
+            "--event",
+        ])
+        .arg(&event)
+        .arg("--manifests")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(shown["method"], "PUBLISH", "{stdout}");
+    let hub = facts["CONNECTION_STRING"]
+        .split(';')
+        .find_map(|p| p.strip_prefix("EntityPath="))
+        .unwrap();
+    let port = facts["URL"].rsplit(':').next().unwrap();
+    let url = shown["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("amqp") && url.ends_with(&format!(":{port}/{hub}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        shown["body"],
+        records(&log, "event")[0]["body"],
+        "the same bytes"
+    );
+    let key = facts["CONNECTION_STRING"]
+        .split(';')
+        .find_map(|p| p.strip_prefix("SharedAccessKey="))
+        .unwrap();
+    assert!(!stdout.contains(key), "{stdout}");
+    assert_eq!(records(&log, "event").len(), 1, "render sends nothing");
 }
 
 #[tokio::test(flavor = "multi_thread")]
