@@ -253,3 +253,120 @@ fn validate_counts_the_configmaps_of_a_good_set() {
         "ok: 1 provider(s), 0 alert(s), 0 secret(s), 1 ConfigMap(s) in 1 file(s); 0 other document(s) skipped"
     );
 }
+
+/// Whether `key` is a Kubernetes annotation key: an optional DNS subdomain prefix and `/`, then
+/// a name of at most 63 characters, alphanumerics with `-`, `_` or `.` inside.
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let prefix_ok = prefix.is_empty()
+        || (prefix.len() <= 253
+            && prefix.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
+    name_ok && prefix_ok
+}
+
+/// The documents of `text` that are Flux notification objects.
+fn flux_objects(text: &str) -> Vec<serde_yaml_ng::Value> {
+    use serde::Deserialize as _;
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+        .filter(|v| {
+            v["apiVersion"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("notification.toolkit.fluxcd.io/"))
+        })
+        .collect()
+}
+
+/// The templated manifests herald ships (the example set and every YAML block of
+/// docs/templates.md) are Flux objects a cluster accepts unchanged: herald's extensions are
+/// only annotations, with keys Kubernetes accepts and string values, under `herald.dev/`; the
+/// objects have nothing but `apiVersion`, `kind`, `metadata` and `spec`, and their spec fields
+/// are upstream's (herald's strict per-version check, which `herald validate` runs, refuses
+/// any other field).
+#[test]
+fn templated_manifests_are_flux_objects_with_annotations_only() {
+    let root = crate::support::repo_root();
+    let docs = std::fs::read_to_string(root.join("docs/templates.md")).unwrap();
+    let mut sets =
+        vec![std::fs::read_to_string(root.join("examples/manifests/templates.yaml")).unwrap()];
+    sets.extend(
+        docs.split("```yaml\n")
+            .skip(1)
+            .map(|block| block.split("```").next().unwrap().to_owned()),
+    );
+    assert!(sets.len() >= 5, "the example set and the docs' YAML blocks");
+    let mut annotated = 0;
+    for text in &sets {
+        for object in flux_objects(text) {
+            let top: Vec<&str> = object
+                .as_mapping()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str().unwrap())
+                .collect();
+            assert!(
+                top.iter()
+                    .all(|k| ["apiVersion", "kind", "metadata", "spec"].contains(k)),
+                "{top:?}"
+            );
+            let Some(annotations) = object["metadata"]["annotations"].as_mapping() else {
+                continue;
+            };
+            for (key, value) in annotations {
+                let key = key.as_str().unwrap();
+                assert!(is_qualified_name(key), "{key} is not an annotation key");
+                assert!(value.is_string(), "{key}: annotation values are strings");
+                if key.starts_with("herald.dev/") {
+                    annotated += 1;
+                }
+            }
+        }
+        // The objects the docs' blocks name but do not show (a block is one excerpt).
+        let shown_elsewhere = "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\n\
+            kind: Provider\nmetadata: {name: slack, namespace: flux-system}\n\
+            spec: {type: slack, address: 'https://hooks.slack.com/services/T0/B0/x'}\n---\n\
+            apiVersion: v1\nkind: Secret\nmetadata: {name: github-token, namespace: flux-system}\n\
+            stringData: {token: ghp-example}\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("set.yaml"),
+            format!("{text}{shown_elsewhere}"),
+        )
+        .unwrap();
+        let out = herald()
+            .args(["validate", "--manifests"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        // Every object ready: its fields are upstream's and its template compiles and renders.
+        assert!(
+            out.status.success(),
+            "{}{}\nin\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(annotated >= 6, "{annotated} herald annotations checked");
+    assert!(is_qualified_name("herald.dev/template-content-type"));
+    assert!(!is_qualified_name("herald.dev/-template"));
+    assert!(!is_qualified_name("Herald.dev/template"));
+    assert!(!is_qualified_name(&format!(
+        "herald.dev/{}",
+        "x".repeat(64)
+    )));
+}
