@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::meta::{family_features, host_triple, target_dir, workspace_version};
+use crate::meta::{build_features, family_features, host_triple, target_dir, workspace_version};
 use crate::{cargo, run};
 
 /// Where the size table starts and ends in docs/benchmarks.md.
@@ -33,10 +33,11 @@ pub(crate) const ALLOWED_GROWTH: f64 = 0.10;
 /// The generated files that go into every tarball (from `docs/cli/`).
 const CLI_DOCS: &str = "docs/cli";
 
-/// A set of families to build: empty means generic webhooks only.
+/// A set of the binary's features to build (families and optional parts such as
+/// `templates`): empty means generic webhooks only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FeatureSet {
-    pub(crate) families: Vec<String>,
+    pub(crate) features: Vec<String>,
 }
 
 impl FeatureSet {
@@ -54,38 +55,38 @@ impl FeatureSet {
             }
             if !known.iter().any(|k| k == name) {
                 bail!(
-                    "unknown feature {name:?}: herald's families are {} (generic webhooks are always built in)",
+                    "unknown feature {name:?}: herald's features are {} (generic webhooks are always built in)",
                     known.join(", ")
                 );
             }
             wanted.push(name.to_owned());
         }
-        let families = known
+        let features = known
             .iter()
             .filter(|k| wanted.contains(k))
             .cloned()
             .collect();
-        Ok(FeatureSet { families })
+        Ok(FeatureSet { features })
     }
 
     /// The set's name in file names and in the size table: `generic`, `all`, or the families
     /// joined by `-` (`chat-git`).
     pub(crate) fn name(&self, known: &[String]) -> String {
-        if self.families.is_empty() {
+        if self.features.is_empty() {
             "generic".to_owned()
-        } else if self.families.len() == known.len() {
+        } else if self.features.len() == known.len() {
             "all".to_owned()
         } else {
-            self.families.join("-")
+            self.features.join("-")
         }
     }
 
     /// The cargo arguments that select exactly this set.
     pub(crate) fn cargo_args(&self) -> Vec<String> {
         let mut args = vec!["--no-default-features".to_owned()];
-        if !self.families.is_empty() {
+        if !self.features.is_empty() {
             args.push("--features".to_owned());
-            args.push(self.families.join(","));
+            args.push(self.features.join(","));
         }
         args
     }
@@ -94,14 +95,14 @@ impl FeatureSet {
 /// The sets the size table holds: generic only, each family alone, all families, and all but
 /// the last family (`eventhub`, whose AMQP stack is the largest).
 pub(crate) fn table_sets(known: &[String]) -> Vec<FeatureSet> {
-    let mut sets = vec![FeatureSet { families: vec![] }];
+    let mut sets = vec![FeatureSet { features: vec![] }];
     for f in known {
         sets.push(FeatureSet {
-            families: vec![f.clone()],
+            features: vec![f.clone()],
         });
     }
     sets.push(FeatureSet {
-        families: known.to_vec(),
+        features: known.to_vec(),
     });
     let without_eventhub: Vec<String> = known
         .iter()
@@ -110,7 +111,7 @@ pub(crate) fn table_sets(known: &[String]) -> Vec<FeatureSet> {
         .collect();
     if without_eventhub.len() > 1 && without_eventhub.len() < known.len() {
         sets.push(FeatureSet {
-            families: without_eventhub,
+            features: without_eventhub,
         });
     }
     sets
@@ -120,9 +121,9 @@ pub(crate) fn table_sets(known: &[String]) -> Vec<FeatureSet> {
 /// family (the largest), the two ends of the table.
 pub(crate) fn gate_sets(known: &[String]) -> Vec<FeatureSet> {
     vec![
-        FeatureSet { families: vec![] },
+        FeatureSet { features: vec![] },
         FeatureSet {
-            families: known.to_vec(),
+            features: known.to_vec(),
         },
     ]
 }
@@ -138,7 +139,7 @@ pub(crate) struct Built {
 
 /// The command line of `cargo xtask dist`.
 pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
-    let known = family_features(root)?;
+    let known = build_features(root)?;
     let set = parse_args(args, &known)?;
     let built = build(root, &set, &known)?;
     report(&built);
@@ -219,7 +220,7 @@ pub(crate) fn build(root: &Path, set: &FeatureSet, known: &[String]) -> Result<B
     let version_text = binary_version(&staged_binary)?;
     std::fs::write(
         stage.join("README.md"),
-        readme(&version_text, set, known, &triple, &args),
+        readme(&version_text, set, &family_features(root)?, &triple, &args),
     )
     .context("writing the tarball's README.md")?;
     for sub in ["completions", "man"] {
@@ -256,16 +257,21 @@ pub(crate) fn build(root: &Path, set: &FeatureSet, known: &[String]) -> Result<B
 fn readme(
     version_text: &str,
     set: &FeatureSet,
-    known: &[String],
+    families_of: &[String],
     triple: &str,
     cargo_args: &[String],
 ) -> String {
     let mut families =
         vec!["generic webhooks (`generic`, `generic-hmac`; always built in)".to_owned()];
-    families.extend(set.families.iter().map(|f| format!("`{f}`")));
-    let missing: Vec<String> = known
+    families.extend(
+        set.features
+            .iter()
+            .filter(|f| families_of.contains(f))
+            .map(|f| format!("`{f}`")),
+    );
+    let missing: Vec<String> = families_of
         .iter()
-        .filter(|k| !set.families.contains(k))
+        .filter(|k| !set.features.contains(k))
         .map(|k| format!("`{k}`"))
         .collect();
     let missing = if missing.is_empty() {
@@ -276,6 +282,11 @@ fn readme(
             missing.join(", ")
         )
     };
+    let templates = if set.features.iter().any(|f| f == "templates") {
+        "built in (`templates`)"
+    } else {
+        "not built in (a templated Provider or Alert is not ready, naming the feature `templates`)"
+    };
     format!(
         "# herald\n\n\
          A notifier for Flux events: it reads Flux's Provider, Alert and Secret manifests, \
@@ -283,6 +294,7 @@ fn readme(
          `herald --version` of this binary:\n\n```\n{version}\n```\n\n\
          - Provider families compiled in: {families}.\n\
          - Families not compiled in: {missing}.\n\
+         - Message templates: {templates}.\n\
          - Target: `{triple}`.\n\
          - Built with `cargo {cargo}` (the workspace's `release` profile: fat LTO, one codegen \
          unit, stripped, `opt-level = \"s\"` with the per-event hot path at 3, and panic = unwind \
@@ -477,7 +489,7 @@ pub(crate) enum Sizes {
 /// table.
 pub(crate) fn sizes(root: &Path, which: Sizes) -> Result<()> {
     let update = which == Sizes::Update;
-    let known = family_features(root)?;
+    let known = build_features(root)?;
     let path = root.join(BENCHMARKS);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {BENCHMARKS}"))?;
     // Read the table first: a broken table fails before the builds, not after them.
@@ -577,7 +589,7 @@ mod tests {
     fn feature_lists_are_checked_and_ordered() {
         let k = known();
         let set = parse_args(&args("--features git,chat"), &k).unwrap();
-        assert_eq!(set.families, ["chat", "git"]);
+        assert_eq!(set.features, ["chat", "git"]);
         assert_eq!(set.name(&k), "chat-git");
         assert_eq!(
             set.cargo_args(),
@@ -591,7 +603,7 @@ mod tests {
             generic
         );
         assert_eq!(parse_args(&[], &k).unwrap().name(&k), "all");
-        assert_eq!(parse_args(&args("--features all"), &k).unwrap().families, k);
+        assert_eq!(parse_args(&args("--features all"), &k).unwrap().features, k);
         let err = parse_args(&args("--features chat,slack"), &k).unwrap_err();
         assert!(
             err.to_string().contains("unknown feature \"slack\""),
@@ -706,7 +718,7 @@ mod tests {
     #[test]
     fn the_benchmarks_table_holds_every_set() {
         let root = crate::root();
-        let k = family_features(&root).unwrap();
+        let k = build_features(&root).unwrap();
         let text = std::fs::read_to_string(root.join(BENCHMARKS)).unwrap();
         let table = parse_table(&text).unwrap();
         let mut rows: Vec<String> = table.iter().map(|r| r.set.clone()).collect();

@@ -3,14 +3,16 @@
 //! - `ci [--skip STEP,...]`: what CI runs: setup (installs what the steps need and the
 //!   machine lacks), fmt, clippy, test, features, deny, and the cheap size gate (dist: the
 //!   generic-only and all-families builds against docs/benchmarks.md).
-//! - `features`: the feature-matrix check alone (no families, each family alone, all).
+//! - `features`: the feature-matrix check alone (no families, each family or part such as
+//!   `templates` alone, all), and herald-core's unit tests without the template engine.
 //! - `deny`: `cargo deny check` with the advisory database fetched now, else the snapshot
 //!   `HERALD_ADVISORY_DB` names, else without advisories, loudly (module `deny`).
 //! - `peers <name> <command...>`: the real services of the tests, by hand (module `peers`).
 //! - `bench [daemon]`: render/sign benchmarks and the daemon load benchmark.
 //! - `soak [--minutes N]`: a release daemon under steady mixed load; RSS and fds over time.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target in `fuzz/` (nightly).
-//! - `dist [--features LIST]`: a release build of the chosen families and its tarball.
+//! - `dist [--features LIST]`: a release build of the chosen families (and `templates`) and
+//!   its tarball.
 //! - `sizes [--update]`: every feature set of docs/benchmarks.md's size table through `dist`,
 //!   checked against the table or written into it.
 //! - `docs`: regenerates what is generated from the command line (docs/configuration.md's
@@ -40,7 +42,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::meta::family_features;
+use crate::meta::build_features;
 
 fn main() {
     // One clear line per failure (with its causes), not a backtrace: RUST_BACKTRACE is often
@@ -311,7 +313,8 @@ fn test(root: &Path) -> Result<Totals> {
     })
 }
 
-/// Checks herald (every target, tests too) with no family, each family alone, and all.
+/// Checks herald (every target, tests too) with no family, each family or optional part (such
+/// as `templates`) alone, and all; then runs herald-core's unit tests without the template engine.
 ///
 /// Warnings that show only under some feature set (an import only one family uses) are the
 /// usual failure, so a warning fails the step. They are read from cargo's JSON messages
@@ -320,7 +323,7 @@ fn test(root: &Path) -> Result<Totals> {
 /// reusing what the clippy step checked (about 2.5x the time on two cores).
 fn features(root: &Path) -> Result<()> {
     let mut sets: Vec<Vec<String>> = vec![vec!["--no-default-features".to_owned()]];
-    for f in family_features(root)? {
+    for f in build_features(root)? {
         sets.push(vec![
             "--no-default-features".to_owned(),
             "--features".to_owned(),
@@ -363,7 +366,13 @@ fn features(root: &Path) -> Result<()> {
             bail!("{warnings} warning(s) under `{}` (above)", set.join(" "));
         }
     }
-    Ok(())
+    // The test step runs with every feature on; a build without the template engine behaves
+    // differently (every template refused, with its reason), which herald-core's own unit
+    // tests check when run alone, where `templates` is off.
+    run(
+        &cargo(),
+        &["test", "-p", "herald-core", "--lib", "--locked", "--quiet"],
+    )
 }
 
 /// `cargo xtask docs`: rewrites the files generated from herald's clap command line (they are

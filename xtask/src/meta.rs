@@ -132,13 +132,33 @@ impl Metadata {
     }
 }
 
-/// The binary's family features, in the order its `default` feature lists them (the order
-/// of names such as `chat-git-alerting`), then any family that is not a default.
-pub(crate) fn family_features(root: &Path) -> Result<Vec<String>> {
-    family_features_of(workspace(root)?.package("herald")?)
+/// The binary's features a build chooses from, in the order its `default` feature lists them
+/// (the order of names such as `chat-git-alerting`), then any that is not a default: the
+/// provider families and the optional parts (`templates`).
+pub(crate) fn build_features(root: &Path) -> Result<Vec<String>> {
+    build_features_of(workspace(root)?.package("herald")?)
 }
 
-pub(crate) fn family_features_of(herald: &Package) -> Result<Vec<String>> {
+/// The binary's provider-family features alone (see [`is_family`]), in the same order.
+pub(crate) fn family_features(root: &Path) -> Result<Vec<String>> {
+    let herald = workspace(root)?;
+    let herald = herald.package("herald")?;
+    Ok(build_features_of(herald)?
+        .into_iter()
+        .filter(|f| is_family(herald, f))
+        .collect())
+}
+
+/// A family feature enables a family crate (`dep:herald-<family>`); the others switch a part
+/// of herald on or off.
+fn is_family(herald: &Package, feature: &str) -> bool {
+    herald
+        .features
+        .get(feature)
+        .is_some_and(|enables| enables.iter().any(|e| e.starts_with("dep:herald-")))
+}
+
+pub(crate) fn build_features_of(herald: &Package) -> Result<Vec<String>> {
     let mut out: Vec<String> = herald.features.get("default").cloned().unwrap_or_default();
     for name in herald.features.keys() {
         if name != "default" && !out.contains(name) {
@@ -146,7 +166,7 @@ pub(crate) fn family_features_of(herald: &Package) -> Result<Vec<String>> {
         }
     }
     if out.is_empty() {
-        bail!("the herald package has no family features");
+        bail!("the herald package has no features");
     }
     Ok(out)
 }
@@ -180,26 +200,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn families_follow_the_default_feature() {
+    fn features_follow_the_default_feature_and_families_enable_a_crate() {
         let herald = Package {
             name: "herald".to_owned(),
             version: "0.1.0".to_owned(),
             id: "herald".to_owned(),
             features: [
-                ("alerting", vec![]),
-                ("chat", vec![]),
-                ("default", vec!["chat", "git", "alerting"]),
-                ("extra", vec![]),
-                ("git", vec![]),
+                ("alerting", vec!["dep:herald-alerting"]),
+                ("chat", vec!["dep:herald-chat"]),
+                ("default", vec!["chat", "git", "templates", "alerting"]),
+                ("extra", vec!["dep:herald-extra"]),
+                ("git", vec!["dep:herald-git"]),
+                ("templates", vec!["herald-core/templates"]),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
             .collect(),
         };
-        assert_eq!(
-            family_features_of(&herald).unwrap(),
-            ["chat", "git", "alerting", "extra"]
-        );
+        let all = build_features_of(&herald).unwrap();
+        assert_eq!(all, ["chat", "git", "templates", "alerting", "extra"]);
+        let families: Vec<&String> = all.iter().filter(|f| is_family(&herald, f)).collect();
+        assert_eq!(families, ["chat", "git", "alerting", "extra"]);
     }
 
     #[test]
@@ -207,7 +228,9 @@ mod tests {
         let root = crate::root();
         let families = family_features(&root).unwrap();
         assert!(families.iter().any(|f| f == "chat"), "{families:?}");
-        assert!(!families.iter().any(|f| f == "default"));
+        assert!(!families.iter().any(|f| f == "default" || f == "templates"));
+        let features = build_features(&root).unwrap();
+        assert!(features.iter().any(|f| f == "templates"), "{features:?}");
         assert!(!workspace_version(&root).unwrap().is_empty());
         assert!(target_dir(&root).unwrap().is_absolute());
         let deps = resolved(&root)

@@ -230,7 +230,7 @@ fn dockerfile_builds_with_the_xtask_dist_command() {
         "the dist RUN unpacks target/dist/herald-*.tar.gz: {commands:?}"
     );
     // The command's arguments are the ones `cargo xtask dist` takes.
-    let known = family_features(&root()).unwrap();
+    let known = meta::build_features(&root()).unwrap();
     let default = build
         .iter()
         .find_map(|i| i.strip_prefix("ARG FEATURES="))

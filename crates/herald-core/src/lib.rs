@@ -8,7 +8,7 @@
 //! the typed errors ([`BuildError`], [`DeliveryError`]), the one retry policy ([`retry`]) and
 //! the ordering key that says which deliveries must go out one after another ([`OrderingKey`]),
 //! and the message templates of Providers and Alerts, compiled and checked at load
-//! ([`template`], on the engine of `herald-template`).
+//! ([`template`], on the engine of `herald-template` when the `templates` feature is on).
 //!
 //! It is *not* a client: it does no I/O at all, spawns nothing and knows no HTTP library.
 //! Manifests are parsed from text that the caller reads ([`manifest::ManifestSet::add_file`]),

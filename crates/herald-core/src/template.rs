@@ -11,14 +11,30 @@
 //! The compiled templates of a Provider and of its Alerts travel in its
 //! [`ProviderConfig`](crate::ProviderConfig) ([`Templates`]); the notifier picks the one of the
 //! Alert a delivery is for ([`Templates::for_alert`]).
+//!
+//! The engine is the cargo feature `templates` (off by default here; the herald binary turns it
+//! on by default). Without it this module still reads the annotations and the per-type table,
+//! and [`MessageTemplate::compile`] refuses every template with that reason, so a slim build
+//! says why a templated object is not ready instead of ignoring its template.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use herald_template::{Limits, Template, TemplateError};
 use serde::Serialize;
 
-use crate::{DeliveryError, Event, ObjectReference, ProviderType, Severity, Timestamp};
+use crate::{DeliveryError, Event, ProviderType};
+
+#[cfg(feature = "templates")]
+#[path = "template/engine.rs"]
+mod engine;
+#[cfg(not(feature = "templates"))]
+#[path = "template/no_engine.rs"]
+mod engine;
+
+use engine::Engine;
+
+/// Whether this build has the template engine (the cargo feature `templates`).
+pub const ENGINE_BUILT_IN: bool = cfg!(feature = "templates");
 
 /// An inline template (Provider or Alert annotation).
 pub const TEMPLATE_ANNOTATION: &str = "herald.dev/template";
@@ -147,60 +163,6 @@ impl<'a> AlertVars<'a> {
     }
 }
 
-/// The event as a template sees it: the JSON field names of the wire format, with `metadata`
-/// always present (an empty map when the event has none).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventVars<'a> {
-    involved_object: &'a ObjectReference,
-    severity: &'a str,
-    timestamp: Option<&'a Timestamp>,
-    message: &'a str,
-    reason: &'a str,
-    metadata: &'a BTreeMap<String, String>,
-    reporting_controller: &'a str,
-    reporting_instance: &'a str,
-}
-
-/// Everything a template can read.
-#[derive(Serialize)]
-struct Context<'a> {
-    event: EventVars<'a>,
-    alert: AlertVars<'a>,
-    provider: &'a ProviderVars,
-    /// `Kind/namespace/name`.
-    obj: String,
-    /// The `revision` metadata (`main@sha1:69b5906…`), or empty.
-    revision: &'a str,
-    /// The first 7 characters of the revision's digest, or the revision when it has none.
-    short_revision: &'a str,
-    is_error: bool,
-}
-
-impl<'a> Context<'a> {
-    fn new(event: &'a Event, alert: AlertVars<'a>, provider: &'a ProviderVars) -> Self {
-        let revision = event.metadata.get("revision").map_or("", String::as_str);
-        Context {
-            event: EventVars {
-                involved_object: &event.involved_object,
-                severity: event.severity.as_str(),
-                timestamp: event.timestamp.as_ref(),
-                message: &event.message,
-                reason: &event.reason,
-                metadata: &event.metadata,
-                reporting_controller: &event.reporting_controller,
-                reporting_instance: &event.reporting_instance,
-            },
-            alert,
-            provider,
-            obj: crate::text::obj_md(event),
-            revision,
-            short_revision: short_revision(revision),
-            is_error: event.severity.is_error(),
-        }
-    }
-}
-
 /// The first 7 characters of the digest of a Flux revision (`main@sha1:69b59063…` →
 /// `69b5906`), or the revision itself when it has no digest (`v1.2.3`).
 pub fn short_revision(revision: &str) -> &str {
@@ -214,17 +176,16 @@ pub fn short_revision(revision: &str) -> &str {
 /// A template compiled and checked for one Provider: what it sets and how to render it.
 #[derive(Clone, Debug)]
 pub struct MessageTemplate {
-    template: Arc<Template>,
+    engine: Engine,
     use_: TemplateUse,
     content_type: Option<String>,
     provider: Arc<ProviderVars>,
 }
 
-/// Why a template cannot be used: where in the template, when known, and what.
+/// Why a template cannot be used: what, with the line and column inside the template when the
+/// engine found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TemplateProblem {
-    /// The engine's error, with line and column inside the template.
-    pub error: Option<TemplateError>,
     /// What is wrong, in full (position included).
     pub message: String,
 }
@@ -232,15 +193,7 @@ pub struct TemplateProblem {
 impl TemplateProblem {
     fn plain(message: impl Into<String>) -> Self {
         TemplateProblem {
-            error: None,
             message: message.into(),
-        }
-    }
-
-    fn engine(error: TemplateError, during: &str) -> Self {
-        TemplateProblem {
-            message: format!("{error}{during}"),
-            error: Some(error),
         }
     }
 }
@@ -274,10 +227,8 @@ impl MessageTemplate {
                  ASCII on one line)"
             )));
         }
-        let template = Template::compile(source, &Limits::DEFAULT)
-            .map_err(|e| TemplateProblem::engine(e, ""))?;
         let compiled = MessageTemplate {
-            template: Arc::new(template),
+            engine: Engine::compile(source)?,
             use_,
             content_type: content_type.map(str::to_owned),
             provider: Arc::new(provider),
@@ -291,11 +242,11 @@ impl MessageTemplate {
             "metadata": {"namespace": self.provider.namespace, "name": "sample-alert"},
             "spec": {"summary": "sample summary"},
         });
-        for (what, event) in sample_events() {
+        for (what, event) in engine::sample_events() {
             let during = format!(" (rendering the sample {what} event)");
             let out = self
                 .render_text(&event, &alert)
-                .map_err(|e| TemplateProblem::engine(e, &during))?;
+                .map_err(|e| TemplateProblem::plain(format!("{e}{during}")))?;
             self.check_output(&out)
                 .map_err(|m| TemplateProblem::plain(format!("{m}{during}")))?;
         }
@@ -320,13 +271,10 @@ impl MessageTemplate {
         }
     }
 
-    fn render_text(
-        &self,
-        event: &Event,
-        alert: &serde_json::Value,
-    ) -> Result<String, TemplateError> {
-        let context = Context::new(event, AlertVars::of(alert), &self.provider);
-        self.template.render(&context)
+    /// The engine's output, or its error with line and column.
+    fn render_text(&self, event: &Event, alert: &serde_json::Value) -> Result<String, String> {
+        self.engine
+            .render(event, AlertVars::of(alert), &self.provider)
     }
 
     /// Renders for a delivery of `event` matched by the Alert whose manifest object is `alert`
@@ -371,49 +319,6 @@ fn check_dispatch(out: &str) -> Result<(), String> {
     }
 }
 
-/// The events every template is rendered against at load.
-fn sample_events() -> [(&'static str, Event); 4] {
-    let base = Event {
-        involved_object: ObjectReference {
-            kind: "Kustomization".into(),
-            namespace: "flux-system".into(),
-            name: "apps".into(),
-            uid: "0c9c2e41-d2f9-4f9b-9c41-bebc1984d67a".into(),
-            api_version: "kustomize.toolkit.fluxcd.io/v1".into(),
-            ..ObjectReference::default()
-        },
-        severity: Severity::Info,
-        timestamp: Timestamp::parse("2026-11-28T10:00:00Z").ok(),
-        message: "Reconciliation finished in 1.2s, next run in 10m0s".into(),
-        reason: "ReconciliationSucceeded".into(),
-        metadata: BTreeMap::new(),
-        reporting_controller: "kustomize-controller".into(),
-        reporting_instance: "kustomize-controller-7c7b47f5f-8bhrp".into(),
-    };
-    let with_metadata = |mut e: Event| {
-        e.metadata = BTreeMap::from([
-            (
-                "revision".to_owned(),
-                "main@sha1:69b59063470310ebbd88a9156325322a124e55a3".to_owned(),
-            ),
-            ("summary".to_owned(), "sample summary".to_owned()),
-        ]);
-        e
-    };
-    let error = Event {
-        severity: Severity::Error,
-        message: "Health check failed after 5m0s: timeout waiting for Deployment/apps/web".into(),
-        reason: "HealthCheckFailed".into(),
-        ..base.clone()
-    };
-    [
-        ("info", base.clone()),
-        ("error", error.clone()),
-        ("info with metadata", with_metadata(base)),
-        ("error with metadata", with_metadata(error)),
-    ]
-}
-
 /// The compiled templates of one Provider: its own, and those of the Alerts that use it (which
 /// win over the Provider's).
 #[derive(Clone, Debug, Default)]
@@ -453,5 +358,5 @@ impl Templates {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "templates"))]
 mod tests;

@@ -85,8 +85,13 @@ struct ManifestArgs {
 
 fn version() -> String {
     let families: Vec<&str> = registry::families().iter().map(|f| f.name()).collect();
+    let templates = if herald_core::template::ENGINE_BUILT_IN {
+        "built in"
+    } else {
+        "not built in (cargo feature `templates`)"
+    };
     format!(
-        "{}\nfamilies: {}",
+        "{}\nfamilies: {}\nmessage templates: {templates}",
         env!("CARGO_PKG_VERSION"),
         families.join(", ")
     )

@@ -16,7 +16,7 @@ fn compile(source: &str, ty: ProviderType) -> Result<MessageTemplate, TemplatePr
 }
 
 fn event() -> Event {
-    let [_, _, _, (_, error)] = sample_events();
+    let [_, _, _, (_, error)] = engine::sample_events();
     error
 }
 

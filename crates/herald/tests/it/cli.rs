@@ -36,6 +36,12 @@ fn version_lists_the_compiled_families() {
         };
         assert_eq!(text.contains(feature), compiled, "{feature}: {text}");
     }
+    let templates = if cfg!(feature = "templates") {
+        "\nmessage templates: built in\n"
+    } else {
+        "\nmessage templates: not built in (cargo feature `templates`)\n"
+    };
+    assert!(text.contains(templates), "{text}");
 }
 
 #[test]

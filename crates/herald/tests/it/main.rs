@@ -23,4 +23,5 @@ mod proxy;
 mod render;
 mod secrets;
 mod support;
+#[cfg(feature = "templates")]
 mod templates;

@@ -461,6 +461,7 @@ fn an_event_that_sends_nothing_says_so() {
 
 /// A message template shapes what render shows, as it shapes what is sent: the Alert's
 /// template when render applies that Alert, else the Provider's.
+#[cfg(feature = "templates")]
 #[test]
 fn render_shows_the_templated_request() {
     let provider = "---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\

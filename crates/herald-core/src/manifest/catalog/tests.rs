@@ -285,6 +285,7 @@ fn alert_spec(provider: &str) -> String {
 
 /// Templates inline and from ConfigMaps: a bad one makes only its object not ready, with the
 /// file, line, annotation, and the line and column inside the template.
+#[cfg(feature = "templates")]
 #[test]
 fn templates_are_checked_per_object() {
     let templates = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: msgs\n  namespace: ns\ndata:\n  good: '{\"text\": {{ event.message | json }}}'\n  bad: |\n    {\"text\": \"ok\",\n     \"who\": {{ nobody }}}\n";
@@ -417,6 +418,61 @@ fn templates_are_checked_per_object() {
             .for_alert(&serde_json::Value::Null)
             .is_some()
     );
+}
+
+/// A build without the engine (feature `templates` off) refuses each templated object with the
+/// feature that would take it, and its Alerts with it; the others stand.
+#[cfg(not(feature = "templates"))]
+#[test]
+fn without_the_engine_only_templated_objects_are_not_ready() {
+    let p = [
+        annotated(
+            "Provider",
+            "templated",
+            "    herald.dev/template: '{\"obj\": \"{{ obj }}\"}'",
+            GENERIC,
+        ),
+        provider("plain", GENERIC),
+    ]
+    .concat();
+    let a = [
+        alert("of-templated", "templated", ""),
+        annotated(
+            "Alert",
+            "templated-alert",
+            "    herald.dev/template: x",
+            &alert_spec("plain"),
+        ),
+        alert("of-plain", "plain", ""),
+    ]
+    .concat();
+    let c = catalog(&[("p.yaml", &p), ("a.yaml", &a)]);
+    assert_eq!(
+        reasons(&c, Kind::Provider, "templated"),
+        [
+            "p.yaml:8 (document 1): metadata.annotations.herald.dev/template: template: this \
+          herald is built without message templates; build it with the cargo feature \
+          `templates` (on by default), or remove the annotation"
+        ]
+    );
+    let of_templated = reasons(&c, Kind::Alert, "of-templated");
+    assert!(
+        of_templated.len() == 1 && of_templated[0].contains("Provider ns/templated is not ready"),
+        "{of_templated:?}"
+    );
+    let templated_alert = reasons(&c, Kind::Alert, "templated-alert");
+    assert!(
+        templated_alert.len() == 1
+            && templated_alert[0].contains("built without message templates"),
+        "{templated_alert:?}"
+    );
+    for ready in [(Kind::Provider, "plain"), (Kind::Alert, "of-plain")] {
+        assert_eq!(
+            reasons(&c, ready.0, ready.1),
+            Vec::<String>::new(),
+            "{ready:?}"
+        );
+    }
 }
 
 #[test]
