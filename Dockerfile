@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # herald's container image: `docker build --build-arg FEATURES=chat,git -t herald .`
 #
-# FEATURES lists the provider families to compile in (chat, git, alerting, eventhub, or `all`;
-# generic webhooks are always in; empty or `generic` for those alone). The build stage runs
+# FEATURES lists the provider families to compile in (chat, git, alerting, eventhub, nats,
+# googlepubsub), and `templates` for message templates, or `all` (every family and templates);
+# generic webhooks are always in; empty or `generic` for those alone. The build stage runs
 # exactly `cargo xtask dist`, the command release tarballs are made with (an xtask test checks
 # this), so the image's binary is the tarball's. The cargo registry and the target directory
 # are BuildKit cache mounts: a change to herald's sources recompiles herald's crates, not every
