@@ -149,10 +149,9 @@ impl Dispatcher {
     /// matching Alert, with the event exactly as it will be posted. Nothing is recorded yet.
     pub(crate) fn plan(&self, snapshot: &Snapshot, event: &Event) -> Vec<NewDelivery> {
         let alerts = snapshot.index.matching(event);
-        let object = text::obj_md(event);
         if alerts.is_empty() {
             tracing::debug!(
-                object,
+                object = text::obj_md(event),
                 "discarding event, no alerts found for the involved object"
             );
             return Vec::new();
@@ -170,10 +169,12 @@ impl Dispatcher {
         let mut dropped_commit = Vec::new();
         let mut dropped_change = Vec::new();
         let mut planned = Vec::new();
-        tracing::debug!(object, reason = %event.reason, event_message = %event.message, "dispatching event");
-        for alert in alerts {
+        tracing::debug!(object = text::obj_md(event), reason = %event.reason, event_message = %event.message, "dispatching event");
+        let last = alerts.len().saturating_sub(1);
+        for (i, alert) in alerts.into_iter().enumerate() {
             let alert_id = format!("{}/{}", alert.namespace, alert.name);
             if self.no_cross_namespace_refs && event.involved_object.namespace != alert.namespace {
+                let object = text::obj_md(event);
                 tracing::error!(
                     alert = alert_id,
                     "discarding event, access denied to cross-namespace sources: alert '{alert_id}' can't process event from '{object}', cross-namespace references have been blocked"
@@ -212,7 +213,12 @@ impl Dispatcher {
                 dropped_change.push(alert_id);
                 continue;
             }
-            let mut delivered = base.clone();
+            // The last Alert takes the event itself: one copy fewer for the usual one Alert.
+            let mut delivered = if i == last {
+                std::mem::take(&mut base)
+            } else {
+                base.clone()
+            };
             let conflicts = combine(&mut delivered, &alert);
             if !conflicts.is_empty() {
                 tracing::info!(
