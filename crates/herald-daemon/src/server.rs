@@ -287,19 +287,20 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     if !shared.dispatcher.has_room() {
         return queue_full();
     }
+    // The duplicate key reads the token, which planning drops from the event it takes.
+    let key = ratelimit::key(&event);
     let snapshot = shared.snapshot();
-    let planned = shared.dispatcher.plan(&snapshot, &event);
+    let planned = shared.dispatcher.plan(&snapshot, event);
     if planned.is_empty() {
         // Nothing to deliver: no duplicate window is kept for it (they would only grow).
         return reply(StatusCode::ACCEPTED, None, Bytes::new());
     }
 
-    let key = ratelimit::key(&event);
     let decision = shared.limiter.check(key, Instant::now(), SystemTime::now());
     let reset = match decision {
         Decision::Duplicate { reset } => {
             shared.metrics.duplicates.inc();
-            tracing::debug!(object = %herald_core::text::obj_md(&event), "Discarding event, rate limiting duplicate events");
+            tracing::debug!(object = %herald_core::text::obj_md(&planned[0].event), "Discarding event, rate limiting duplicate events");
             let mut resp = reply(
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("text/plain; charset=utf-8"),
