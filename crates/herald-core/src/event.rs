@@ -187,8 +187,17 @@ impl Timestamp {
 
     /// RFC 3339 in UTC to the second, as Flux re-emits it: `2022-09-30T06:40:29Z`.
     pub fn to_rfc3339(&self) -> String {
+        let mut out = String::with_capacity(20);
+        // Writing to a String cannot fail.
+        let _ = self.write_rfc3339(&mut out);
+        out
+    }
+
+    /// [`Timestamp::to_rfc3339`] written to `out`, without a String of its own.
+    fn write_rfc3339(&self, out: &mut impl fmt::Write) -> fmt::Result {
         let t = self.0.to_offset(time::UtcOffset::UTC);
-        format!(
+        write!(
+            out,
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
             t.year(),
             u8::from(t.month()),
@@ -200,22 +209,60 @@ impl Timestamp {
     }
 }
 
+/// A stack buffer for one formatted timestamp: serializing an event allocates nothing for it.
+struct StackText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_rfc3339())
+        self.write_rfc3339(f)
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        let mut text = StackText {
+            bytes: [0; 32],
+            len: 0,
+        };
+        if self.write_rfc3339(&mut text).is_err() {
+            // Longer than any year the time crate represents; kept correct all the same.
+            return s.serialize_str(&self.to_rfc3339());
+        }
+        // Only whole `&str`s were copied in, so the bytes are UTF-8.
+        match std::str::from_utf8(&text.bytes[..text.len]) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.serialize_str(&self.to_rfc3339()),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Timestamp::parse(&s).map_err(serde::de::Error::custom)
+        /// Parses the text in place: no String per event.
+        struct Rfc3339Visitor;
+        impl serde::de::Visitor<'_> for Rfc3339Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Rfc3339Visitor)
     }
 }
 

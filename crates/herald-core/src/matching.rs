@@ -18,8 +18,9 @@ use crate::manifest::Alert;
 #[derive(Debug, Default, Clone)]
 pub struct AlertIndex {
     alerts: Vec<Arc<Alert>>,
-    /// (namespace, kind) → (alert index, source index), in Alert order.
-    by_object: HashMap<(String, String), Vec<(usize, usize)>>,
+    /// namespace → kind → (alert index, source index), in Alert order (nested, so that a
+    /// lookup borrows the event's strings instead of copying them).
+    by_object: HashMap<String, HashMap<String, Vec<(usize, usize)>>>,
 }
 
 impl AlertIndex {
@@ -27,7 +28,7 @@ impl AlertIndex {
     /// index does not change when only `suspend` does).
     pub fn new(alerts: impl IntoIterator<Item = Alert>) -> Self {
         let alerts: Vec<Arc<Alert>> = alerts.into_iter().map(Arc::new).collect();
-        let mut by_object: HashMap<(String, String), Vec<(usize, usize)>> = HashMap::new();
+        let mut by_object: HashMap<String, HashMap<String, Vec<(usize, usize)>>> = HashMap::new();
         for (ai, alert) in alerts.iter().enumerate() {
             for (si, source) in alert.spec.event_sources.iter().enumerate() {
                 if source.match_labels.is_some() {
@@ -38,7 +39,9 @@ impl AlertIndex {
                     .clone()
                     .unwrap_or_else(|| alert.namespace.clone());
                 by_object
-                    .entry((ns, source.kind.clone()))
+                    .entry(ns)
+                    .or_default()
+                    .entry(source.kind.clone())
                     .or_default()
                     .push((ai, si));
             }
@@ -61,7 +64,8 @@ impl AlertIndex {
         let obj = &event.involved_object;
         let Some(candidates) = self
             .by_object
-            .get(&(obj.namespace.clone(), obj.kind.clone()))
+            .get(&obj.namespace)
+            .and_then(|kinds| kinds.get(&obj.kind))
         else {
             return Vec::new();
         };

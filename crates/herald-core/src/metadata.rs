@@ -51,28 +51,57 @@ fn group_prefix(event: &Event) -> String {
     format!("{}/", event.involved_object.group())
 }
 
+/// Whether `key` is `<group>/<name>`, compared as bytes or, with `any_case`, ignoring ASCII
+/// case: the per-event checks build no key string.
+fn is_group_key(key: &str, group: &str, name: &str, any_case: bool) -> bool {
+    let (k, g, n) = (key.as_bytes(), group.as_bytes(), name.as_bytes());
+    if k.len() != g.len() + 1 + n.len() || k[g.len()] != b'/' {
+        return false;
+    }
+    let (head, tail) = (&k[..g.len()], &k[g.len() + 1..]);
+    if any_case {
+        head.eq_ignore_ascii_case(g) && tail.eq_ignore_ascii_case(n)
+    } else {
+        head == g && tail == n
+    }
+}
+
+/// The entry of the controller key `<group>/<name>`: found by a range lookup from the group,
+/// without building the key.
+fn controller_entry<'a>(event: &'a Event, name: &str) -> Option<(&'a String, &'a String)> {
+    use std::ops::Bound;
+    let group = event.involved_object.group();
+    event
+        .metadata
+        .range::<str, _>((Bound::Included(group), Bound::Unbounded))
+        .take_while(|(k, _)| k.starts_with(group))
+        .find(|(k, _)| is_group_key(k, group, name, false))
+}
+
 /// Step 1: keeps only annotation and controller keys, without `checksum` and `digest`.
 pub fn cleanup(event: &mut Event) {
-    let prefix = group_prefix(event);
-    let checksum = format!("{prefix}checksum");
-    let digest = format!("{prefix}digest");
+    let group = event.involved_object.group().to_owned();
     event.metadata.retain(|k, _| {
-        (k.starts_with(ANNOTATION_PREFIX) || k.starts_with(&prefix))
-            && !k.eq_ignore_ascii_case(&checksum)
-            && !k.eq_ignore_ascii_case(&digest)
+        let controller = k
+            .strip_prefix(group.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
+        (k.starts_with(ANNOTATION_PREFIX) || controller)
+            && !is_group_key(k, &group, "checksum", true)
+            && !is_group_key(k, &group, "digest", true)
     });
 }
 
 /// The controller metadata value of `key` (`<group>/<key>`), before [`combine`].
 pub fn controller_value<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
-    let full = format!("{}{key}", group_prefix(event));
-    event.metadata.get(&full).map(String::as_str)
+    controller_entry(event, key).map(|(_, v)| v.as_str())
 }
 
 /// Step 2: removes the controller's `token` key.
 pub fn drop_token(event: &mut Event) {
-    let key = format!("{}token", group_prefix(event));
-    event.metadata.remove(&key);
+    if let Some((key, _)) = controller_entry(event, "token") {
+        let key = key.clone();
+        event.metadata.remove(&key);
+    }
 }
 
 /// Step 3: combines the sources into un-prefixed keys, replacing the metadata when the result
@@ -174,6 +203,41 @@ mod tests {
         assert_eq!(controller_value(&e, "token"), Some("t"));
         drop_token(&mut e);
         assert_eq!(controller_value(&e, "token"), None);
+    }
+
+    #[test]
+    fn controller_keys_are_found_exactly_among_lookalikes() {
+        // Keys that share the group's text, sort around it, or differ in case or length.
+        let mut e = event(&[
+            ("helm.toolkit.fluxcd.io.evil/token", "other group"),
+            ("helm.toolkit.fluxcd.io-x/token", "other group"),
+            ("helm.toolkit.fluxcd.io/Token", "other case"),
+            ("helm.toolkit.fluxcd.io/tokens", "longer"),
+            ("helm.toolkit.fluxcd.io/revision", "1.2.3"),
+            ("helm.toolkit.fluxcd.io/token", "t"),
+        ]);
+        assert_eq!(controller_value(&e, "token"), Some("t"));
+        assert_eq!(controller_value(&e, "revision"), Some("1.2.3"));
+        assert_eq!(controller_value(&e, "originRevision"), None);
+        drop_token(&mut e);
+        assert_eq!(controller_value(&e, "token"), None);
+        assert_eq!(e.metadata.len(), 5, "only the exact key is dropped");
+        // An apiVersion without a group: the controller keys are `/<key>`.
+        e.involved_object.api_version = "v1".into();
+        e.metadata.insert("/revision".into(), "r".into());
+        assert_eq!(controller_value(&e, "revision"), Some("r"));
+        // Checksum and digest go in any case, only as whole keys of the object's group.
+        let mut e = event(&[
+            ("helm.toolkit.fluxcd.io/DIGEST", "x"),
+            ("helm.toolkit.fluxcd.io/digests", "kept"),
+            (
+                "HELM.toolkit.fluxcd.io/checksum",
+                "other group: dropped as unknown",
+            ),
+        ]);
+        cleanup(&mut e);
+        let keys: Vec<_> = e.metadata.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["helm.toolkit.fluxcd.io/digests"]);
     }
 
     #[test]

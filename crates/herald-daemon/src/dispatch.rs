@@ -147,33 +147,36 @@ impl Dispatcher {
     /// Matches `event` (metadata cleaned, token still present) against the Alerts of
     /// `snapshot`, applies Flux's gating and metadata rules, and returns one delivery per
     /// matching Alert, with the event exactly as it will be posted. Nothing is recorded yet.
-    pub(crate) fn plan(&self, snapshot: &Snapshot, event: &Event) -> Vec<NewDelivery> {
-        let alerts = snapshot.index.matching(event);
-        let object = text::obj_md(event);
+    /// It takes the event: the last delivery posts it without a copy.
+    pub(crate) fn plan(&self, snapshot: &Snapshot, mut event: Event) -> Vec<NewDelivery> {
+        let alerts = snapshot.index.matching(&event);
         if alerts.is_empty() {
             tracing::debug!(
-                object,
+                object = text::obj_md(&event),
                 "discarding event, no alerts found for the involved object"
             );
             return Vec::new();
         }
         let commit_status_update =
-            metadata::controller_value(event, "commit_status") == Some("update");
+            metadata::controller_value(&event, "commit_status") == Some("update");
         let has_annotation = |key: &str| {
             event
                 .metadata
                 .get(&format!("{ANNOTATION_PREFIX}{key}"))
                 .is_some_and(|v| !v.is_empty())
         };
-        let mut base = event.clone();
-        metadata::drop_token(&mut base);
+        let (has_commit, has_change_request) =
+            (has_annotation("commit"), has_annotation("change_request"));
+        metadata::drop_token(&mut event);
         let mut dropped_commit = Vec::new();
         let mut dropped_change = Vec::new();
         let mut planned = Vec::new();
-        tracing::debug!(object, reason = %event.reason, event_message = %event.message, "dispatching event");
-        for alert in alerts {
+        tracing::debug!(object = text::obj_md(&event), reason = %event.reason, event_message = %event.message, "dispatching event");
+        let last = alerts.len().saturating_sub(1);
+        for (i, alert) in alerts.into_iter().enumerate() {
             let alert_id = format!("{}/{}", alert.namespace, alert.name);
             if self.no_cross_namespace_refs && event.involved_object.namespace != alert.namespace {
+                let object = text::obj_md(&event);
                 tracing::error!(
                     alert = alert_id,
                     "discarding event, access denied to cross-namespace sources: alert '{alert_id}' can't process event from '{object}', cross-namespace references have been blocked"
@@ -201,18 +204,23 @@ impl Dispatcher {
                 continue;
             }
             if ty.is_commit_status()
-                && !has_annotation("commit")
+                && !has_commit
                 && !commit_status_update
                 && !event.severity.is_error()
             {
                 dropped_commit.push(alert_id);
                 continue;
             }
-            if ty.is_change_request() && !has_annotation("change_request") {
+            if ty.is_change_request() && !has_change_request {
                 dropped_change.push(alert_id);
                 continue;
             }
-            let mut delivered = base.clone();
+            // The last Alert takes the event itself: no copy for the usual one Alert.
+            let mut delivered = if i == last {
+                std::mem::take(&mut event)
+            } else {
+                event.clone()
+            };
             let conflicts = combine(&mut delivered, &alert);
             if !conflicts.is_empty() {
                 tracing::info!(
@@ -545,7 +553,10 @@ mod tests {
 
     async fn routed(d: &Dispatcher, snap: &Snapshot, e: Event) -> Vec<String> {
         POSTED.lock().unwrap().clear();
-        let n = d.accept(d.plan(snap, &e), Box::new(|| {})).await.unwrap();
+        let n = d
+            .accept(d.plan(snap, e.clone()), Box::new(|| {}))
+            .await
+            .unwrap();
         assert_eq!(d.drain(Duration::from_secs(5)).await, 0);
         let mut got: Vec<String> = POSTED
             .lock()
@@ -602,12 +613,9 @@ mod tests {
             ("kustomize.toolkit.fluxcd.io/revision", "r"),
         ];
         POSTED.lock().unwrap().clear();
-        d.accept(
-            d.plan(&snap, &event(Severity::Info, &meta)),
-            Box::new(|| {}),
-        )
-        .await
-        .unwrap();
+        d.accept(d.plan(&snap, event(Severity::Info, &meta)), Box::new(|| {}))
+            .await
+            .unwrap();
         d.drain(Duration::from_secs(5)).await;
         for (_, e) in POSTED.lock().unwrap().iter() {
             assert_eq!(e.metadata, [("revision".to_owned(), "r".to_owned())].into());

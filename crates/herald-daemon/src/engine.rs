@@ -603,18 +603,18 @@ impl Engine {
                 self.metrics.refused.inc();
                 continue;
             }
+            let (id, clock_from, key) = (record.id, record.clock_from, record.key.0);
             let bytes = event_bytes(&event);
             let hot = self.try_hot(bytes).then(|| {
                 Box::new(Hot {
-                    record: record.clone(),
+                    record,
                     event,
                     bytes,
                 })
             });
-            let key = record.key.0;
             l.keys.entry(key).or_default().items.push_back(Item {
-                id: record.id,
-                clock_from: record.clock_from,
+                id,
+                clock_from,
                 next_attempt_at: 0,
                 hot,
             });

@@ -287,19 +287,20 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     if !shared.dispatcher.has_room() {
         return queue_full();
     }
+    // The duplicate key reads the token, which planning drops from the event it takes.
+    let key = ratelimit::key(&event);
     let snapshot = shared.snapshot();
-    let planned = shared.dispatcher.plan(&snapshot, &event);
+    let planned = shared.dispatcher.plan(&snapshot, event);
     if planned.is_empty() {
         // Nothing to deliver: no duplicate window is kept for it (they would only grow).
         return reply(StatusCode::ACCEPTED, None, Bytes::new());
     }
 
-    let key = ratelimit::key(&event);
     let decision = shared.limiter.check(key, Instant::now(), SystemTime::now());
     let reset = match decision {
         Decision::Duplicate { reset } => {
             shared.metrics.duplicates.inc();
-            tracing::debug!(object = %herald_core::text::obj_md(&event), "Discarding event, rate limiting duplicate events");
+            tracing::debug!(object = %herald_core::text::obj_md(&planned[0].event), "Discarding event, rate limiting duplicate events");
             let mut resp = reply(
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("text/plain; charset=utf-8"),
@@ -459,20 +460,48 @@ fn retry_later(message: &str) -> Reply {
     r
 }
 
+/// The rate-limit header names, checked once at compile time rather than per answer.
+const RATELIMIT_LIMIT: header::HeaderName = header::HeaderName::from_static("x-ratelimit-limit");
+const RATELIMIT_REMAINING: header::HeaderName =
+    header::HeaderName::from_static("x-ratelimit-remaining");
+const RATELIMIT_RESET: header::HeaderName = header::HeaderName::from_static("x-ratelimit-reset");
+
 fn rate_limit_headers(resp: &mut Reply, reset: SystemTime, retry_after: bool) {
-    let reset = ratelimit::rfc1123(reset);
     let h = resp.headers_mut();
-    h.insert("x-ratelimit-limit", header::HeaderValue::from_static("1"));
-    h.insert(
-        "x-ratelimit-remaining",
-        header::HeaderValue::from_static("0"),
-    );
-    if let Ok(v) = header::HeaderValue::from_str(&reset) {
+    h.insert(RATELIMIT_LIMIT, header::HeaderValue::from_static("1"));
+    h.insert(RATELIMIT_REMAINING, header::HeaderValue::from_static("0"));
+    if let Some(v) = reset_header(reset) {
         if retry_after {
             h.insert(header::RETRY_AFTER, v.clone());
         }
-        h.insert("x-ratelimit-reset", v);
+        h.insert(RATELIMIT_RESET, v);
     }
+}
+
+thread_local! {
+    /// The last reset header made on this thread, by its second: under load every event of a
+    /// second gets the same one, so it is formatted once a second, not once an event.
+    static RESET_HEADER: std::cell::RefCell<Option<(u64, header::HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `reset` as the header value Flux sends (RFC 1123, to the second).
+fn reset_header(reset: SystemTime) -> Option<header::HeaderValue> {
+    let Ok(since_epoch) = reset.duration_since(SystemTime::UNIX_EPOCH) else {
+        return header::HeaderValue::from_str(&ratelimit::rfc1123(reset)).ok();
+    };
+    let second = since_epoch.as_secs();
+    RESET_HEADER.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if let Some((at, value)) = cached.as_ref()
+            && *at == second
+        {
+            return Some(value.clone());
+        }
+        let value = header::HeaderValue::from_str(&ratelimit::rfc1123(reset)).ok()?;
+        *cached = Some((second, value.clone()));
+        Some(value)
+    })
 }
 
 /// `/healthz` and `/readyz`.

@@ -145,6 +145,11 @@ impl HttpClient {
     /// URL only through [`crate::redact_url`], and carries the service's status and
     /// `Retry-After` for whoever retries.
     pub async fn send(&self, req: Request) -> Result<Response, DeliveryError> {
+        self.send_ref(&req).await
+    }
+
+    /// [`HttpClient::send`] of a request the caller keeps (for its own error messages).
+    pub async fn send_ref(&self, req: &Request) -> Result<Response, DeliveryError> {
         let started = Instant::now();
         // A timeout too large for the clock is as good as none.
         let deadline = started
@@ -182,7 +187,7 @@ impl HttpClient {
         let mut last: Option<Failure> = None;
         loop {
             attempts += 1;
-            let failure = match tokio::time::timeout_at(deadline, self.attempt(&req, &uri)).await {
+            let failure = match tokio::time::timeout_at(deadline, self.attempt(req, &uri)).await {
                 Err(_elapsed) => {
                     let mut message = format!(
                         "timed out after {} ({}",

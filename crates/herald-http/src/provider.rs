@@ -461,21 +461,23 @@ impl<P: HttpProvider> HttpNotifier<P> {
         request: Request,
         send_failed: Option<&'static str>,
     ) -> Result<(), DeliveryError> {
-        let what = format!(
-            "provider {}: {} {}",
-            self.id,
-            request.method,
-            crate::redact_url(&request.url)
-        );
         let response = self
             .client
-            .send(request)
+            .send_ref(&request)
             .await
             .map_err(|e| match send_failed {
                 Some(context) => e.context(context),
                 None => e,
             })?;
-        self.provider.check(&response).map_err(|e| e.context(what))
+        // The context is built only for a refusal: a delivery that succeeds pays nothing.
+        self.provider.check(&response).map_err(|e| {
+            e.context(format!(
+                "provider {}: {} {}",
+                self.id,
+                request.method,
+                crate::redact_url(&request.url)
+            ))
+        })
     }
 }
 

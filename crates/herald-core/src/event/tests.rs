@@ -76,6 +76,24 @@ fn bad_timestamp_rejects_the_body() {
 }
 
 #[test]
+fn timestamps_read_escaped_text_and_write_one_form_everywhere() {
+    // An escaped string cannot be borrowed from the body: it is read all the same.
+    let e: Event = serde_json::from_str(r#"{"timestamp":"2022-10-28T07:26:19\u005a"}"#).unwrap();
+    let t = e.timestamp.unwrap();
+    assert_eq!(t.to_rfc3339(), "2022-10-28T07:26:19Z");
+    assert_eq!(t.to_string(), t.to_rfc3339());
+    assert_eq!(
+        serde_json::to_string(&t).unwrap(),
+        r#""2022-10-28T07:26:19Z""#
+    );
+    // An offset is written in UTC; a number is refused as a string would be expected.
+    let e: Event = serde_json::from_str(r#"{"timestamp":"2022-10-28T09:26:19+02:00"}"#).unwrap();
+    assert_eq!(e.timestamp.unwrap().to_rfc3339(), "2022-10-28T07:26:19Z");
+    let err = serde_json::from_str::<Event>(r#"{"timestamp":5}"#).unwrap_err();
+    assert!(err.to_string().contains("expected a string"), "{err}");
+}
+
+#[test]
 fn unknown_severity_is_kept() {
     let e: Event = serde_json::from_str(r#"{"severity":"warning"}"#).unwrap();
     assert_eq!(e.severity, Severity::Other("warning".into()));

@@ -223,9 +223,14 @@ pub(crate) fn decode_status(bytes: &[u8]) -> Option<ProviderStatus> {
     })
 }
 
-/// An event's stored form: its JSON (serde's encoding of every field, read back identical).
-pub(crate) fn encode_event(event: &Event) -> Vec<u8> {
-    serde_json::to_vec(event).unwrap_or_default()
+/// An event's stored form, appended to `out`: its JSON (serde's encoding of every field, read
+/// back identical). Nothing is appended if encoding fails, as it cannot for an event of strings
+/// and string maps.
+pub(crate) fn encode_event_into(out: &mut Vec<u8>, event: &Event) {
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, event).is_err() {
+        out.truncate(start);
+    }
 }
 
 /// The event of delivery `id` from its stored form.

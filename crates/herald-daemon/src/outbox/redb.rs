@@ -31,7 +31,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use herald_core::Event;
 
 use super::codec::{
-    decode_event, decode_record, decode_status, encode_event, encode_record, encode_status,
+    decode_event, decode_record, decode_status, encode_event_into, encode_record, encode_status,
 };
 use super::{
     Backend, Commits, Done, Health, Loaded, OpenError, Placement, Prepared, ProviderStatus, Record,
@@ -84,7 +84,23 @@ fn id_of(key: &[u8]) -> Option<u64> {
 
 /// A delivery's row: `varint(record length) ‖ record ‖ event JSON` (no event once delivered).
 fn row(record: &[u8], event: Option<&[u8]>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10 + record.len() + event.map_or(0, <[u8]>::len));
+    let mut out = row_head(record, event.map_or(0, <[u8]>::len));
+    out.extend_from_slice(event.unwrap_or_default());
+    out
+}
+
+/// A new delivery's row, its event encoded straight into it (no copy of the JSON).
+fn new_row(record: &[u8], event: &Event) -> Vec<u8> {
+    /// About what a Flux event takes as JSON: one allocation for most rows.
+    const EVENT_BYTES: usize = 1024;
+    let mut out = row_head(record, EVENT_BYTES);
+    encode_event_into(&mut out, event);
+    out
+}
+
+/// `varint(record length) ‖ record`, with room for `more` bytes after it.
+fn row_head(record: &[u8], more: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + record.len() + more);
     let mut len = record.len() as u64;
     while len >= 0x80 {
         out.push((len as u8) | 0x80);
@@ -92,7 +108,6 @@ fn row(record: &[u8], event: Option<&[u8]>) -> Vec<u8> {
     }
     out.push(len as u8);
     out.extend_from_slice(record);
-    out.extend_from_slice(event.unwrap_or_default());
     out
 }
 
@@ -858,7 +873,7 @@ impl Backend for Store {
         let entries = deliveries
             .iter()
             .map(|p| Entry {
-                row: row(&encode_record(&p.record), Some(&encode_event(&p.event))),
+                row: new_row(&encode_record(&p.record), &p.event),
                 at: p.record.placement(),
             })
             .collect();
