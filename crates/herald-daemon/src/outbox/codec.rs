@@ -1,6 +1,7 @@
-//! The stored form of records and Provider statuses: a small binary encoding (a version byte,
-//! LEB128 integers, length-prefixed strings), several times smaller and faster than JSON. The
-//! id is the table key, not part of the value. Events are stored as their JSON.
+//! The stored form of records, rows and Provider statuses, shared by every backend: a small
+//! binary encoding (a version byte, LEB128 integers, length-prefixed strings), several times
+//! smaller and faster than JSON. The id is the key, not part of the value. Events are stored as
+//! their JSON.
 
 use herald_core::{Event, OrderingKey};
 
@@ -240,6 +241,63 @@ pub(crate) fn decode_event(id: u64, bytes: &[u8]) -> Result<Event, StoreError> {
         what: "its event",
         message: e.to_string(),
     })
+}
+
+/// A delivery's row (a redb value, a JetStream message): `varint(record length) ‖ record ‖ event JSON` (no event once delivered).
+pub(crate) fn row(record: &[u8], event: Option<&[u8]>) -> Vec<u8> {
+    let mut out = row_head(record, event.map_or(0, <[u8]>::len));
+    out.extend_from_slice(event.unwrap_or_default());
+    out
+}
+
+/// A new delivery's row, its event encoded straight into it (no copy of the JSON).
+pub(crate) fn new_row(record: &[u8], event: &Event) -> Vec<u8> {
+    /// About what a Flux event takes as JSON: one allocation for most rows.
+    const EVENT_BYTES: usize = 1024;
+    let mut out = row_head(record, EVENT_BYTES);
+    encode_event_into(&mut out, event);
+    out
+}
+
+/// `varint(record length) ‖ record`, with room for `more` bytes after it.
+fn row_head(record: &[u8], more: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + record.len() + more);
+    let mut len = record.len() as u64;
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(record);
+    out
+}
+
+/// A row's record and event parts.
+pub(crate) fn split_row(id: u64, bytes: &[u8]) -> Result<(&[u8], Option<&[u8]>), StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        id,
+        what: "its record",
+        message: "the row is cut short".into(),
+    };
+    let mut len = 0usize;
+    let mut at = 0;
+    loop {
+        let b = *bytes.get(at).ok_or_else(corrupt)?;
+        len |= usize::from(b & 0x7f) << (7 * at);
+        at += 1;
+        if b < 0x80 {
+            break;
+        }
+        if at > 4 {
+            return Err(corrupt());
+        }
+    }
+    let end = at
+        .checked_add(len)
+        .filter(|e| *e <= bytes.len())
+        .ok_or_else(corrupt)?;
+    let event = &bytes[end..];
+    Ok((&bytes[at..end], (!event.is_empty()).then_some(event)))
 }
 
 #[cfg(test)]

@@ -31,7 +31,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use herald_core::Event;
 
 use super::codec::{
-    decode_event, decode_record, decode_status, encode_event_into, encode_record, encode_status,
+    decode_event, decode_record, decode_status, encode_record, encode_status, new_row, row,
+    split_row,
 };
 use super::{
     Backend, Commits, Done, Health, Loaded, OpenError, Placement, Prepared, ProviderStatus, Record,
@@ -80,63 +81,6 @@ fn index_key(id: u64, at: Placement) -> Option<[u8; 9]> {
 fn id_of(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
-}
-
-/// A delivery's row: `varint(record length) ‖ record ‖ event JSON` (no event once delivered).
-fn row(record: &[u8], event: Option<&[u8]>) -> Vec<u8> {
-    let mut out = row_head(record, event.map_or(0, <[u8]>::len));
-    out.extend_from_slice(event.unwrap_or_default());
-    out
-}
-
-/// A new delivery's row, its event encoded straight into it (no copy of the JSON).
-fn new_row(record: &[u8], event: &Event) -> Vec<u8> {
-    /// About what a Flux event takes as JSON: one allocation for most rows.
-    const EVENT_BYTES: usize = 1024;
-    let mut out = row_head(record, EVENT_BYTES);
-    encode_event_into(&mut out, event);
-    out
-}
-
-/// `varint(record length) ‖ record`, with room for `more` bytes after it.
-fn row_head(record: &[u8], more: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10 + record.len() + more);
-    let mut len = record.len() as u64;
-    while len >= 0x80 {
-        out.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    out.push(len as u8);
-    out.extend_from_slice(record);
-    out
-}
-
-/// A row's record and event parts.
-fn split_row(id: u64, bytes: &[u8]) -> Result<(&[u8], Option<&[u8]>), StoreError> {
-    let corrupt = || StoreError::Corrupt {
-        id,
-        what: "its record",
-        message: "the row is cut short".into(),
-    };
-    let mut len = 0usize;
-    let mut at = 0;
-    loop {
-        let b = *bytes.get(at).ok_or_else(corrupt)?;
-        len |= usize::from(b & 0x7f) << (7 * at);
-        at += 1;
-        if b < 0x80 {
-            break;
-        }
-        if at > 4 {
-            return Err(corrupt());
-        }
-    }
-    let end = at
-        .checked_add(len)
-        .filter(|e| *e <= bytes.len())
-        .ok_or_else(corrupt)?;
-    let event = &bytes[end..];
-    Ok((&bytes[at..end], (!event.is_empty()).then_some(event)))
 }
 
 fn id_key(id: u64) -> [u8; 8] {
