@@ -33,7 +33,7 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::metrics::{DeliveryLabels, Metrics, TypeLabel};
 use crate::outbox::{
-    Backend, NewDelivery, Placement, Prepared, ProviderStatus, Record, State, StoreError,
+    Backend, Claim, NewDelivery, Placement, Prepared, ProviderStatus, Record, State, StoreError,
     done_channel,
 };
 use crate::state::{ProviderEntry, Snapshot};
@@ -216,6 +216,8 @@ pub(crate) struct LaneView {
 /// The engine (see the module documentation).
 pub(crate) struct Engine {
     store: Arc<dyn Backend>,
+    /// The backend is shared by several replicas: work comes only through its claims.
+    shared: bool,
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     lanes: RwLock<HashMap<Arc<str>, Arc<Lane>>>,
     settings: Settings,
@@ -271,7 +273,9 @@ impl Engine {
         stop: watch::Receiver<bool>,
     ) -> Result<Arc<Engine>, StoreError> {
         let loaded = store.load()?;
+        let shared = store.shared();
         let engine = Arc::new(Engine {
+            shared,
             store,
             snapshot,
             lanes: RwLock::new(HashMap::new()),
@@ -293,9 +297,11 @@ impl Engine {
         for (provider, dead) in loaded.dead {
             engine.lane(&provider, None).lock().dead = dead;
         }
-        let resumed = loaded.active.len();
+        // A shared backend hands this replica its share through claims instead.
+        let active = if shared { Vec::new() } else { loaded.active };
+        let resumed = active.len();
         let now = engine.clock.now();
-        for record in loaded.active {
+        for record in active {
             let record = transition::resume(&record, now, &engine.settings.policy);
             let lane = engine.lane(&record.provider, Some(&record.provider_type));
             let mut l = lane.lock();
@@ -327,7 +333,100 @@ impl Engine {
             tracing::info!(deliveries = resumed, "resuming deliveries from the outbox");
         }
         engine.runtime.spawn(tick(Arc::downgrade(&engine)));
+        if shared {
+            let weak = Arc::downgrade(&engine);
+            engine.store.start_claims(Arc::new(move |claim| {
+                if let Some(engine) = weak.upgrade() {
+                    engine.claimed(claim);
+                }
+            }));
+        }
         Ok(engine)
+    }
+
+    /// A shared backend's word: a delivery to make, or a share given up.
+    fn claimed(self: &Arc<Self>, claim: Claim) {
+        match claim {
+            Claim::Deliver(record, event) => self.take(&record, event),
+            Claim::Release(share) => self.drop_queued(&*share),
+        }
+    }
+
+    /// Queues a claimed delivery behind the others of its key (claims come in commit order
+    /// per key). One this replica holds already is ignored.
+    fn take(self: &Arc<Self>, record: &Record, event: Arc<Event>) {
+        let now = self.clock.now();
+        let record = transition::resume(record, now, &self.settings.policy);
+        let lane = self.lane(&record.provider, Some(&record.provider_type));
+        {
+            let mut l = lane.lock();
+            let key = record.key.0;
+            let held = l.in_flight.contains(&record.id)
+                || l.keys
+                    .get(&key)
+                    .is_some_and(|kq| kq.items.iter().any(|i| i.id == record.id));
+            if held {
+                return;
+            }
+            l.pending += 1;
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            self.metrics.queue_depth.inc();
+            let bytes = event_bytes(&event);
+            let item = Item {
+                id: record.id,
+                clock_from: record.clock_from,
+                next_attempt_at: record.next_attempt_at.unwrap_or(0),
+                hot: self.try_hot(bytes).then(|| {
+                    Box::new(Hot {
+                        record,
+                        event,
+                        bytes,
+                    })
+                }),
+            };
+            l.keys.entry(key).or_default().items.push_back(item);
+            self.schedule(&lane, &mut l, key, now);
+        }
+        self.pump(&lane);
+    }
+
+    /// Drops the queued deliveries `share` picks; a head in flight stays until its outcome is
+    /// recorded.
+    fn drop_queued(&self, share: &(dyn Fn(&str, OrderingKey) -> bool + Send + Sync)) {
+        for lane in self.all_lanes() {
+            let mut l = lane.lock();
+            let keys: Vec<u64> = l
+                .keys
+                .keys()
+                .copied()
+                .filter(|k| share(&lane.id, OrderingKey(*k)))
+                .collect();
+            for key in keys {
+                let Some(kq) = l.keys.get_mut(&key) else {
+                    continue;
+                };
+                let dropped: Vec<Item> = kq.items.drain(usize::from(kq.busy)..).collect();
+                if kq.items.is_empty() {
+                    l.keys.remove(&key);
+                }
+                for item in dropped {
+                    if let Some(hot) = item.hot {
+                        self.hot.fetch_sub(hot.bytes, Ordering::SeqCst);
+                    }
+                    l.pending -= 1;
+                    self.pending.fetch_sub(1, Ordering::SeqCst);
+                    self.metrics.queue_depth.dec();
+                }
+            }
+            let LaneState {
+                keys,
+                ready,
+                waiting,
+                ..
+            } = &mut *l;
+            ready.retain(|k| keys.contains_key(k));
+            waiting.retain(|(_, k)| keys.contains_key(k));
+        }
     }
 
     /// The outbox.
@@ -523,6 +622,10 @@ impl Engine {
         let engine = self.clone();
         let release_slots = slots.clone();
         let done = Box::new(move |result: Result<u64, StoreError>| match result {
+            Ok(_) if engine.shared => {
+                engine.committed_elsewhere(&slots);
+                let _ = tx.send(Ok(accepted));
+            }
             Ok(first) => {
                 // The caller has long let go of its share: no copy.
                 let queued = Arc::try_unwrap(queued).unwrap_or_else(|shared| (*shared).clone());
@@ -579,6 +682,19 @@ impl Engine {
                 lane.lock().pending -= 1;
                 self.pending.fetch_sub(1, Ordering::SeqCst);
                 self.metrics.queue_depth.dec();
+            }
+        }
+    }
+
+    /// With a shared backend, once an append is committed: what was accepted comes back as
+    /// claims to whichever replica holds its key, so only the room taken is given back here.
+    fn committed_elsewhere(&self, slots: &[(Arc<Lane>, bool)]) {
+        self.release(slots);
+        for (lane, accepted) in slots {
+            if !accepted {
+                lane.lock().dead += 1;
+                self.metrics.dead_lettered.inc();
+                self.metrics.refused.inc();
             }
         }
     }
@@ -1098,7 +1214,13 @@ impl Engine {
             };
             let key = again.key.0;
             let requeue: crate::outbox::Done<()> = Box::new(move |result| {
-                if result.is_ok() {
+                if result.is_ok() && engine.shared {
+                    // Back in the shared outbox: it comes as a claim to whichever replica
+                    // holds its key.
+                    lane2.lock().pending -= 1;
+                    engine.pending.fetch_sub(1, Ordering::SeqCst);
+                    engine.metrics.queue_depth.dec();
+                } else if result.is_ok() {
                     engine.requeue(&lane2, key, item);
                 } else {
                     // Still dead: give its room back.

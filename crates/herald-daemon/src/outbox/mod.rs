@@ -13,6 +13,8 @@
 
 mod codec;
 pub mod conformance;
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 mod redb;
 
 use std::collections::HashMap;
@@ -347,6 +349,31 @@ pub enum OpenError {
 /// Called once an operation is committed, or has failed; on the backend's own thread.
 pub type Done<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
 
+/// Which deliveries a [`Claim::Release`] gives up: true for those of this Provider and key.
+pub type Share = Arc<dyn Fn(&str, OrderingKey) -> bool + Send + Sync>;
+
+/// What a backend shared by several replicas tells the engine of the replica it runs in.
+pub enum Claim {
+    /// A delivery that is this replica's to make now, with its event (its record as last
+    /// committed, by whichever replica).
+    Deliver(Box<Record>, Arc<Event>),
+    /// This replica no longer holds the deliveries `Share` picks: drop those queued (one in
+    /// flight finishes and records its outcome).
+    Release(Share),
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Claim::Deliver(r, _) => f.debug_tuple("Deliver").field(&r.id).finish(),
+            Claim::Release(_) => f.write_str("Release"),
+        }
+    }
+}
+
+/// Where a shared backend sends its [`Claim`]s; it must return quickly.
+pub type Claims = Arc<dyn Fn(Claim) + Send + Sync>;
+
 /// Durable storage for deliveries: what the delivery engine needs from any backend.
 ///
 /// Changes are queued and committed together ("group commit"); each says, through its [`Done`]
@@ -423,6 +450,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn commits(&self) -> Commits {
         Commits::default()
     }
+
+    /// Whether several replicas share this backend. Then the engine queues neither what it
+    /// appends nor what [`Backend::load`] finds: the backend hands every replica its share
+    /// through [`Backend::start_claims`], whichever replica appended it.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// A shared backend starts handing this replica its share of the active deliveries.
+    fn start_claims(&self, _claims: Claims) {}
 
     /// Commits what is queued, stops, and releases the storage.
     fn close(&self);

@@ -1,0 +1,1238 @@
+//! The shared backend: the outbox in NATS JetStream, shared by every herald replica that points
+//! at it (`--outbox nats://...`). It needs nats-server 2.9 or later, and nothing beyond 2.9.
+//!
+//! What lives where (`R` is `--outbox-replicas`):
+//!
+//! - KV bucket `herald-records`: the truth. Key `d<id>` (20 digits, so that keys sort by id)
+//!   holds the delivery's row ([`super::codec`]: its record and, until it is delivered, its
+//!   event). Every state change is one put; prune and remove purge the key's subject.
+//! - Stream `HERALD_OUTBOX` (work-queue retention): one message per delivery still to make, on
+//!   `herald.outbox.<partition>`, carrying its id (header `Herald-Id`) and its row as accepted.
+//!   The partition is a stable hash of (Provider, [`OrderingKey`]) over [`PARTITIONS`]. An
+//!   append publishes with `Nats-Msg-Id` (the Provider, the Alert and the event's bytes), so a
+//!   resend within the stream's two-minute duplicate window is stored once. A message is acked
+//!   (and so removed) when its delivery is delivered or dead.
+//! - KV bucket `herald-leases` (entries expire after [`LEASE_TTL`]): key `p<partition>` names the
+//!   replica that holds the partition. Every replica renews its leases every [`RENEW_EVERY`]
+//!   and takes free ones up to its fair share (the partitions over the live replicas, counted in
+//!   `herald-replicas`), giving back what is over it. The holder of a partition reads it through
+//!   the durable consumer `part-<partition>` (re-created when a partition changes hands, so that
+//!   every message not yet acked is read again), and hands each delivery to its engine as a
+//!   [`Claim`]; the engine keeps its order per key, window and retries. So deliveries of one key
+//!   are made by one replica at a time, in commit order.
+//! - KV bucket `herald-dead`: key `<provider hex>.<id>` for each dead delivery (the dead-letter
+//!   index), and `herald-providers`: each Provider's status.
+//! - KV bucket `herald-meta`: key `next-id`, from which each replica takes blocks of ids.
+//!
+//! Reads (the status API, `load`) go to JetStream each time and wait for the answer; writes
+//! are sent at once and report through their [`Done`]. The work runs on this backend's own
+//! runtime thread, so the engine's callbacks never wait on the network.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::{HeaderMap, connection::State as Connection};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, watch};
+
+use herald_core::{Event, OrderingKey};
+
+use super::codec::{
+    decode_event, decode_record, decode_status, encode_record, encode_status, row, split_row,
+};
+use super::{
+    Backend, Claim, Claims, Commits, Done, Health, Loaded, OpenError, Placement, Prepared,
+    ProviderStatus, Record, State, StoreError, now_ms,
+};
+
+/// Partitions of the work stream: the most replicas that can share the work, and the unit
+/// that moves between them. Fixed: every replica must hash alike.
+pub const PARTITIONS: u32 = 32;
+/// A lease not renewed for this long is free for another replica.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a replica renews its leases and looks for free partitions.
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// Ids a replica takes from `next-id` at a time.
+const ID_BLOCK: u64 = 1024;
+/// How long one JetStream request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Writes waiting for JetStream before new appends are refused ([`StoreError::Busy`]).
+const MAX_QUEUED_WRITES: usize = 16 * 1024;
+
+const WORK_STREAM: &str = "HERALD_OUTBOX";
+const WORK_SUBJECT: &str = "herald.outbox";
+const RECORDS: &str = "herald-records";
+const DEAD: &str = "herald-dead";
+const PROVIDERS: &str = "herald-providers";
+const META: &str = "herald-meta";
+const LEASES: &str = "herald-leases";
+const REPLICAS: &str = "herald-replicas";
+const ID_HEADER: &str = "Herald-Id";
+
+/// How to reach JetStream.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Server URLs (`nats://`, `tls://`), user and password in them if any.
+    pub servers: Vec<String>,
+    /// A `.creds` file (user JWT and nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    pub nkey_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for TLS (then TLS is required).
+    pub ca_file: Option<PathBuf>,
+    /// Replicas of every stream and bucket; `None`: 3 in a cluster, else 1.
+    pub replicas: Option<usize>,
+    /// This replica's name in leases (unique among the replicas).
+    pub replica: String,
+}
+
+/// The partition of a Provider's ordering key: FNV-1a, stable across processes and versions.
+pub fn partition(provider: &str, key: OrderingKey) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in provider.bytes().chain(key.0.to_be_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(PARTITIONS)) as u32
+}
+
+fn record_key(id: u64) -> String {
+    format!("d{id:020}")
+}
+
+fn provider_token(provider: &str) -> String {
+    provider.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn provider_of_token(token: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+fn dead_key(provider: &str, id: u64) -> String {
+    format!("{}.{id:020}", provider_token(provider))
+}
+
+fn storage(what: &'static str, e: impl fmt::Display) -> StoreError {
+    StoreError::Storage {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// Bounds a JetStream request.
+async fn bounded<T, E: fmt::Display>(
+    what: &'static str,
+    fut: impl IntoFuture<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, fut.into_future()).await {
+        Ok(r) => r.map_err(|e| storage(what, e)),
+        Err(_) => Err(storage(what, "JetStream did not answer in time")),
+    }
+}
+
+/// A delivery message this replica holds (read from its partition, not acked yet).
+struct Held {
+    message: jetstream::Message,
+    partition: u32,
+}
+
+struct Inner {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    work: stream::Stream,
+    records: kv::Store,
+    dead: kv::Store,
+    providers: kv::Store,
+    meta: kv::Store,
+    leases: kv::Store,
+    live: kv::Store,
+    replica: String,
+    /// The rest of this replica's block of ids: (next, end).
+    ids: tokio::sync::Mutex<(u64, u64)>,
+    held: Mutex<HashMap<u64, Held>>,
+    writes: AtomicUsize,
+    written: Notify,
+    health: Mutex<Health>,
+    commits: Mutex<Commits>,
+    disk: AtomicU64,
+    stop: watch::Sender<bool>,
+}
+
+/// The JetStream backend (see the module documentation).
+pub struct JetStream {
+    inner: Arc<Inner>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for JetStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JetStream")
+            .field("replica", &self.inner.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `fut` on `handle` and waits for it from synchronous code, inside a runtime or not.
+fn block_on<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    handle.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let wait = || rx.recv().map_err(|_| StoreError::Stopped);
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
+impl JetStream {
+    /// Connects and makes sure the streams and buckets exist (creating them, or updating
+    /// their replicas).
+    pub fn open(options: &Options) -> Result<JetStream, OpenError> {
+        let failed = |message: String| OpenError::Other {
+            path: PathBuf::from(options.servers.join(",")),
+            message,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("herald-jetstream")
+            .enable_all()
+            .build()
+            .map_err(|e| failed(format!("cannot start its runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let opts = options.clone();
+        let inner = block_on(&handle, async move { Inner::connect(&opts).await })
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(failed)?;
+        Ok(JetStream {
+            inner: Arc::new(inner),
+            runtime: Mutex::new(Some(runtime)),
+            handle,
+        })
+    }
+
+    /// Reads from JetStream, waiting for the answer.
+    fn read<T: Send + 'static, F>(&self, f: impl FnOnce(Arc<Inner>) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let result = block_on(&self.handle, f(self.inner.clone()))?;
+        self.inner.note(result.as_ref().err());
+        result
+    }
+
+    /// Sends a write: `done` gets its result. Refused at once when too many are waiting.
+    fn write<T: Send + 'static, F>(
+        &self,
+        f: impl FnOnce(Arc<Inner>) -> F,
+        done: Option<Done<T>>,
+    ) -> Result<(), StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        if *self.inner.stop.borrow() {
+            return Err(StoreError::Closed);
+        }
+        if self.inner.writes.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUED_WRITES {
+            self.inner.end_write();
+            return Err(StoreError::Busy);
+        }
+        let inner = self.inner.clone();
+        let fut = f(inner.clone());
+        self.handle.spawn(async move {
+            let started = std::time::Instant::now();
+            let result = fut.await;
+            inner.note(result.as_ref().err());
+            if result.is_ok() {
+                let mut c = inner.commits.lock().unwrap_or_else(|e| e.into_inner());
+                c.count += 1;
+                c.micros += started.elapsed().as_micros() as u64;
+            }
+            if let Some(done) = done {
+                done(result);
+            }
+            inner.end_write();
+        });
+        Ok(())
+    }
+}
+
+impl Inner {
+    async fn connect(o: &Options) -> Result<Inner, String> {
+        let mut connect = async_nats::ConnectOptions::new()
+            .name(format!("herald {}", o.replica))
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None);
+        if let Some(creds) = &o.creds_file {
+            connect = connect
+                .credentials_file(creds)
+                .await
+                .map_err(|e| format!("cannot read the creds file {}: {e}", creds.display()))?;
+        }
+        if let Some(file) = &o.nkey_file {
+            let seed = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the nkey file {}: {e}", file.display()))?;
+            connect = connect.nkey(seed.trim().to_owned());
+        }
+        if let Some(ca) = &o.ca_file {
+            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let client = connect
+            .connect(o.servers.join(","))
+            .await
+            .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+        let js = jetstream::new(client.clone());
+        let replicas = o.replicas.unwrap_or_else(|| {
+            let info = client.server_info();
+            if info.cluster.is_some() { 3 } else { 1 }
+        });
+        let work = js
+            .get_or_create_stream(stream::Config {
+                name: WORK_STREAM.into(),
+                subjects: vec![format!("{WORK_SUBJECT}.*")],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create the stream {WORK_STREAM}: {e}"))?;
+        // A bucket's stream made here, as the KV API would make it: its own creation asks for
+        // account details in a newer server's form.
+        let bucket = |name: &str, max_age: Duration| stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            max_messages: -1,
+            max_bytes: -1,
+            max_message_size: -1,
+            max_age,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        };
+        let mut stores = Vec::new();
+        for (name, max_age) in [
+            (RECORDS, Duration::ZERO),
+            (DEAD, Duration::ZERO),
+            (PROVIDERS, Duration::ZERO),
+            (META, Duration::ZERO),
+            (LEASES, LEASE_TTL),
+            (REPLICAS, LEASE_TTL),
+        ] {
+            js.get_or_create_stream(bucket(name, max_age))
+                .await
+                .map_err(|e| format!("cannot create the bucket {name}: {e}"))?;
+            let store = js
+                .get_key_value(name)
+                .await
+                .map_err(|e| format!("cannot open the bucket {name}: {e}"))?;
+            stores.push(store);
+        }
+        let [records, dead, providers, meta, leases, live] =
+            <[kv::Store; 6]>::try_from(stores).map_err(|_| "the buckets are missing".to_owned())?;
+        let (stop, _) = watch::channel(false);
+        Ok(Inner {
+            client,
+            js,
+            work,
+            records,
+            dead,
+            providers,
+            meta,
+            leases,
+            live,
+            replica: o.replica.clone(),
+            ids: tokio::sync::Mutex::new((0, 0)),
+            held: Mutex::new(HashMap::new()),
+            writes: AtomicUsize::new(0),
+            written: Notify::new(),
+            health: Mutex::new(Health::Ok),
+            commits: Mutex::new(Commits::default()),
+            disk: AtomicU64::new(0),
+            stop,
+        })
+    }
+
+    fn end_write(&self) {
+        if self.writes.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.written.notify_waiters();
+        }
+    }
+
+    /// Keeps [`Health`] up to date with the last request's result.
+    fn note(&self, error: Option<&StoreError>) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match (error, &*health) {
+            (None, _) => *health = Health::Ok,
+            (Some(StoreError::Busy | StoreError::Closed), _) => {}
+            (Some(e), Health::Failing { since, .. }) => {
+                *health = Health::Failing {
+                    since: *since,
+                    error: e.clone(),
+                }
+            }
+            (Some(e), _) => {
+                *health = Health::Failing {
+                    since: now_ms(),
+                    error: e.clone(),
+                }
+            }
+        }
+    }
+
+    /// `n` consecutive ids from this replica's block, taking a new block when it runs out.
+    async fn take_ids(&self, n: u64) -> Result<u64, StoreError> {
+        let mut ids = self.ids.lock().await;
+        if ids.1 - ids.0 < n {
+            let block = ID_BLOCK.max(n);
+            loop {
+                let entry = bounded("reading next-id", self.meta.entry("next-id")).await?;
+                let (start, revision) = match &entry {
+                    Some(e) if e.operation == kv::Operation::Put => (
+                        std::str::from_utf8(&e.value)
+                            .ok()
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .ok_or_else(|| storage("reading next-id", "it is not a number"))?,
+                        e.revision,
+                    ),
+                    Some(e) => (1, e.revision),
+                    None => (1, 0),
+                };
+                let next = Bytes::from((start + block).to_string());
+                let taken = if revision == 0 {
+                    self.meta.create("next-id", next).await.is_ok()
+                } else {
+                    self.meta.update("next-id", next, revision).await.is_ok()
+                };
+                if taken {
+                    *ids = (start, start + block);
+                    break;
+                }
+            }
+        }
+        let first = ids.0;
+        ids.0 += n;
+        Ok(first)
+    }
+
+    async fn put_row(&self, id: u64, row: Vec<u8>) -> Result<(), StoreError> {
+        bounded(
+            "writing a delivery",
+            self.records.put(record_key(id), Bytes::from(row)),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_row(&self, id: u64) -> Result<Option<Bytes>, StoreError> {
+        bounded("reading a delivery", self.records.get(record_key(id))).await
+    }
+
+    async fn purge_key(
+        &self,
+        stream_of: &kv::Store,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        bounded(
+            "removing a key",
+            stream_of
+                .stream
+                .purge()
+                .filter(format!("$KV.{bucket}.{key}")),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Publishes a delivery to its partition; returns whether it was new (not a resend).
+    async fn publish(
+        &self,
+        id: u64,
+        record: &Record,
+        row: Vec<u8>,
+        msg_id: String,
+    ) -> Result<bool, StoreError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ID_HEADER, id.to_string().as_str());
+        headers.insert("Nats-Msg-Id", msg_id.as_str());
+        let subject = format!("{WORK_SUBJECT}.{}", partition(&record.provider, record.key));
+        let ack = bounded(
+            "queueing a delivery",
+            self.js
+                .publish_with_headers(subject, headers, Bytes::from(row)),
+        )
+        .await?;
+        let ack = bounded("queueing a delivery", ack).await?;
+        Ok(!ack.duplicate)
+    }
+
+    /// Acks the message of a finished delivery this replica holds: it leaves the work stream.
+    async fn finish_message(&self, id: u64) {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(held) = held
+            && let Err(e) = held.message.double_ack().await
+        {
+            tracing::debug!(delivery = id, error = %e, "cannot ack a delivery's message; the next holder of its partition skips it");
+        }
+    }
+
+    /// The event bytes of a delivery, read back when the caller does not have them.
+    async fn event_of(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(old) = self.get_row(id).await? else {
+            return Ok(None);
+        };
+        Ok(split_row(id, &old)?.1.map(<[u8]>::to_vec))
+    }
+
+    async fn append(&self, rows: Vec<(Record, Vec<u8>, String)>) -> Result<u64, StoreError> {
+        let first = self.take_ids(rows.len() as u64).await?;
+        let mut writes = Vec::with_capacity(rows.len());
+        for (i, (record, row, msg_id)) in rows.into_iter().enumerate() {
+            let id = first + i as u64;
+            writes.push(async move {
+                // The record first: a claim that finds none knows its delivery was removed.
+                self.put_row(id, row.clone()).await?;
+                if record.state == State::Dead {
+                    let key = dead_key(&record.provider, id);
+                    bounded("indexing a dead delivery", self.dead.put(key, Bytes::new())).await?;
+                } else if !self.publish(id, &record, row, msg_id).await? {
+                    // Stored already (a resend): this id stays unused.
+                    self.purge_key(&self.records, RECORDS, &record_key(id))
+                        .await?;
+                }
+                Ok::<(), StoreError>(())
+            });
+        }
+        for result in futures_util::future::join_all(writes).await {
+            result?;
+        }
+        Ok(first)
+    }
+
+    async fn settle(&self, record: Record, from: Placement) -> Result<(), StoreError> {
+        let id = record.id;
+        let encoded = encode_record(&record);
+        match record.state {
+            State::Delivered => {
+                self.put_row(id, row(&encoded, None)).await?;
+                self.finish_message(id).await;
+            }
+            State::Dead => {
+                let event = self.event_of(id).await?;
+                self.put_row(id, row(&encoded, event.as_deref())).await?;
+                let key = dead_key(&record.provider, id);
+                bounded("indexing a dead delivery", self.dead.put(key, Bytes::new())).await?;
+                self.finish_message(id).await;
+            }
+            State::Pending | State::Failed => {
+                let event = self.event_of(id).await?;
+                let new_row = row(&encoded, event.as_deref());
+                self.put_row(id, new_row.clone()).await?;
+                if let Placement::Finished(State::Dead, _) = from {
+                    // Retried by hand: back in the work stream, for whichever replica holds
+                    // its partition.
+                    let key = dead_key(&record.provider, id);
+                    self.purge_key(&self.dead, DEAD, &key).await?;
+                    let msg_id = format!("retry-{id}-{}", record.clock_from);
+                    self.publish(id, &record, new_row, msg_id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, id: u64) -> Result<(), StoreError> {
+        if let Some(old) = self.get_row(id).await? {
+            let (record, _) = split_row(id, &old)?;
+            let record = decode_record(id, record)?;
+            self.purge_key(&self.dead, DEAD, &dead_key(&record.provider, id))
+                .await?;
+        }
+        self.purge_key(&self.records, RECORDS, &record_key(id))
+            .await?;
+        self.finish_message(id).await;
+        Ok(())
+    }
+
+    /// Calls `f` with every row of `herald-records` (its latest value), oldest change first,
+    /// until `f` says stop.
+    async fn scan(
+        &self,
+        mut f: impl FnMut(u64, &[u8], jetstream::message::Info<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stream = self.records.stream.clone();
+        let info = bounded("reading the records", stream.info()).await?;
+        if info.state.messages == 0 {
+            return Ok(());
+        }
+        let consumer = bounded(
+            "reading the records",
+            stream.create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: format!("$KV.{RECORDS}.>"),
+                ..Default::default()
+            }),
+        )
+        .await?;
+        let mut messages = bounded("reading the records", consumer.messages()).await?;
+        loop {
+            let Some(message) = tokio::time::timeout(REQUEST_TIMEOUT, messages.next())
+                .await
+                .map_err(|_| storage("reading the records", "JetStream did not answer in time"))?
+            else {
+                return Ok(());
+            };
+            let message = message.map_err(|e| storage("reading the records", e))?;
+            let info = message
+                .info()
+                .map_err(|e| storage("reading the records", e))?;
+            let pending = info.pending;
+            let id = message
+                .subject
+                .as_str()
+                .rsplit('.')
+                .next()
+                .and_then(|k| k.strip_prefix('d'))
+                .and_then(|k| k.parse::<u64>().ok());
+            if let Some(id) = id
+                && !message.payload.is_empty()
+                && !f(id, &message.payload, info)?
+            {
+                return Ok(());
+            }
+            if pending == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn load(&self) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        self.scan(|id, bytes, _| {
+            let (record, _) = split_row(id, bytes)?;
+            let record = decode_record(id, record)?;
+            if record.state.is_active() {
+                loaded.active.push(record);
+            }
+            Ok(true)
+        })
+        .await?;
+        loaded.active.sort_by_key(|r| r.id);
+        for key in self.dead_keys().await? {
+            *loaded.dead.entry(key.0).or_default() += 1;
+        }
+        let mut keys = bounded("reading the Provider statuses", self.providers.keys()).await?;
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| storage("reading the Provider statuses", e))?;
+            let Some(provider) = provider_of_token(&key) else {
+                continue;
+            };
+            let value = bounded("reading a Provider status", self.providers.get(key)).await?;
+            if let Some(status) = value.as_deref().and_then(decode_status) {
+                loaded.providers.insert(provider, status);
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Every dead delivery: (Provider, id).
+    async fn dead_keys(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        let mut keys = bounded("reading the dead letters", self.dead.keys()).await?;
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| storage("reading the dead letters", e))?;
+            let Some((token, id)) = key.split_once('.') else {
+                continue;
+            };
+            if let (Some(provider), Ok(id)) = (provider_of_token(token), id.parse::<u64>()) {
+                out.push((provider, id));
+            }
+        }
+        out.sort_by_key(|(_, id)| *id);
+        Ok(out)
+    }
+
+    async fn prune(
+        &self,
+        delivered_before: u64,
+        dead_before: u64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut gone = Vec::new();
+        self.scan(|id, bytes, _| {
+            let (record, _) = split_row(id, bytes)?;
+            let record = decode_record(id, record)?;
+            let finished = record.finished_at.unwrap_or(u64::MAX);
+            let due = match record.state {
+                State::Delivered => finished < delivered_before,
+                State::Dead => finished < dead_before,
+                State::Pending | State::Failed => false,
+            };
+            if due {
+                gone.push(record);
+            }
+            Ok(gone.len() < limit)
+        })
+        .await?;
+        for record in &gone {
+            if record.state == State::Dead {
+                self.purge_key(&self.dead, DEAD, &dead_key(&record.provider, record.id))
+                    .await?;
+            }
+            self.purge_key(&self.records, RECORDS, &record_key(record.id))
+                .await?;
+        }
+        Ok(gone.len())
+    }
+}
+
+impl Backend for JetStream {
+    fn append(&self, deliveries: &[Prepared], done: Done<u64>) -> Result<(), StoreError> {
+        let rows: Vec<(Record, Vec<u8>, String)> = deliveries
+            .iter()
+            .map(|d| {
+                let encoded = encode_record(&d.record);
+                let row = super::codec::new_row(&encoded, &d.event);
+                let msg_id = message_id(&d.record, &row);
+                (d.record.clone(), row, msg_id)
+            })
+            .collect();
+        let n = rows.len() as u64;
+        self.write(
+            move |inner| async move {
+                let first = inner.append(rows).await?;
+                inner
+                    .commits
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .appended += n;
+                Ok(first)
+            },
+            Some(done),
+        )
+    }
+
+    fn settle(
+        &self,
+        record: &Record,
+        from: Placement,
+        done: Option<Done<()>>,
+    ) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.write(
+            move |inner| async move { inner.settle(record, from).await },
+            done,
+        )
+    }
+
+    fn remove(&self, id: u64, _from: Placement, done: Option<Done<()>>) -> Result<(), StoreError> {
+        self.write(move |inner| async move { inner.remove(id).await }, done)
+    }
+
+    fn save_status(&self, provider: &str, status: &ProviderStatus) -> Result<(), StoreError> {
+        let key = provider_token(provider);
+        let value = Bytes::from(encode_status(status));
+        self.write::<(), _>(
+            move |inner| async move {
+                bounded("saving a Provider status", inner.providers.put(key, value))
+                    .await
+                    .map(drop)
+            },
+            None,
+        )
+    }
+
+    fn prune(
+        &self,
+        delivered_before: u64,
+        dead_before: u64,
+        limit: usize,
+        done: Done<usize>,
+    ) -> Result<(), StoreError> {
+        self.write(
+            move |inner| async move { inner.prune(delivered_before, dead_before, limit).await },
+            Some(done),
+        )
+    }
+
+    fn flush(&self, done: Done<()>) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        self.handle.spawn(async move {
+            loop {
+                let written = inner.written.notified();
+                if inner.writes.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                written.await;
+            }
+            done(Ok(()));
+        });
+        Ok(())
+    }
+
+    fn load(&self) -> Result<Loaded, StoreError> {
+        self.read(|inner| async move { inner.load().await })
+    }
+
+    fn get(&self, id: u64) -> Result<Option<Record>, StoreError> {
+        Ok(self.get_with_event(id)?.map(|(r, _)| r))
+    }
+
+    fn get_with_event(&self, id: u64) -> Result<Option<(Record, Option<Event>)>, StoreError> {
+        let row = self.read(|inner| async move { inner.get_row(id).await })?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (record, event) = split_row(id, &row)?;
+        let event = event.map(|e| decode_event(id, e)).transpose()?;
+        Ok(Some((decode_record(id, record)?, event)))
+    }
+
+    fn list(
+        &self,
+        limit: usize,
+        keep: &mut dyn FnMut(&Record) -> bool,
+    ) -> Result<Vec<Record>, StoreError> {
+        let rows = self.read(|inner| async move {
+            let mut rows = Vec::new();
+            inner
+                .scan(|id, bytes, _| {
+                    rows.push((id, split_row(id, bytes)?.0.to_vec()));
+                    Ok(true)
+                })
+                .await?;
+            Ok(rows)
+        })?;
+        let mut records = rows
+            .into_iter()
+            .map(|(id, r)| decode_record(id, &r))
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by_key(|r| std::cmp::Reverse(r.id));
+        Ok(records
+            .into_iter()
+            .filter(|r| keep(r))
+            .take(limit)
+            .collect())
+    }
+
+    fn dead_ids(&self, provider: Option<&str>) -> Result<Vec<u64>, StoreError> {
+        let keys = self.read(|inner| async move { inner.dead_keys().await })?;
+        Ok(keys
+            .into_iter()
+            .filter(|(p, _)| provider.is_none_or(|want| want == p))
+            .map(|(_, id)| id)
+            .collect())
+    }
+
+    fn health(&self) -> Health {
+        if self.inner.client.connection_state() != Connection::Connected {
+            let since = match &*self.inner.health.lock().unwrap_or_else(|e| e.into_inner()) {
+                Health::Failing { since, .. } => *since,
+                _ => now_ms(),
+            };
+            return Health::Failing {
+                since,
+                error: storage("reaching JetStream", "not connected to NATS"),
+            };
+        }
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.inner.disk.load(Ordering::SeqCst)
+    }
+
+    fn commits(&self) -> Commits {
+        *self.inner.commits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn start_claims(&self, claims: Claims) {
+        let inner = self.inner.clone();
+        self.handle.spawn(leases::run(inner, claims));
+    }
+
+    fn close(&self) {
+        let _ = self.inner.stop.send(true);
+        let inner = self.inner.clone();
+        let _ = block_on(&self.handle, async move {
+            let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+            while inner.writes.load(Ordering::SeqCst) > 0 {
+                let written = inner.written.notified();
+                if tokio::time::timeout_at(deadline, written).await.is_err() {
+                    break;
+                }
+            }
+            leases::give_back(&inner).await;
+            let _ = inner.client.flush().await;
+        });
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// `Nats-Msg-Id` of a new delivery: the same Provider, Alert and event bytes make the same id,
+/// so a resend within the duplicate window is stored once.
+fn message_id(record: &Record, row: &[u8]) -> String {
+    use sha2::Digest;
+    let event = split_row(0, row)
+        .ok()
+        .and_then(|(_, e)| e)
+        .unwrap_or_default();
+    let mut h = sha2::Sha256::new();
+    for part in [record.provider.as_bytes(), record.alert.as_bytes(), event] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Partition leases and the consumers of the partitions held.
+mod leases {
+    use super::*;
+
+    /// The partitions this replica holds: lease revision and the stop of its reader.
+    type Owned = HashMap<u32, (u64, watch::Sender<bool>)>;
+
+    fn lease_key(p: u32) -> String {
+        format!("p{p}")
+    }
+
+    /// Renews, takes and gives back leases until the backend closes.
+    pub(super) async fn run(inner: Arc<Inner>, claims: Claims) {
+        let mut owned: Owned = HashMap::new();
+        let mut stop = inner.stop.subscribe();
+        let mut tick = tokio::time::interval(RENEW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if let Err(e) = round(&inner, &claims, &mut owned).await {
+                tracing::warn!(error = %e, "cannot renew the outbox partitions; retrying");
+                inner.note(Some(&e));
+            }
+        }
+        for (p, (_, reader)) in owned.drain() {
+            let _ = reader.send(true);
+            claims(Claim::Release(share_of(p)));
+        }
+    }
+
+    /// Gives every lease of this replica back (at close), so that others take over at once.
+    pub(super) async fn give_back(inner: &Inner) {
+        let Ok(mut keys) = inner.leases.keys().await else {
+            return;
+        };
+        while let Some(Ok(key)) = keys.next().await {
+            if let Ok(Some(holder)) = inner.leases.get(&key).await
+                && holder == inner.replica.as_bytes()
+            {
+                let _ = inner.leases.delete(&key).await;
+            }
+        }
+    }
+
+    fn share_of(p: u32) -> super::super::Share {
+        Arc::new(move |provider, key| partition(provider, key) == p)
+    }
+
+    async fn round(
+        inner: &Arc<Inner>,
+        claims: &Claims,
+        owned: &mut Owned,
+    ) -> Result<(), StoreError> {
+        let me = Bytes::from(inner.replica.clone());
+        bounded(
+            "announcing this replica",
+            inner.live.put(&inner.replica, me.clone()),
+        )
+        .await?;
+        let mut lost = Vec::new();
+        for (&p, (revision, _)) in owned.iter_mut() {
+            match inner
+                .leases
+                .update(lease_key(p), me.clone(), *revision)
+                .await
+            {
+                Ok(r) => *revision = r,
+                Err(_) => lost.push(p),
+            }
+        }
+        for p in lost {
+            tracing::warn!(
+                partition = p,
+                "outbox partition lost; another replica takes it"
+            );
+            drop_partition(inner, claims, owned, p);
+        }
+        let live = count(&inner.live).await?.max(1) as u32;
+        let fair = PARTITIONS.div_ceil(live) as usize;
+        while owned.len() > fair {
+            let Some(&p) = owned.keys().max() else { break };
+            drop_partition(inner, claims, owned, p);
+            let _ = inner.leases.delete(lease_key(p)).await;
+        }
+        for p in 0..PARTITIONS {
+            if owned.len() >= fair {
+                break;
+            }
+            if owned.contains_key(&p) {
+                continue;
+            }
+            if let Ok(revision) = inner.leases.create(lease_key(p), me.clone()).await {
+                match read_partition(inner.clone(), claims.clone(), p).await {
+                    Ok(reader) => {
+                        tracing::info!(partition = p, "outbox partition taken");
+                        owned.insert(p, (revision, reader));
+                    }
+                    Err(e) => {
+                        let _ = inner.leases.delete(lease_key(p)).await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if let Ok(info) = inner.work.get_info().await {
+            inner.disk.store(info.state.bytes, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn drop_partition(inner: &Inner, claims: &Claims, owned: &mut Owned, p: u32) {
+        if let Some((_, reader)) = owned.remove(&p) {
+            let _ = reader.send(true);
+        }
+        claims(Claim::Release(share_of(p)));
+        inner
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, h| h.partition != p);
+    }
+
+    async fn count(store: &kv::Store) -> Result<usize, StoreError> {
+        let mut keys = bounded("counting the replicas", store.keys()).await?;
+        let mut seen = HashSet::new();
+        while let Some(key) = keys.next().await {
+            seen.insert(key.map_err(|e| storage("counting the replicas", e))?);
+        }
+        Ok(seen.len())
+    }
+
+    /// Starts reading partition `p` from its first message not acked yet.
+    async fn read_partition(
+        inner: Arc<Inner>,
+        claims: Claims,
+        p: u32,
+    ) -> Result<watch::Sender<bool>, StoreError> {
+        let name = format!("part-{p}");
+        // A fresh consumer reads every message still in the partition, whoever held it.
+        let _ = inner.work.delete_consumer(&name).await;
+        let consumer = bounded(
+            "reading a partition",
+            inner.work.create_consumer(consumer::pull::Config {
+                durable_name: Some(name),
+                filter_subject: format!("{WORK_SUBJECT}.{p}"),
+                ack_policy: consumer::AckPolicy::Explicit,
+                // Held while the engine retries; a new holder re-creates the consumer.
+                ack_wait: Duration::from_secs(7 * 24 * 3600),
+                max_ack_pending: 100_000,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            }),
+        )
+        .await?;
+        let (stop_tx, mut stop) = watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let mut messages = match consumer.messages().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(partition = p, error = %e, "cannot read a partition; retrying");
+                        tokio::time::sleep(RENEW_EVERY).await;
+                        continue;
+                    }
+                };
+                loop {
+                    let next = tokio::select! {
+                        next = messages.next() => next,
+                        _ = stop.changed() => return,
+                    };
+                    match next {
+                        Some(Ok(message)) => handle(&inner, &claims, p, message).await,
+                        Some(Err(e)) => {
+                            tracing::debug!(partition = p, error = %e, "reading a partition failed; resuming");
+                            break;
+                        }
+                        None => break,
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(stop_tx)
+    }
+
+    /// One message of a held partition: its delivery as last recorded goes to the engine.
+    async fn handle(inner: &Inner, claims: &Claims, p: u32, message: jetstream::Message) {
+        let id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(ID_HEADER))
+            .and_then(|v| v.as_str().parse::<u64>().ok());
+        let Some(id) = id else {
+            let _ = message.ack().await;
+            return;
+        };
+        if inner
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            return;
+        }
+        let current = match inner.get_row(id).await {
+            Ok(row) => row,
+            Err(e) => {
+                // Read again later: leave the message unacked for the next reading.
+                tracing::warn!(delivery = id, error = %e, "cannot read a claimed delivery");
+                return;
+            }
+        };
+        let claimed = current.as_deref().map(|row| -> Result<_, StoreError> {
+            let (record, event) = split_row(id, row)?;
+            let record = decode_record(id, record)?;
+            let event = event.map(|e| decode_event(id, e)).transpose()?;
+            Ok((record, event))
+        });
+        match claimed {
+            Some(Ok((record, Some(event)))) if record.state.is_active() => {
+                inner.held.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    id,
+                    Held {
+                        message,
+                        partition: p,
+                    },
+                );
+                claims(Claim::Deliver(Box::new(record), Arc::new(event)));
+            }
+            Some(Err(e)) => {
+                tracing::error!(delivery = id, error = %e, "a claimed delivery is unreadable; it is skipped");
+                let _ = message.ack().await;
+            }
+            // Removed, or finished already (by an earlier holder).
+            _ => {
+                let _ = message.ack().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh single nats-server with JetStream; `None` (said loudly) when it cannot be
+    /// installed outside CI.
+    fn server(dir: &std::path::Path) -> Option<String> {
+        let facts = herald_testkit::start_peer_with("nats.sh", dir, "auto", &[])?;
+        Some(facts["URL"].clone())
+    }
+
+    fn options(url: &str, replica: &str) -> Options {
+        Options {
+            servers: vec![url.to_owned()],
+            replicas: Some(1),
+            replica: replica.to_owned(),
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn passes_the_backend_suite() {
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        super::super::conformance::run(&|| {
+            Arc::new(JetStream::open(&options(&url, "suite")).expect("open")) as Arc<dyn Backend>
+        });
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        assert_eq!(
+            partition("apps/web", OrderingKey(1)),
+            partition("apps/web", OrderingKey(1))
+        );
+        let used: HashSet<u32> = (0..1000)
+            .map(|k| partition("apps/web", OrderingKey(k)))
+            .collect();
+        assert_eq!(used.len(), PARTITIONS as usize);
+        assert!(used.iter().all(|p| *p < PARTITIONS));
+    }
+
+    #[test]
+    fn provider_tokens_round_trip() {
+        for p in ["apps/web", "flux-system/slack.v2", "a/b"] {
+            let t = provider_token(p);
+            assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_eq!(provider_of_token(&t).as_deref(), Some(p));
+        }
+        assert_eq!(provider_of_token("zz"), None);
+    }
+
+    #[test]
+    fn record_keys_sort_by_id() {
+        assert!(record_key(9) < record_key(10));
+        assert_eq!(record_key(42), "d00000000000000000042");
+    }
+}
