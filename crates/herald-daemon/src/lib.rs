@@ -86,8 +86,10 @@ pub struct Options {
     /// Every Provider's window (its deliveries attempted at once), unless its
     /// `herald.dev/max-in-flight` annotation says otherwise; `None`: its family's default.
     pub provider_max_in_flight: Option<usize>,
-    /// Where the outbox lives.
+    /// Where the embedded outbox lives.
     pub data_dir: PathBuf,
+    /// A shared outbox in NATS JetStream instead of the embedded one.
+    pub shared_outbox: Option<outbox::SharedOutbox>,
     /// A delivery still failing this long after it was accepted is dead-lettered.
     pub delivery_max_age: Duration,
     /// Delivered records are pruned after this.
@@ -246,10 +248,7 @@ pub async fn run(
         "manifests loaded"
     );
 
-    let redb = outbox::Store::open(&options.data_dir)?;
-    let path = redb.path().to_owned();
-    let store: Arc<dyn Backend> = Arc::new(redb);
-    tracing::info!(file = %path.display(), bytes = store.disk_bytes(), "outbox opened");
+    let (store, path) = open_outbox(&options)?;
     let mut prometheus = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::new(&mut prometheus));
     set_object_metrics(&metrics, &snapshot);
@@ -388,6 +387,28 @@ pub async fn run(
         tracing::info!("stopped; all accepted deliveries finished");
     }
     outcome
+}
+
+/// Opens the outbox: the shared one when `--outbox` names it, else the embedded file.
+fn open_outbox(options: &Options) -> Result<(Arc<dyn Backend>, PathBuf), RunError> {
+    let Some(shared) = &options.shared_outbox else {
+        let redb = outbox::Store::open(&options.data_dir)?;
+        let path = redb.path().to_owned();
+        tracing::info!(file = %path.display(), bytes = redb.disk_bytes(), "outbox opened");
+        return Ok((Arc::new(redb), path));
+    };
+    let path = PathBuf::from(shared.servers.join(","));
+    #[cfg(feature = "jetstream")]
+    {
+        let store = outbox::jetstream::JetStream::open(shared)?;
+        tracing::info!(servers = %path.display(), replica = shared.replica, "shared outbox opened in JetStream");
+        Ok((Arc::new(store), path))
+    }
+    #[cfg(not(feature = "jetstream"))]
+    Err(RunError::Outbox(OpenError::Other {
+        path,
+        message: "this herald is built without the shared outbox; build it with the cargo feature `jetstream` (on by default), or leave out --outbox".into(),
+    }))
 }
 
 /// Resolves, with the reason, if the outbox stops for good.

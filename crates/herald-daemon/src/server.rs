@@ -312,14 +312,42 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
         Decision::Allowed { reset } => Some(reset),
         Decision::Off => None,
     };
+    let interval = shared.limiter.interval();
+    let store = shared.dispatcher.store().clone();
+    if let Some(reset) = reset
+        && let Some(take) = store.take_window(key, interval)
+    {
+        match take.await {
+            Ok(true) => {}
+            Ok(false) => {
+                // A duplicate posted to another replica within the window.
+                shared.metrics.duplicates.inc();
+                let mut resp = reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Some("text/plain; charset=utf-8"),
+                    "Too Many Requests\n",
+                );
+                rate_limit_headers(&mut resp, reset, true);
+                return resp;
+            }
+            // The append fails too if the shared outbox is away; if not, the event is
+            // accepted without the shared window rather than refused.
+            Err(e) => tracing::warn!(error = %e, "cannot check the shared duplicate window"),
+        }
+    }
 
     // Not recorded, so not accepted: the emitter must retry, and its retry must not be taken
     // for a duplicate. This holds even if the client is gone before the commit ends.
     let limiter = shared.limiter.clone();
-    let forget = Box::new(move || limiter.forget(&key));
+    let windows = store.clone();
+    let forget = Box::new(move || {
+        limiter.forget(&key);
+        windows.forget_window(key, interval);
+    });
     let accepted = shared.dispatcher.accept(planned, forget).await;
     if accepted.is_err() {
         shared.limiter.forget(&key);
+        store.forget_window(key, interval);
     }
     let mut resp = match accepted {
         Ok(_) => reply(StatusCode::ACCEPTED, None, Bytes::new()),

@@ -141,6 +141,70 @@ pub(crate) struct ServeArgs {
     /// Time allowed for each request body; a slower one gets 408 (Go duration).
     #[arg(long, env = "HERALD_EVENTS_READ_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     events_read_timeout: std::time::Duration,
+
+    /// Keep the outbox in NATS JetStream at these servers (comma-separated `nats://` or
+    /// `tls://` URLs, user and password in them if any) instead of `--data-dir`: every herald
+    /// pointed at the same JetStream shares it, so several replicas accept and deliver
+    /// together and take over each other's work (see docs/scaling.md). Needs nats-server 2.9
+    /// or later with JetStream.
+    #[arg(long, env = "HERALD_OUTBOX", value_parser = outbox_servers)]
+    outbox: Option<Vec<String>>,
+
+    /// `.creds` file (user JWT and nkey seed) for `--outbox`.
+    #[arg(long, env = "HERALD_OUTBOX_CREDS", requires = "outbox")]
+    outbox_creds: Option<PathBuf>,
+
+    /// File holding an nkey seed for `--outbox`.
+    #[arg(long, env = "HERALD_OUTBOX_NKEY", requires = "outbox")]
+    outbox_nkey: Option<PathBuf>,
+
+    /// PEM CA certificates to trust for `--outbox` over TLS (TLS is then required).
+    #[arg(long, env = "HERALD_OUTBOX_CA", requires = "outbox")]
+    outbox_ca: Option<PathBuf>,
+
+    /// Copies JetStream keeps of the shared outbox's streams (set when they are created).
+    /// Default: 3 when the server is in a cluster, else 1.
+    #[arg(long, env = "HERALD_OUTBOX_REPLICAS", requires = "outbox", value_parser = at_least_one)]
+    outbox_replicas: Option<usize>,
+
+    /// This replica's name among those sharing `--outbox` (unique; default: the host name
+    /// and the process id).
+    #[arg(long, env = "HERALD_REPLICA_NAME", requires = "outbox")]
+    replica_name: Option<String>,
+}
+
+/// `--outbox`: comma-separated NATS server URLs.
+fn outbox_servers(s: &str) -> Result<Vec<String>, String> {
+    let servers: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if servers.is_empty() {
+        return Err("expected one or more NATS server URLs (nats://host:4222,...)".to_owned());
+    }
+    for url in &servers {
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("nats" | "tls")) {
+            return Err(format!(
+                "{url:?} is not a NATS server URL (expected nats://host:port or tls://host:port)"
+            ));
+        }
+    }
+    Ok(servers)
+}
+
+/// The default replica name: the host name and the process id, unique on one machine and
+/// across pods.
+fn default_replica_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -176,6 +240,16 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         provider_max_pending: args.provider_max_pending,
         provider_max_in_flight: args.provider_max_in_flight,
         data_dir: args.data_dir,
+        shared_outbox: args
+            .outbox
+            .map(|servers| herald_daemon::outbox::SharedOutbox {
+                servers,
+                creds_file: args.outbox_creds,
+                nkey_file: args.outbox_nkey,
+                ca_file: args.outbox_ca,
+                replicas: args.outbox_replicas,
+                replica: args.replica_name.unwrap_or_else(default_replica_name),
+            }),
         delivery_max_age: args.delivery_max_age,
         retention: args.retention,
         dead_retention: args.dead_retention,

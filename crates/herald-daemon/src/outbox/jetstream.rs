@@ -77,21 +77,7 @@ const REPLICAS: &str = "herald-replicas";
 const ID_HEADER: &str = "Herald-Id";
 
 /// How to reach JetStream.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Server URLs (`nats://`, `tls://`), user and password in them if any.
-    pub servers: Vec<String>,
-    /// A `.creds` file (user JWT and nkey seed).
-    pub creds_file: Option<PathBuf>,
-    /// A file holding an nkey seed.
-    pub nkey_file: Option<PathBuf>,
-    /// PEM CA certificates to trust for TLS (then TLS is required).
-    pub ca_file: Option<PathBuf>,
-    /// Replicas of every stream and bucket; `None`: 3 in a cluster, else 1.
-    pub replicas: Option<usize>,
-    /// This replica's name in leases (unique among the replicas).
-    pub replica: String,
-}
+pub use super::SharedOutbox as Options;
 
 /// The partition of a Provider's ordering key: FNV-1a, stable across processes and versions.
 pub fn partition(provider: &str, key: OrderingKey) -> u32 {
@@ -167,6 +153,10 @@ struct Inner {
     commits: Mutex<Commits>,
     disk: AtomicU64,
     stop: watch::Sender<bool>,
+    /// Replicas of every stream and bucket.
+    replicas: usize,
+    /// The duplicate windows' bucket, made at the first event.
+    windows: tokio::sync::OnceCell<kv::Store>,
 }
 
 /// The JetStream backend (see the module documentation).
@@ -315,24 +305,6 @@ impl Inner {
             })
             .await
             .map_err(|e| format!("cannot create the stream {WORK_STREAM}: {e}"))?;
-        // A bucket's stream made here, as the KV API would make it: its own creation asks for
-        // account details in a newer server's form.
-        let bucket = |name: &str, max_age: Duration| stream::Config {
-            name: format!("KV_{name}"),
-            subjects: vec![format!("$KV.{name}.>")],
-            max_messages_per_subject: 1,
-            max_messages: -1,
-            max_bytes: -1,
-            max_message_size: -1,
-            max_age,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        };
         let mut stores = Vec::new();
         for (name, max_age) in [
             (RECORDS, Duration::ZERO),
@@ -342,14 +314,7 @@ impl Inner {
             (LEASES, LEASE_TTL),
             (REPLICAS, LEASE_TTL),
         ] {
-            js.get_or_create_stream(bucket(name, max_age))
-                .await
-                .map_err(|e| format!("cannot create the bucket {name}: {e}"))?;
-            let store = js
-                .get_key_value(name)
-                .await
-                .map_err(|e| format!("cannot open the bucket {name}: {e}"))?;
-            stores.push(store);
+            stores.push(open_bucket(&js, name, max_age, replicas).await?);
         }
         let [records, dead, providers, meta, leases, live] =
             <[kv::Store; 6]>::try_from(stores).map_err(|_| "the buckets are missing".to_owned())?;
@@ -373,9 +338,80 @@ impl Inner {
             commits: Mutex::new(Commits::default()),
             disk: AtomicU64::new(0),
             stop,
+            replicas,
+            windows: tokio::sync::OnceCell::new(),
         })
     }
 
+    /// Takes event key `key`'s duplicate window: a key in a bucket whose entries expire
+    /// `interval` after they are made, as Flux's window starts at the first event.
+    async fn take_window(&self, key: [u8; 32], interval: Duration) -> Result<bool, StoreError> {
+        let windows = self.windows_of(interval).await?;
+        let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        match tokio::time::timeout(REQUEST_TIMEOUT, windows.create(key, Bytes::new())).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Ok(Err(e)) => Err(storage("taking a duplicate window", e)),
+            Err(_) => Err(storage(
+                "taking a duplicate window",
+                "JetStream did not answer in time",
+            )),
+        }
+    }
+
+    async fn forget_window(&self, key: [u8; 32], interval: Duration) -> Result<(), StoreError> {
+        let windows = self.windows_of(interval).await?;
+        let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        bounded("giving a duplicate window back", windows.delete(key)).await
+    }
+
+    /// The bucket of windows of `interval` (one per interval, so replicas started with
+    /// different intervals do not share windows of the wrong length).
+    async fn windows_of(&self, interval: Duration) -> Result<&kv::Store, StoreError> {
+        self.windows
+            .get_or_try_init(|| async {
+                let name = format!("herald-windows-{}ms", interval.as_millis());
+                open_bucket(&self.js, &name, interval, self.replicas)
+                    .await
+                    .map_err(|e| storage("opening the duplicate windows", e))
+            })
+            .await
+    }
+}
+
+/// Opens a key-value bucket, creating its stream as the KV API would: the API's own creation
+/// asks for account details in a newer server's form than 2.9 gives.
+async fn open_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_messages: -1,
+        max_bytes: -1,
+        max_message_size: -1,
+        max_age,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| format!("cannot create the bucket {name}: {e}"))?;
+    js.get_key_value(name)
+        .await
+        .map_err(|e| format!("cannot open the bucket {name}: {e}"))
+}
+
+impl Inner {
     fn end_write(&self) {
         if self.writes.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.written.notify_waiters();
@@ -877,6 +913,26 @@ impl Backend for JetStream {
         *self.inner.commits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn take_window(&self, key: [u8; 32], interval: Duration) -> Option<super::WindowTake> {
+        let inner = self.inner.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(inner.take_window(key, interval).await);
+        });
+        Some(Box::pin(async move {
+            rx.await.map_err(|_| StoreError::Stopped)?
+        }))
+    }
+
+    fn forget_window(&self, key: [u8; 32], interval: Duration) {
+        let inner = self.inner.clone();
+        self.handle.spawn(async move {
+            if let Err(e) = inner.forget_window(key, interval).await {
+                tracing::warn!(error = %e, "cannot give a duplicate window back; the emitter's retry may be answered 429 until it ends");
+            }
+        });
+    }
+
     fn shared(&self) -> bool {
         true
     }
@@ -1204,6 +1260,165 @@ mod tests {
         super::super::conformance::run(&|| {
             Arc::new(JetStream::open(&options(&url, "suite")).expect("open")) as Arc<dyn Backend>
         });
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    #[test]
+    fn duplicate_windows_are_shared_by_replicas() {
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-w-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        let a = JetStream::open(&options(&url, "a")).expect("open a");
+        let b = JetStream::open(&options(&url, "b")).expect("open b");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let minute = Duration::from_secs(60);
+        let take = |s: &JetStream, key: u8| rt.block_on(s.take_window([key; 32], minute).unwrap());
+        assert!(take(&a, 1).unwrap(), "the first event takes its window");
+        assert!(
+            !take(&b, 1).unwrap(),
+            "the same event on another replica is a duplicate"
+        );
+        assert!(take(&b, 2).unwrap(), "another event has its own window");
+        b.forget_window([1; 32], minute);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !take(&a, 1).unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a window given back is free again"
+            );
+        }
+        a.close();
+        b.close();
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    /// The partitions whose lease `replica` holds.
+    fn held_by(store: &JetStream, replica: &str) -> HashSet<u32> {
+        let replica = replica.to_owned();
+        store
+            .read(|inner| async move {
+                let mut held = HashSet::new();
+                let mut keys = inner
+                    .leases
+                    .keys()
+                    .await
+                    .map_err(|e| storage("leases", e))?;
+                while let Some(Ok(key)) = keys.next().await {
+                    let holder = inner
+                        .leases
+                        .get(&key)
+                        .await
+                        .map_err(|e| storage("leases", e))?;
+                    if holder.as_deref() == Some(replica.as_bytes()) {
+                        held.extend(key.strip_prefix('p').and_then(|p| p.parse::<u32>().ok()));
+                    }
+                }
+                Ok(held)
+            })
+            .unwrap()
+    }
+
+    /// Claims of one replica, as the engine would get them.
+    fn claims() -> (Claims, std::sync::mpsc::Receiver<Claim>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        (
+            Arc::new(move |c| {
+                let _ = tx.lock().unwrap().send(c);
+            }),
+            rx,
+        )
+    }
+
+    #[test]
+    fn every_delivery_is_claimed_once_and_partitions_move_to_a_new_replica() {
+        use super::super::conformance::{append, prepared};
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-c-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        let a = JetStream::open(&options(&url, "a")).expect("open a");
+        let (to_a, from_a) = claims();
+        a.start_claims(to_a);
+        let event = |i: usize| Event {
+            involved_object: herald_core::ObjectReference {
+                kind: "Kustomization".into(),
+                namespace: "apps".into(),
+                name: format!("obj-{}", i % 8),
+                ..Default::default()
+            },
+            message: format!("event {i}"),
+            ..Default::default()
+        };
+        let batch: Vec<Prepared> = (0..40).map(|i| prepared("apps/hook", event(i))).collect();
+        let first = append(&a, &batch);
+        let mut got = HashMap::new();
+        while got.len() < 40 {
+            match from_a
+                .recv_timeout(Duration::from_secs(20))
+                .expect("claims come")
+            {
+                Claim::Deliver(r, e) => {
+                    assert!(
+                        got.insert(r.id, e.message.clone()).is_none(),
+                        "claimed twice: {}",
+                        r.id
+                    );
+                }
+                Claim::Release(_) => panic!("nothing was released"),
+            }
+        }
+        let want: HashMap<u64, String> = (0..40)
+            .map(|i| (first + i as u64, format!("event {i}")))
+            .collect();
+        assert_eq!(got, want);
+        // Finish half; a second replica takes half the partitions and is handed only what
+        // is still to do in them.
+        for id in first..first + 20 {
+            let mut r = a.get(id).unwrap().unwrap();
+            r.state = State::Delivered;
+            r.finished_at = Some(now_ms());
+            super::super::wait(|done| a.settle(&r, Placement::Active, Some(done))).unwrap();
+        }
+        let b = JetStream::open(&options(&url, "b")).expect("open b");
+        let (to_b, from_b) = claims();
+        b.start_claims(to_b);
+        let mut released = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut moved = HashSet::new();
+        while released < (PARTITIONS / 2) as usize && std::time::Instant::now() < deadline {
+            if let Ok(Claim::Release(_)) = from_a.recv_timeout(Duration::from_millis(100)) {
+                released += 1;
+            }
+            while let Ok(Claim::Deliver(r, _)) = from_b.try_recv() {
+                assert!(r.id >= first + 20, "{} was delivered already", r.id);
+                moved.insert(r.id);
+            }
+        }
+        assert_eq!(
+            released,
+            (PARTITIONS / 2) as usize,
+            "a gives half its partitions back"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        while let Ok(Claim::Deliver(r, _)) = from_b.try_recv() {
+            assert!(r.id >= first + 20, "{} was delivered already", r.id);
+            moved.insert(r.id);
+        }
+        let of_b = held_by(&b, "b");
+        assert_eq!(of_b.len(), (PARTITIONS / 2) as usize);
+        let expected: HashSet<u64> = (first + 20..first + 40)
+            .filter(|id| {
+                let r = a.get(*id).unwrap().unwrap();
+                of_b.contains(&partition(&r.provider, r.key))
+            })
+            .collect();
+        assert_eq!(
+            moved, expected,
+            "b is handed the unfinished deliveries of its partitions"
+        );
+        a.close();
+        b.close();
         herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
     }
 

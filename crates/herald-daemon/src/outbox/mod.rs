@@ -27,6 +27,24 @@ use herald_core::{Event, OrderingKey};
 
 pub use self::redb::{CACHE_BYTES, FILE_NAME, MAX_QUEUED_APPENDS, Store};
 
+/// Where a shared outbox lives: NATS JetStream (`herald serve --outbox nats://...`; the
+/// cargo feature `jetstream`).
+#[derive(Debug, Clone, Default)]
+pub struct SharedOutbox {
+    /// Server URLs (`nats://`, `tls://`), user and password in them if any.
+    pub servers: Vec<String>,
+    /// A `.creds` file (user JWT and nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    pub nkey_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for TLS (then TLS is required).
+    pub ca_file: Option<PathBuf>,
+    /// Replicas of every stream and bucket; `None`: 3 in a cluster, else 1.
+    pub replicas: Option<usize>,
+    /// This replica's name in leases (unique among the replicas).
+    pub replica: String,
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     to_ms(SystemTime::now())
@@ -371,6 +389,10 @@ impl fmt::Debug for Claim {
     }
 }
 
+/// The answer of [`Backend::take_window`]: whether the window was free.
+pub type WindowTake =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StoreError>> + Send>>;
+
 /// Where a shared backend sends its [`Claim`]s; it must return quickly.
 pub type Claims = Arc<dyn Fn(Claim) + Send + Sync>;
 
@@ -450,6 +472,17 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn commits(&self) -> Commits {
         Commits::default()
     }
+
+    /// Takes Flux's duplicate window of event key `key` (see `ratelimit::key`) for every
+    /// replica sharing this backend: resolves to whether it was free (so the event is not a
+    /// duplicate within `interval` on any replica). `None`: the backend is not shared, and the
+    /// daemon's own limiter decides alone.
+    fn take_window(&self, _key: [u8; 32], _interval: std::time::Duration) -> Option<WindowTake> {
+        None
+    }
+
+    /// Gives a window taken by [`Backend::take_window`] back: its event was not accepted.
+    fn forget_window(&self, _key: [u8; 32], _interval: std::time::Duration) {}
 
     /// Whether several replicas share this backend. Then the engine queues neither what it
     /// appends nor what [`Backend::load`] finds: the backend hands every replica its share
