@@ -1,6 +1,8 @@
 //! The daemon benchmark: `wrk` drives `herald serve` (default flags and log level) with one
 //! generic provider whose receiver is a fast loopback sink (`herald receive --quiet`), and the
-//! same `wrk` posts straight to the sink for the raw limit, in the same run. Events are distinct
+//! same `wrk` posts straight to the sink for the raw limit, in the same run, then through a
+//! std-only forwarder with no durability (`Forwarder`: the ceiling of two HTTP exchanges per
+//! event, what herald's two exchanges allow on the same cores). Events are distinct
 //! and spread over 256 objects. Every accepted event goes through the outbox (answered 202 only
 //! once committed to disk), so the accepted rate is the durable rate; the delivered rate counts
 //! deliveries made *during* the 10 s load. Then the same with every event about one object
@@ -13,6 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,6 +63,10 @@ pub(crate) struct DaemonBench {
     pub(crate) raw_rps: f64,
     pub(crate) raw_p50_ms: f64,
     pub(crate) raw_p99_ms: f64,
+    /// 256 objects through the std-only forwarder with no durability (`Forwarder`): the
+    /// ceiling of two HTTP exchanges per event. Its CPU per event is the forwarder's; RSS,
+    /// outbox, commit and lag fields are not measured (0).
+    pub(crate) ceiling: LoadRun,
     /// 256 objects.
     pub(crate) spread: LoadRun,
     /// One object: one ordering key.
@@ -464,6 +471,7 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
 
     let (sink_port, _sink) = sink(bin)?;
     let raw = wrk(&script(work, 256)?, sink_port)?;
+    let ceiling = ceiling_run(work, sink_port)?;
     let (spread, data) = load_run(bin, work, "spread", 256, sink_port, true)?;
     let (single, _) = load_run(bin, work, "single", 1, sink_port, true)?;
     let limiter = LimitedSink::start(LIMIT_RPS)?;
@@ -485,6 +493,7 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
         raw_rps: raw.rps,
         raw_p50_ms: raw.p50_ms,
         raw_p99_ms: raw.p99_ms,
+        ceiling,
         spread,
         single,
         limited,
@@ -528,6 +537,36 @@ impl LimitedSink {
     }
 }
 
+/// One HTTP/1.1 message (request or response) with a `Content-Length` body, or none: its start
+/// line and body, or `None` when the peer closed the connection between messages.
+fn read_message(reader: &mut impl BufRead, line: &mut String) -> Result<Option<(String, Vec<u8>)>> {
+    // The start line, then headers up to the blank line, then the body.
+    line.clear();
+    if reader.read_line(line)? == 0 {
+        return Ok(None);
+    }
+    let start = line.trim_end().to_owned();
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if reader.read_line(line)? == 0 {
+            return Ok(None);
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    Ok(Some((start, body)))
+}
+
 fn serve_limited(
     stream: TcpStream,
     window: &Mutex<(Instant, u64)>,
@@ -537,30 +576,7 @@ fn serve_limited(
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     let mut line = String::new();
-    loop {
-        // The request line, then headers up to the blank line, then the body.
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = header.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body)?;
+    while read_message(&mut reader, &mut line)?.is_some() {
         let allowed = {
             let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
             if w.0.elapsed() >= Duration::from_secs(1) {
@@ -578,6 +594,192 @@ fn serve_limited(
             )?;
         }
     }
+    Ok(())
+}
+
+/// The queue between the forwarder's acceptors and its forwarding threads. Bounded: when it is
+/// full an acceptor blocks, so the load backs up into wrk instead of being dropped or queued
+/// without end.
+const CEILING_QUEUE: usize = 65_536;
+
+/// What the forwarder counted: bodies queued, and forwarded ones the sink answered 2xx or not.
+#[derive(Default)]
+struct Forwarded {
+    queued: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The ceiling: the least any forwarder must do per event, with std only and no durability,
+/// JSON parsing or matching. Each event is one HTTP exchange in (answered 202 at once) and one
+/// out (a POST to the sink over a kept-alive connection), as for herald, where the raw limit
+/// is one exchange. What it reaches on the same cores in the same run bounds what herald can.
+struct Forwarder {
+    port: u16,
+    counts: Arc<Forwarded>,
+}
+
+impl Forwarder {
+    /// Listens on loopback (one thread per inbound connection) and starts `workers` forwarding
+    /// threads, each with its own connection to the sink on `sink_port`. The threads stay
+    /// until the bench exits, idle once the queue is empty.
+    fn start(sink_port: u16, workers: usize) -> Result<Forwarder> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let counts = Arc::new(Forwarded::default());
+        let (queue, bodies) = std::sync::mpsc::sync_channel::<Vec<u8>>(CEILING_QUEUE);
+        // std's Receiver is not Sync: the threads take turns at it.
+        let bodies = Arc::new(Mutex::new(bodies));
+        for _ in 0..workers {
+            // Connected here, so that a sink that is not there fails the bench at once.
+            let mut sink = SinkConnection::open(sink_port)?;
+            let (bodies, counts) = (bodies.clone(), counts.clone());
+            std::thread::spawn(move || forward(&mut sink, &bodies, &counts));
+        }
+        let accepting = counts.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (queue, counts) = (queue.clone(), accepting.clone());
+                std::thread::spawn(move || {
+                    let _ = accept_events(stream, &queue, &counts);
+                });
+            }
+        });
+        Ok(Forwarder { port, counts })
+    }
+
+    /// (queued, delivered with a 2xx, failed) so far.
+    fn counts(&self) -> (u64, u64, u64) {
+        let c = &self.counts;
+        (
+            c.queued.load(Ordering::SeqCst),
+            c.delivered.load(Ordering::SeqCst),
+            c.failed.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Answers every request on one inbound connection `202 Accepted` at once and queues its body.
+/// The connection is not read again until the body is queued: a full queue holds wrk back.
+/// Errors end the connection unreported: wrk drops its connections at the end of the load.
+fn accept_events(stream: TcpStream, queue: &SyncSender<Vec<u8>>, counts: &Forwarded) -> Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    while let Some((_, body)) = read_message(&mut reader, &mut line)? {
+        writer.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")?;
+        counts.queued.fetch_add(1, Ordering::SeqCst);
+        queue.send(body)?;
+    }
+    Ok(())
+}
+
+/// One forwarding thread: takes bodies off the queue and POSTs each to the sink, counting the
+/// 2xx answers. A broken connection is opened again and the body sent once more on it.
+fn forward(sink: &mut SinkConnection, bodies: &Mutex<Receiver<Vec<u8>>>, counts: &Forwarded) {
+    loop {
+        // The guard goes at the end of this statement: the lock is held only to take one body.
+        let next = bodies.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(body) = next else { return };
+        let status = sink.post(&body).or_else(|_| {
+            *sink = SinkConnection::open(sink.port)?;
+            sink.post(&body)
+        });
+        let counter = match status {
+            Ok(200..=299) => &counts.delivered,
+            _ => &counts.failed,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One kept-alive HTTP/1.1 connection to the sink.
+struct SinkConnection {
+    port: u16,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    line: String,
+    request: Vec<u8>,
+}
+
+impl SinkConnection {
+    fn open(port: u16) -> Result<SinkConnection> {
+        let writer = TcpStream::connect(("127.0.0.1", port)).context("connecting to the sink")?;
+        writer.set_nodelay(true)?;
+        Ok(SinkConnection {
+            port,
+            reader: BufReader::new(writer.try_clone()?),
+            writer,
+            line: String::new(),
+            request: Vec::new(),
+        })
+    }
+
+    /// POSTs `body` as JSON and reads the answer: its status code.
+    fn post(&mut self, body: &[u8]) -> Result<u16> {
+        // Head and body in one write: one segment, no wait on Nagle and delayed ACKs.
+        self.request.clear();
+        write!(
+            self.request,
+            "POST / HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.port,
+            body.len()
+        )?;
+        self.request.extend_from_slice(body);
+        self.writer.write_all(&self.request)?;
+        let (start, _) = read_message(&mut self.reader, &mut self.line)?
+            .context("the sink closed the connection")?;
+        start
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("no status in the sink's answer {start:?}"))
+    }
+}
+
+/// The ceiling case: the 256-object load through the std-only `Forwarder` to the sink on
+/// `sink_port`, counted as `load_run` counts herald's (accepted over the 10 s, delivered
+/// during the load), then drained. Its CPU per event is this process's: the forwarder is all
+/// that runs in it meanwhile.
+fn ceiling_run(work: &Path, sink_port: u16) -> Result<LoadRun> {
+    let forwarder = Forwarder::start(sink_port, CONNECTIONS.parse()?)?;
+    let cpu_before = cpu_ticks(std::process::id())?;
+    let started = Instant::now();
+    let loaded = wrk(&script(work, 256)?, forwarder.port)?;
+    let (_, during, _) = forwarder.counts();
+    let load_secs = started.elapsed().as_secs_f64().max(SECONDS);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (queued, delivered, failed) = loop {
+        let (queued, delivered, failed) = forwarder.counts();
+        if delivered + failed >= queued {
+            break (queued, delivered, failed);
+        }
+        if Instant::now() > deadline {
+            bail!("ceiling: {queued} queued, only {delivered} delivered within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let cpu_ms = (cpu_ticks(std::process::id())? - cpu_before) as f64 * 10.0;
+    let accepted = loaded.requests - loaded.non_2xx;
+    if failed > 0 || delivered < accepted {
+        bail!(
+            "ceiling: {delivered} delivered and {failed} failed of {queued} queued; {accepted} accepted"
+        );
+    }
+    Ok(LoadRun {
+        accepted_rps: accepted as f64 / SECONDS,
+        shed: loaded.non_2xx,
+        delivered_rps: during as f64 / load_secs,
+        drained_rps: delivered as f64 / started.elapsed().as_secs_f64(),
+        delivered,
+        accepted,
+        p50_ms: loaded.p50_ms,
+        p99_ms: loaded.p99_ms,
+        cpu_us_per_event: cpu_ms * 1000.0 / delivered.max(1) as f64,
+        ..LoadRun::default()
+    })
 }
 
 /// Median time from spawn to `/readyz` answering 200, with 1,000 Providers and 1,000 Alerts.
