@@ -722,7 +722,12 @@ impl Inner {
         limit: usize,
     ) -> Result<usize, StoreError> {
         let mut gone = Vec::new();
-        self.scan(|id, bytes, _| {
+        // Records come in the order of their last change: past the later cut, none is due.
+        let last_cut = i128::from(delivered_before.max(dead_before)) * 1_000_000;
+        self.scan(|id, bytes, info| {
+            if info.published.unix_timestamp_nanos() > last_cut {
+                return Ok(false);
+            }
             let (record, _) = split_row(id, bytes)?;
             let record = decode_record(id, record)?;
             let finished = record.finished_at.unwrap_or(u64::MAX);
