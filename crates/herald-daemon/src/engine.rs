@@ -33,8 +33,8 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::metrics::{DeliveryLabels, Metrics, TypeLabel};
 use crate::outbox::{
-    Backend, Claim, NewDelivery, Placement, Prepared, ProviderStatus, Record, State, StoreError,
-    done_channel,
+    Backend, Claim, Idle, NewDelivery, Placement, Prepared, ProviderStatus, Record, State,
+    StoreError, done_channel,
 };
 use crate::state::{ProviderEntry, Snapshot};
 use crate::transition::{self, Outcome, Policy};
@@ -232,6 +232,8 @@ pub(crate) struct Engine {
     idle: Notify,
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    /// Released shares waiting for their deliveries in flight: the ids, and whom to call.
+    watchers: Mutex<Vec<(HashSet<u64>, Idle)>>,
 }
 
 impl fmt::Debug for Engine {
@@ -290,6 +292,7 @@ impl Engine {
             idle: Notify::new(),
             stop,
             metrics,
+            watchers: Mutex::new(Vec::new()),
         });
         for (provider, status) in loaded.providers {
             engine.lane(&provider, None).lock().status = status;
@@ -348,7 +351,10 @@ impl Engine {
     fn claimed(self: &Arc<Self>, claim: Claim) {
         match claim {
             Claim::Deliver(record, event) => self.take(&record, event),
-            Claim::Release(share) => self.drop_queued(&*share),
+            Claim::Release(share, idle) => {
+                let busy = self.drop_queued(&*share);
+                self.when_settled(busy, idle);
+            }
         }
     }
 
@@ -390,9 +396,47 @@ impl Engine {
         self.pump(&lane);
     }
 
+    /// Calls `idle` once none of `busy` is in flight or waiting for its outcome to commit.
+    fn when_settled(&self, busy: HashSet<u64>, idle: Idle) {
+        if busy.is_empty() {
+            idle();
+            return;
+        }
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((busy, idle));
+    }
+
+    /// An attempt's outcome is committed: wakes who waited for its key to be idle.
+    fn attempt_settled(&self, id: u64) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if watchers.is_empty() {
+            return;
+        }
+        let mut ready = Vec::new();
+        let mut i = 0;
+        while i < watchers.len() {
+            watchers[i].0.remove(&id);
+            if watchers[i].0.is_empty() {
+                ready.push(watchers.swap_remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        drop(watchers);
+        for idle in ready {
+            idle();
+        }
+    }
+
     /// Drops the queued deliveries `share` picks; a head in flight stays until its outcome is
-    /// recorded.
-    fn drop_queued(&self, share: &(dyn Fn(&str, OrderingKey) -> bool + Send + Sync)) {
+    /// recorded. Returns the ids of those heads.
+    fn drop_queued(
+        &self,
+        share: &(dyn Fn(&str, OrderingKey) -> bool + Send + Sync),
+    ) -> HashSet<u64> {
+        let mut busy = HashSet::new();
         for lane in self.all_lanes() {
             let mut l = lane.lock();
             let keys: Vec<u64> = l
@@ -405,6 +449,9 @@ impl Engine {
                 let Some(kq) = l.keys.get_mut(&key) else {
                     continue;
                 };
+                if kq.busy {
+                    busy.extend(kq.items.front().map(|head| head.id));
+                }
                 let dropped: Vec<Item> = kq.items.drain(usize::from(kq.busy)..).collect();
                 if kq.items.is_empty() {
                     l.keys.remove(&key);
@@ -427,6 +474,7 @@ impl Engine {
             ready.retain(|k| keys.contains_key(k));
             waiting.retain(|(_, k)| keys.contains_key(k));
         }
+        busy
     }
 
     /// The outbox.
@@ -994,6 +1042,7 @@ impl Engine {
         if let Err(e) = self.store.settle(&record, from, Some(done)) {
             // The writer is gone: herald is stopping. The state stays in memory.
             tracing::error!(provider = %lane.id, delivery = record.id, error = %e, "cannot record a delivery's state in the outbox");
+            self.attempt_settled(record.id);
             self.unsettle();
         }
         self.pump(lane);
@@ -1031,6 +1080,7 @@ impl Engine {
         bytes: usize,
     ) {
         let now = self.clock.now();
+        self.attempt_settled(outcome.id);
         {
             let mut l = lane.lock();
             let Some(kq) = l.keys.get_mut(&key) else {
@@ -1560,6 +1610,7 @@ impl Attempt {
             }
         }
         self.engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.engine.attempt_settled(self.id);
         self.engine.unsettle();
         self.engine.pump(&self.lane);
     }
@@ -1577,6 +1628,7 @@ impl Attempt {
             self.engine.schedule(&self.lane, &mut l, self.key, now);
         }
         self.engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.engine.attempt_settled(self.id);
         self.engine.unsettle();
         self.engine.pump(&self.lane);
     }
@@ -1592,6 +1644,7 @@ impl Drop for Attempt {
             } else {
                 self.finished = true;
                 self.engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.engine.attempt_settled(self.id);
                 self.engine.unsettle();
             }
         }

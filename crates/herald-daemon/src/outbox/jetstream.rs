@@ -998,6 +998,21 @@ mod leases {
     /// The partitions this replica holds: lease revision and the stop of its reader.
     type Owned = HashMap<u32, (u64, watch::Sender<bool>)>;
 
+    /// Partitions given up but still leased until their deliveries in flight here are done:
+    /// lease revision, whether they are, and since when this waits.
+    type Draining = HashMap<
+        u32,
+        (
+            u64,
+            Arc<std::sync::atomic::AtomicBool>,
+            tokio::time::Instant,
+        ),
+    >;
+
+    /// The longest a given-up partition stays leased while its deliveries in flight finish
+    /// (an attempt is bounded by its Provider's timeout; this bounds a stuck one too).
+    const MAX_DRAIN: Duration = Duration::from_secs(120);
+
     fn lease_key(p: u32) -> String {
         format!("p{p}")
     }
@@ -1005,6 +1020,7 @@ mod leases {
     /// Renews, takes and gives back leases until the backend closes.
     pub(super) async fn run(inner: Arc<Inner>, claims: Claims) {
         let mut owned: Owned = HashMap::new();
+        let mut draining: Draining = HashMap::new();
         let mut stop = inner.stop.subscribe();
         let mut tick = tokio::time::interval(RENEW_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1013,14 +1029,14 @@ mod leases {
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
             }
-            if let Err(e) = round(&inner, &claims, &mut owned).await {
+            if let Err(e) = round(&inner, &claims, &mut owned, &mut draining).await {
                 tracing::warn!(error = %e, "cannot renew the outbox partitions; retrying");
                 inner.note(Some(&e));
             }
         }
         for (p, (_, reader)) in owned.drain() {
             let _ = reader.send(true);
-            claims(Claim::Release(share_of(p)));
+            claims(Claim::Release(share_of(p), Box::new(|| {})));
         }
     }
 
@@ -1046,6 +1062,7 @@ mod leases {
         inner: &Arc<Inner>,
         claims: &Claims,
         owned: &mut Owned,
+        draining: &mut Draining,
     ) -> Result<(), StoreError> {
         let me = Bytes::from(inner.replica.clone());
         bounded(
@@ -1069,20 +1086,30 @@ mod leases {
                 partition = p,
                 "outbox partition lost; another replica takes it"
             );
-            drop_partition(inner, claims, owned, p);
+            drop_partition(inner, claims, owned, p, Box::new(|| {}));
         }
+        renew_draining(inner, &me, draining).await;
         let live = count(&inner.live).await?.max(1) as u32;
         let fair = PARTITIONS.div_ceil(live) as usize;
         while owned.len() > fair {
             let Some(&p) = owned.keys().max() else { break };
-            drop_partition(inner, claims, owned, p);
-            let _ = inner.leases.delete(lease_key(p)).await;
+            let idle = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = idle.clone();
+            let revision = owned.get(&p).map_or(0, |(r, _)| *r);
+            drop_partition(
+                inner,
+                claims,
+                owned,
+                p,
+                Box::new(move || flag.store(true, Ordering::SeqCst)),
+            );
+            draining.insert(p, (revision, idle, tokio::time::Instant::now()));
         }
         for p in 0..PARTITIONS {
             if owned.len() >= fair {
                 break;
             }
-            if owned.contains_key(&p) {
+            if owned.contains_key(&p) || draining.contains_key(&p) {
                 continue;
             }
             if let Ok(revision) = inner.leases.create(lease_key(p), me.clone()).await {
@@ -1104,16 +1131,48 @@ mod leases {
         Ok(())
     }
 
-    fn drop_partition(inner: &Inner, claims: &Claims, owned: &mut Owned, p: u32) {
+    /// Stops reading partition `p` and tells the engine; `idle` runs once none of its
+    /// deliveries is in flight here.
+    fn drop_partition(
+        inner: &Inner,
+        claims: &Claims,
+        owned: &mut Owned,
+        p: u32,
+        idle: super::super::Idle,
+    ) {
         if let Some((_, reader)) = owned.remove(&p) {
             let _ = reader.send(true);
         }
-        claims(Claim::Release(share_of(p)));
+        claims(Claim::Release(share_of(p), idle));
         inner
             .held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, h| h.partition != p);
+    }
+
+    /// Keeps the leases of partitions given up until their deliveries in flight are done (or
+    /// [`MAX_DRAIN`] passed), then frees them for the other replicas.
+    async fn renew_draining(inner: &Inner, me: &Bytes, draining: &mut Draining) {
+        let mut done = Vec::new();
+        for (&p, (revision, idle, since)) in draining.iter_mut() {
+            if idle.load(Ordering::SeqCst) || since.elapsed() > MAX_DRAIN {
+                done.push(p);
+                continue;
+            }
+            match inner
+                .leases
+                .update(lease_key(p), me.clone(), *revision)
+                .await
+            {
+                Ok(r) => *revision = r,
+                Err(_) => done.push(p),
+            }
+        }
+        for p in done {
+            draining.remove(&p);
+            let _ = inner.leases.delete(lease_key(p)).await;
+        }
     }
 
     async fn count(store: &kv::Store) -> Result<usize, StoreError> {
@@ -1370,7 +1429,7 @@ mod tests {
                         r.id
                     );
                 }
-                Claim::Release(_) => panic!("nothing was released"),
+                Claim::Release(..) => panic!("nothing was released"),
             }
         }
         let want: HashMap<u64, String> = (0..40)
@@ -1392,7 +1451,9 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut moved = HashSet::new();
         while released < (PARTITIONS / 2) as usize && std::time::Instant::now() < deadline {
-            if let Ok(Claim::Release(_)) = from_a.recv_timeout(Duration::from_millis(100)) {
+            if let Ok(Claim::Release(_, idle)) = from_a.recv_timeout(Duration::from_millis(100)) {
+                // Nothing is in flight in this stand-in for the engine.
+                idle();
                 released += 1;
             }
             while let Ok(Claim::Deliver(r, _)) = from_b.try_recv() {
@@ -1405,7 +1466,16 @@ mod tests {
             (PARTITIONS / 2) as usize,
             "a gives half its partitions back"
         );
-        std::thread::sleep(Duration::from_secs(2));
+        // a frees them once nothing is in flight; b takes them at its next round.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while held_by(&b, "b").len() < (PARTITIONS / 2) as usize {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b takes the freed partitions"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(1));
         while let Ok(Claim::Deliver(r, _)) = from_b.try_recv() {
             assert!(r.id >= first + 20, "{} was delivered already", r.id);
             moved.insert(r.id);

@@ -370,21 +370,25 @@ pub type Done<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
 /// Which deliveries a [`Claim::Release`] gives up: true for those of this Provider and key.
 pub type Share = Arc<dyn Fn(&str, OrderingKey) -> bool + Send + Sync>;
 
+/// Called once a released share has nothing in flight.
+pub type Idle = Box<dyn FnOnce() + Send>;
+
 /// What a backend shared by several replicas tells the engine of the replica it runs in.
 pub enum Claim {
     /// A delivery that is this replica's to make now, with its event (its record as last
     /// committed, by whichever replica).
     Deliver(Box<Record>, Arc<Event>),
-    /// This replica no longer holds the deliveries `Share` picks: drop those queued (one in
-    /// flight finishes and records its outcome).
-    Release(Share),
+    /// This replica no longer holds the deliveries `Share` picks: drop those queued; the ones
+    /// in flight finish and record their outcome, and then the engine calls the function, so
+    /// that the backend lets another replica take them only once none is in flight here.
+    Release(Share, Idle),
 }
 
 impl fmt::Debug for Claim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Claim::Deliver(r, _) => f.debug_tuple("Deliver").field(&r.id).finish(),
-            Claim::Release(_) => f.write_str("Release"),
+            Claim::Release(..) => f.write_str("Release"),
         }
     }
 }
