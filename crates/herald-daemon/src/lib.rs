@@ -401,12 +401,12 @@ fn open_outbox(options: &Options) -> Result<(Arc<dyn Backend>, PathBuf), RunErro
     #[cfg(feature = "jetstream")]
     {
         let store = outbox::jetstream::JetStream::open(shared)?;
-        tracing::info!(servers = %path.display(), replica = shared.replica, "shared outbox opened in JetStream");
+        tracing::info!(servers = %path.display(), replica = shared.replica, copies = store.copies(), "shared outbox opened in JetStream");
         Ok((Arc::new(store), path))
     }
     #[cfg(not(feature = "jetstream"))]
-    Err(RunError::Outbox(OpenError::Other {
-        path,
+    Err(RunError::Outbox(OpenError::Shared {
+        servers: path.display().to_string(),
         message: "this herald is built without the shared outbox; build it with the cargo feature `jetstream` (on by default), or leave out --outbox".into(),
     }))
 }

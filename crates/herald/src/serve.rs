@@ -148,7 +148,7 @@ pub(crate) struct ServeArgs {
     /// together and take over each other's work (see docs/scaling.md). Needs nats-server 2.9
     /// or later with JetStream.
     #[arg(long, env = "HERALD_OUTBOX", value_parser = outbox_servers)]
-    outbox: Option<Vec<String>>,
+    outbox: Option<OutboxServers>,
 
     /// `.creds` file (user JWT and nkey seed) for `--outbox`.
     #[arg(long, env = "HERALD_OUTBOX_CREDS", requires = "outbox")]
@@ -173,8 +173,12 @@ pub(crate) struct ServeArgs {
     replica_name: Option<String>,
 }
 
+/// The servers of `--outbox`.
+#[derive(Debug, Clone)]
+struct OutboxServers(Vec<String>);
+
 /// `--outbox`: comma-separated NATS server URLs.
-fn outbox_servers(s: &str) -> Result<Vec<String>, String> {
+fn outbox_servers(s: &str) -> Result<OutboxServers, String> {
     let servers: Vec<String> = s
         .split(',')
         .map(str::trim)
@@ -192,7 +196,7 @@ fn outbox_servers(s: &str) -> Result<Vec<String>, String> {
             ));
         }
     }
-    Ok(servers)
+    Ok(OutboxServers(servers))
 }
 
 /// The default replica name: the host name and the process id, unique on one machine and
@@ -243,7 +247,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shared_outbox: args
             .outbox
             .map(|servers| herald_daemon::outbox::SharedOutbox {
-                servers,
+                servers: servers.0,
                 creds_file: args.outbox_creds,
                 nkey_file: args.outbox_nkey,
                 ca_file: args.outbox_ca,

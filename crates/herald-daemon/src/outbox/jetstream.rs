@@ -28,10 +28,9 @@
 //! are sent at once and report through their [`Done`]. The work runs on this backend's own
 //! runtime thread, so the engine's callbacks never wait on the network.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, IntoFuture};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,6 +58,9 @@ pub const PARTITIONS: u32 = 32;
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How often a replica renews its leases and looks for free partitions.
 pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// A held message is sent to its partition's holder again after this (and skipped there):
+/// what a dying server lost on the way is read again.
+const REDELIVER_AFTER: Duration = Duration::from_secs(30);
 /// Ids a replica takes from `next-id` at a time.
 const ID_BLOCK: u64 = 1024;
 /// How long one JetStream request may take before it counts as failed.
@@ -174,6 +176,20 @@ impl fmt::Debug for JetStream {
     }
 }
 
+impl Drop for JetStream {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which async code must not.
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// Runs `fut` on `handle` and waits for it from synchronous code, inside a runtime or not.
 fn block_on<T: Send + 'static>(
     handle: &tokio::runtime::Handle,
@@ -196,8 +212,8 @@ impl JetStream {
     /// Connects and makes sure the streams and buckets exist (creating them, or updating
     /// their replicas).
     pub fn open(options: &Options) -> Result<JetStream, OpenError> {
-        let failed = |message: String| OpenError::Other {
-            path: PathBuf::from(options.servers.join(",")),
+        let failed = |message: String| OpenError::Shared {
+            servers: options.servers.join(","),
             message,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -208,14 +224,27 @@ impl JetStream {
             .map_err(|e| failed(format!("cannot start its runtime: {e}")))?;
         let handle = runtime.handle().clone();
         let opts = options.clone();
-        let inner = block_on(&handle, async move { Inner::connect(&opts).await })
-            .map_err(|e| failed(e.to_string()))?
-            .map_err(failed)?;
+        let inner = match block_on(&handle, async move { Inner::connect(&opts).await }) {
+            Ok(Ok(inner)) => inner,
+            Ok(Err(message)) => {
+                runtime.shutdown_background();
+                return Err(failed(message));
+            }
+            Err(e) => {
+                runtime.shutdown_background();
+                return Err(failed(e.to_string()));
+            }
+        };
         Ok(JetStream {
             inner: Arc::new(inner),
             runtime: Mutex::new(Some(runtime)),
             handle,
         })
+    }
+
+    /// Copies JetStream keeps of each stream and bucket.
+    pub fn copies(&self) -> usize {
+        self.inner.replicas
     }
 
     /// Reads from JetStream, waiting for the answer.
@@ -284,8 +313,16 @@ impl Inner {
         if let Some(ca) = &o.ca_file {
             connect = connect.add_root_certificates(ca.clone()).require_tls(true);
         }
+        let servers = o
+            .servers
+            .iter()
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| format!("{u:?} is not a NATS server URL: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let client = connect
-            .connect(o.servers.join(","))
+            .connect(servers)
             .await
             .map_err(|e| format!("cannot connect to NATS: {e}"))?;
         let js = jetstream::new(client.clone());
@@ -399,7 +436,9 @@ async fn open_bucket(
         num_replicas: replicas,
         allow_rollup: true,
         deny_delete: true,
-        allow_direct: true,
+        // Reads go to the stream's leader: a follower may lag, and a claim that read an old
+        // record would skip or repeat a delivery.
+        allow_direct: false,
         discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
@@ -412,6 +451,36 @@ async fn open_bucket(
 }
 
 impl Inner {
+    /// Tries a state change until it is written (JetStream away, a leader being elected) or
+    /// the backend closes: a change that fails is kept and made once JetStream answers.
+    async fn until_written<F, Fut>(
+        &self,
+        what: &'static str,
+        mut attempt: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        let mut wait = Duration::from_millis(100);
+        let mut stop = self.stop.subscribe();
+        loop {
+            match attempt().await {
+                Ok(()) => return Ok(()),
+                Err(e) if *stop.borrow() => return Err(e),
+                Err(e) => {
+                    self.note(Some(&e));
+                    tracing::debug!(error = %e, what, "JetStream write failed; trying again");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
     fn end_write(&self) {
         if self.writes.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.written.notify_waiters();
@@ -788,13 +857,25 @@ impl Backend for JetStream {
     ) -> Result<(), StoreError> {
         let record = record.clone();
         self.write(
-            move |inner| async move { inner.settle(record, from).await },
+            move |inner| async move {
+                let again = || inner.settle(record.clone(), from);
+                inner
+                    .until_written("recording a delivery's state", again)
+                    .await
+            },
             done,
         )
     }
 
     fn remove(&self, id: u64, _from: Placement, done: Option<Done<()>>) -> Result<(), StoreError> {
-        self.write(move |inner| async move { inner.remove(id).await }, done)
+        self.write(
+            move |inner| async move {
+                inner
+                    .until_written("removing a delivery", || inner.remove(id))
+                    .await
+            },
+            done,
+        )
     }
 
     fn save_status(&self, provider: &str, status: &ProviderStatus) -> Result<(), StoreError> {
@@ -1042,16 +1123,20 @@ mod leases {
 
     /// Gives every lease of this replica back (at close), so that others take over at once.
     pub(super) async fn give_back(inner: &Inner) {
-        let Ok(mut keys) = inner.leases.keys().await else {
-            return;
-        };
-        while let Some(Ok(key)) = keys.next().await {
-            if let Ok(Some(holder)) = inner.leases.get(&key).await
-                && holder == inner.replica.as_bytes()
-            {
-                let _ = inner.leases.delete(&key).await;
+        let give = async {
+            let Ok(mut keys) = inner.leases.keys().await else {
+                return;
+            };
+            while let Some(Ok(key)) = keys.next().await {
+                if let Ok(Some(holder)) = inner.leases.get(&key).await
+                    && holder == inner.replica.as_bytes()
+                {
+                    let _ = inner.leases.delete(&key).await;
+                }
             }
-        }
+        };
+        // Leases not given back expire by themselves.
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, give).await;
     }
 
     fn share_of(p: u32) -> super::super::Share {
@@ -1065,18 +1150,15 @@ mod leases {
         draining: &mut Draining,
     ) -> Result<(), StoreError> {
         let me = Bytes::from(inner.replica.clone());
-        bounded(
-            "announcing this replica",
-            inner.live.put(&inner.replica, me.clone()),
-        )
-        .await?;
+        // Leases first: the rest may wait on a server that is away.
         let mut lost = Vec::new();
         for (&p, (revision, _)) in owned.iter_mut() {
-            match inner
-                .leases
-                .update(lease_key(p), me.clone(), *revision)
-                .await
-            {
+            let renewed = bounded(
+                "renewing a lease",
+                inner.leases.update(lease_key(p), me.clone(), *revision),
+            )
+            .await;
+            match renewed {
                 Ok(r) => *revision = r,
                 Err(_) => lost.push(p),
             }
@@ -1089,7 +1171,14 @@ mod leases {
             drop_partition(inner, claims, owned, p, Box::new(|| {}));
         }
         renew_draining(inner, &me, draining).await;
-        let live = count(&inner.live).await?.max(1) as u32;
+        bounded(
+            "announcing this replica",
+            inner.live.put(&inner.replica, me.clone()),
+        )
+        .await?;
+        // One entry per replica seen within the lease time.
+        let live = bounded("counting the replicas", inner.live.stream.get_info()).await?;
+        let live = live.state.messages.clamp(1, u64::from(PARTITIONS)) as u32;
         let fair = PARTITIONS.div_ceil(live) as usize;
         while owned.len() > fair {
             let Some(&p) = owned.keys().max() else { break };
@@ -1112,7 +1201,12 @@ mod leases {
             if owned.contains_key(&p) || draining.contains_key(&p) {
                 continue;
             }
-            if let Ok(revision) = inner.leases.create(lease_key(p), me.clone()).await {
+            let created = bounded(
+                "taking a lease",
+                inner.leases.create(lease_key(p), me.clone()),
+            )
+            .await;
+            if let Ok(revision) = created {
                 match read_partition(inner.clone(), claims.clone(), p).await {
                     Ok(reader) => {
                         tracing::info!(partition = p, "outbox partition taken");
@@ -1160,28 +1254,20 @@ mod leases {
                 done.push(p);
                 continue;
             }
-            match inner
-                .leases
-                .update(lease_key(p), me.clone(), *revision)
-                .await
-            {
+            let renewed = bounded(
+                "renewing a lease",
+                inner.leases.update(lease_key(p), me.clone(), *revision),
+            )
+            .await;
+            match renewed {
                 Ok(r) => *revision = r,
                 Err(_) => done.push(p),
             }
         }
         for p in done {
             draining.remove(&p);
-            let _ = inner.leases.delete(lease_key(p)).await;
+            let _ = bounded("freeing a lease", inner.leases.delete(lease_key(p))).await;
         }
-    }
-
-    async fn count(store: &kv::Store) -> Result<usize, StoreError> {
-        let mut keys = bounded("counting the replicas", store.keys()).await?;
-        let mut seen = HashSet::new();
-        while let Some(key) = keys.next().await {
-            seen.insert(key.map_err(|e| storage("counting the replicas", e))?);
-        }
-        Ok(seen.len())
     }
 
     /// Starts reading partition `p` from its first message not acked yet.
@@ -1192,15 +1278,16 @@ mod leases {
     ) -> Result<watch::Sender<bool>, StoreError> {
         let name = format!("part-{p}");
         // A fresh consumer reads every message still in the partition, whoever held it.
-        let _ = inner.work.delete_consumer(&name).await;
+        let _ = bounded("re-reading a partition", inner.work.delete_consumer(&name)).await;
         let consumer = bounded(
             "reading a partition",
             inner.work.create_consumer(consumer::pull::Config {
                 durable_name: Some(name),
                 filter_subject: format!("{WORK_SUBJECT}.{p}"),
                 ack_policy: consumer::AckPolicy::Explicit,
-                // Held while the engine retries; a new holder re-creates the consumer.
-                ack_wait: Duration::from_secs(7 * 24 * 3600),
+                // A message not acked within this is read again: one lost on its way here
+                // (a server that died) comes back. One this replica holds is then skipped.
+                ack_wait: REDELIVER_AFTER,
                 max_ack_pending: 100_000,
                 deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
@@ -1260,12 +1347,21 @@ mod leases {
         {
             return;
         }
-        let current = match inner.get_row(id).await {
-            Ok(row) => row,
-            Err(e) => {
-                // Read again later: leave the message unacked for the next reading.
-                tracing::warn!(delivery = id, error = %e, "cannot read a claimed delivery");
-                return;
+        // Read until it works: the deliveries behind this one in the partition wait, so that
+        // their order holds.
+        let mut wait = Duration::from_millis(100);
+        let current = loop {
+            match inner.get_row(id).await {
+                Ok(row) => break row,
+                Err(e) if *inner.stop.borrow() => {
+                    tracing::debug!(delivery = id, error = %e, "cannot read a claimed delivery");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(delivery = id, error = %e, "cannot read a claimed delivery; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
             }
         };
         let claimed = current.as_deref().map(|row| -> Result<_, StoreError> {
@@ -1299,6 +1395,8 @@ mod leases {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     /// A fresh single nats-server with JetStream; `None` (said loudly) when it cannot be

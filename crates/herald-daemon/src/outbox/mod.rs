@@ -354,6 +354,14 @@ pub enum OpenError {
         .0.display()
     )]
     Corrupt(PathBuf),
+    /// The shared outbox cannot be reached or set up.
+    #[error("cannot open the shared outbox in JetStream at {servers}: {message}")]
+    Shared {
+        /// The servers.
+        servers: String,
+        /// Why.
+        message: String,
+    },
     /// Any other failure to open the file or start its writer.
     #[error("cannot open the outbox {}: {message}; it was left untouched", path.display())]
     Other {

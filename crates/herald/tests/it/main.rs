@@ -10,6 +10,8 @@ mod buses;
 #[cfg(feature = "chat")]
 mod chat;
 mod cli;
+#[cfg(feature = "jetstream")]
+mod cluster;
 mod daemon;
 mod engine;
 #[cfg(feature = "eventhub")]
