@@ -41,10 +41,10 @@ parse_args 14222 "${NATS_PORT:-}" "$@"
 
 HELPER="$PEERS_DIR/nats_helper.py"
 VENV="$PEERS_HOME/venv-nats"
-BIN=/usr/sbin/nats-server
+BIN=${NATS_SERVER_BIN:-/usr/sbin/nats-server}
 
 ensure_server() {
-    apt_ensure nats-server curl python3
+    if [ -n "${NATS_SERVER_BIN:-}" ]; then apt_ensure curl python3; else apt_ensure nats-server curl python3; fi
     [ -x "$BIN" ] || install_failed "$BIN missing after installing nats-server"
 }
 # nats-py and nkeys: key and JWT generation, the recording stream, the self-test client.

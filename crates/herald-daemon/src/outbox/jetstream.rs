@@ -552,6 +552,7 @@ impl Inner {
         .map(drop)
     }
 
+    /// A delivery's row; an empty one is the tombstone of a removed delivery.
     async fn get_row(&self, id: u64) -> Result<Option<Bytes>, StoreError> {
         bounded("reading a delivery", self.records.get(record_key(id))).await
     }
@@ -611,7 +612,7 @@ impl Inner {
 
     /// The event bytes of a delivery, read back when the caller does not have them.
     async fn event_of(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(old) = self.get_row(id).await? else {
+        let Some(old) = self.get_row(id).await?.filter(|r| !r.is_empty()) else {
             return Ok(None);
         };
         Ok(split_row(id, &old)?.1.map(<[u8]>::to_vec))
@@ -675,14 +676,16 @@ impl Inner {
     }
 
     async fn remove(&self, id: u64) -> Result<(), StoreError> {
-        if let Some(old) = self.get_row(id).await? {
+        if let Some(old) = self.get_row(id).await?.filter(|r| !r.is_empty()) {
             let (record, _) = split_row(id, &old)?;
             let record = decode_record(id, record)?;
             self.purge_key(&self.dead, DEAD, &dead_key(&record.provider, id))
                 .await?;
         }
-        self.purge_key(&self.records, RECORDS, &record_key(id))
-            .await?;
+        // A tombstone, not a purge: a claim that finds no record at all delivers the row its
+        // message carries (JetStream may lose a write when a server dies), one that finds the
+        // tombstone knows the delivery was removed.
+        self.put_row(id, Vec::new()).await?;
         self.finish_message(id).await;
         Ok(())
     }
@@ -929,7 +932,7 @@ impl Backend for JetStream {
 
     fn get_with_event(&self, id: u64) -> Result<Option<(Record, Option<Event>)>, StoreError> {
         let row = self.read(|inner| async move { inner.get_row(id).await })?;
-        let Some(row) = row else {
+        let Some(row) = row.filter(|r| !r.is_empty()) else {
             return Ok(None);
         };
         let (record, event) = split_row(id, &row)?;
@@ -1077,7 +1080,7 @@ mod leases {
     use super::*;
 
     /// The partitions this replica holds: lease revision and the stop of its reader.
-    type Owned = HashMap<u32, (u64, watch::Sender<bool>)>;
+    type Owned = HashMap<u32, (u64, Reader)>;
 
     /// Partitions given up but still leased until their deliveries in flight here are done:
     /// lease revision, whether they are, and since when this waits.
@@ -1116,7 +1119,7 @@ mod leases {
             }
         }
         for (p, (_, reader)) in owned.drain() {
-            let _ = reader.send(true);
+            reader.stop();
             claims(Claim::Release(share_of(p), Box::new(|| {})));
         }
     }
@@ -1171,6 +1174,7 @@ mod leases {
             drop_partition(inner, claims, owned, p, Box::new(|| {}));
         }
         renew_draining(inner, &me, draining).await;
+        restart_broken(inner, claims, owned).await;
         bounded(
             "announcing this replica",
             inner.live.put(&inner.replica, me.clone()),
@@ -1235,7 +1239,7 @@ mod leases {
         idle: super::super::Idle,
     ) {
         if let Some((_, reader)) = owned.remove(&p) {
-            let _ = reader.send(true);
+            reader.stop();
         }
         claims(Claim::Release(share_of(p), idle));
         inner
@@ -1243,6 +1247,30 @@ mod leases {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, h| h.partition != p);
+    }
+
+    /// Reads again, from its start, every held partition whose reader stopped on a gap or an
+    /// error (its lease was just renewed: it is still this replica's). What the engine holds
+    /// already is skipped, so the order holds.
+    async fn restart_broken(inner: &Arc<Inner>, claims: &Claims, owned: &mut Owned) {
+        let broken: Vec<u32> = owned
+            .iter()
+            .filter(|(_, (_, r))| r.broken())
+            .map(|(p, _)| *p)
+            .collect();
+        for p in broken {
+            match read_partition(inner.clone(), claims.clone(), p).await {
+                Ok(reader) => {
+                    if let Some((_, old)) = owned.get_mut(&p) {
+                        old.stop();
+                        *old = reader;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(partition = p, error = %e, "cannot read the partition again yet")
+                }
+            }
+        }
     }
 
     /// Keeps the leases of partitions given up until their deliveries in flight are done (or
@@ -1270,14 +1298,36 @@ mod leases {
         }
     }
 
-    /// Starts reading partition `p` from its first message not acked yet.
-    async fn read_partition(
+    /// The reader of a held partition.
+    pub(super) struct Reader {
+        stop: watch::Sender<bool>,
+        /// Whether it may still hand deliveries to the engine: cleared, under its lock, before
+        /// the engine is told the partition is released, so that no claim comes after that.
+        active: Arc<Mutex<bool>>,
+        /// It stopped on a gap or an error: the partition is read again from its start.
+        broken: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Reader {
+        /// Stops it for good; after this it hands the engine nothing more.
+        pub(super) fn stop(&self) {
+            *self.active.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            let _ = self.stop.send(true);
+        }
+
+        pub(super) fn broken(&self) -> bool {
+            self.broken.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Starts reading partition `p` from its first message not acked yet, through a consumer
+    /// made afresh (which ends any reading of it elsewhere).
+    pub(super) async fn read_partition(
         inner: Arc<Inner>,
         claims: Claims,
         p: u32,
-    ) -> Result<watch::Sender<bool>, StoreError> {
+    ) -> Result<Reader, StoreError> {
         let name = format!("part-{p}");
-        // A fresh consumer reads every message still in the partition, whoever held it.
         let _ = bounded("re-reading a partition", inner.work.delete_consumer(&name)).await;
         let consumer = bounded(
             "reading a partition",
@@ -1285,8 +1335,8 @@ mod leases {
                 durable_name: Some(name),
                 filter_subject: format!("{WORK_SUBJECT}.{p}"),
                 ack_policy: consumer::AckPolicy::Explicit,
-                // A message not acked within this is read again: one lost on its way here
-                // (a server that died) comes back. One this replica holds is then skipped.
+                // A message not acked within this is sent again (and skipped here while this
+                // replica holds it).
                 ack_wait: REDELIVER_AFTER,
                 max_ack_pending: 100_000,
                 deliver_policy: consumer::DeliverPolicy::All,
@@ -1294,42 +1344,57 @@ mod leases {
             }),
         )
         .await?;
+        let mut messages = bounded("reading a partition", consumer.messages()).await?;
         let (stop_tx, mut stop) = watch::channel(false);
+        let reader = Reader {
+            stop: stop_tx,
+            active: Arc::new(Mutex::new(true)),
+            broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let (active, broken) = (reader.active.clone(), reader.broken.clone());
         tokio::spawn(async move {
+            // Deliveries of a consumer are numbered: a gap is a message lost on the way (a
+            // server that died), and reading on would put the ones after it first.
+            let mut last = 0u64;
             loop {
-                let mut messages = match consumer.messages().await {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(partition = p, error = %e, "cannot read a partition; retrying");
-                        tokio::time::sleep(RENEW_EVERY).await;
-                        continue;
-                    }
+                let next = tokio::select! {
+                    next = messages.next() => next,
+                    _ = stop.changed() => return,
                 };
-                loop {
-                    let next = tokio::select! {
-                        next = messages.next() => next,
-                        _ = stop.changed() => return,
-                    };
-                    match next {
-                        Some(Ok(message)) => handle(&inner, &claims, p, message).await,
-                        Some(Err(e)) => {
-                            tracing::debug!(partition = p, error = %e, "reading a partition failed; resuming");
-                            break;
+                let why = match next {
+                    Some(Ok(message)) => {
+                        let seq = message.info().map_or(0, |i| i.consumer_sequence);
+                        if last != 0 && seq != last + 1 {
+                            "a message was lost on the way".to_owned()
+                        } else {
+                            last = seq;
+                            handle(&inner, &claims, &active, &mut stop, message).await;
+                            continue;
                         }
-                        None => break,
                     }
-                    if *stop.borrow() {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                    Some(Err(e)) => e.to_string(),
+                    None => "the consumer ended".to_owned(),
+                };
+                tracing::debug!(
+                    partition = p,
+                    why,
+                    "reading the partition again from its start"
+                );
+                broken.store(true, Ordering::SeqCst);
+                return;
             }
         });
-        Ok(stop_tx)
+        Ok(reader)
     }
 
     /// One message of a held partition: its delivery as last recorded goes to the engine.
-    async fn handle(inner: &Inner, claims: &Claims, p: u32, message: jetstream::Message) {
+    async fn handle(
+        inner: &Inner,
+        claims: &Claims,
+        active: &Mutex<bool>,
+        stop: &mut watch::Receiver<bool>,
+        message: jetstream::Message,
+    ) {
         let id = message
             .headers
             .as_ref()
@@ -1353,18 +1418,30 @@ mod leases {
         let current = loop {
             match inner.get_row(id).await {
                 Ok(row) => break row,
-                Err(e) if *inner.stop.borrow() => {
-                    tracing::debug!(delivery = id, error = %e, "cannot read a claimed delivery");
-                    return;
-                }
                 Err(e) => {
                     tracing::debug!(delivery = id, error = %e, "cannot read a claimed delivery; trying again");
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => return,
+                    }
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
         };
-        let claimed = current.as_deref().map(|row| -> Result<_, StoreError> {
+        // No record at all: the write JetStream acknowledged was lost (a server died); the
+        // message carries the row as accepted. An empty row is a removed delivery's tombstone.
+        let row = match &current {
+            Some(row) if row.is_empty() => None,
+            Some(row) => Some(&row[..]),
+            None => {
+                tracing::warn!(
+                    delivery = id,
+                    "a claimed delivery has no record; it is delivered as accepted"
+                );
+                Some(&message.payload[..])
+            }
+        };
+        let claimed = row.map(|row| -> Result<_, StoreError> {
             let (record, event) = split_row(id, row)?;
             let record = decode_record(id, record)?;
             let event = event.map(|e| decode_event(id, e)).transpose()?;
@@ -1372,14 +1449,16 @@ mod leases {
         });
         match claimed {
             Some(Ok((record, Some(event)))) if record.state.is_active() => {
-                inner.held.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                    id,
-                    Held {
-                        message,
-                        partition: p,
-                    },
-                );
-                claims(Claim::Deliver(Box::new(record), Arc::new(event)));
+                let partition = partition(&record.provider, record.key);
+                let still = active.lock().unwrap_or_else(|e| e.into_inner());
+                if *still {
+                    inner
+                        .held
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, Held { message, partition });
+                    claims(Claim::Deliver(Box::new(record), Arc::new(event)));
+                }
             }
             Some(Err(e)) => {
                 tracing::error!(delivery = id, error = %e, "a claimed delivery is unreadable; it is skipped");
