@@ -115,13 +115,15 @@ fn fsync_ms(dir: &Path, rounds: usize) -> Result<(f64, f64)> {
     Ok((times[times.len() / 2], mean))
 }
 
-const DURATION: &str = "10s";
-const SECONDS: f64 = 10.0;
+pub(crate) const DURATION: &str = "10s";
+pub(crate) const SECONDS: f64 = 10.0;
 pub(crate) const CONNECTIONS: &str = "32";
 /// The rate-limited sink's limit, per second.
 const LIMIT_RPS: u64 = 2000;
 
-/// The wrk script; `OBJECTS` is replaced by how many objects the events are spread over.
+/// The wrk script; `OBJECTS` is replaced by how many objects the events are spread over, and
+/// `PREFIX` by what starts each event's number in its message (so that the events of several
+/// wrk processes at once stay distinct).
 const LUA: &str = r#"
 local n = 0
 function setup(thread)
@@ -141,7 +143,7 @@ request = function()
   counter = counter + 1
   local body = '{"involvedObject":{"kind":"Kustomization","namespace":"bench","name":"app-' .. tostring(counter % OBJECTS) .. '",' ..
     '"apiVersion":"kustomize.toolkit.fluxcd.io/v1"},"severity":"info","timestamp":"2026-11-28T10:00:00Z",' ..
-    '"message":"Reconciliation finished, event ' .. tostring(tid) .. '-' .. counter .. '",' ..
+    '"message":"Reconciliation finished, event PREFIX' .. tostring(tid) .. '-' .. counter .. '",' ..
     '"reason":"ReconciliationSucceeded","metadata":{"kustomize.toolkit.fluxcd.io/revision":"main@sha1:69b59063470310ebbd88a9156325322a124e55a3"},' ..
     '"reportingController":"kustomize-controller"}'
   return wrk.format("POST", "/", {["Content-Type"] = "application/json"}, body)
@@ -205,7 +207,7 @@ pub(crate) fn rss_kib(pid: u32, field: &str) -> Result<u64> {
 }
 
 /// A process's CPU time so far (user + system), in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces: count fields after its closing parenthesis.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -220,7 +222,7 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(field(11)? + field(12)?)
 }
 
-fn ensure_wrk() -> Result<()> {
+pub(crate) fn ensure_wrk() -> Result<()> {
     if Command::new("wrk").arg("--version").output().is_ok() {
         return Ok(());
     }
@@ -239,13 +241,13 @@ fn ensure_wrk() -> Result<()> {
     Ok(())
 }
 
-struct WrkResult {
-    rps: f64,
-    requests: u64,
+pub(crate) struct WrkResult {
+    pub(crate) rps: f64,
+    pub(crate) requests: u64,
     /// Answers other than 2xx (503 when herald sheds load, 429 for duplicates).
-    non_2xx: u64,
-    p50_ms: f64,
-    p99_ms: f64,
+    pub(crate) non_2xx: u64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
 }
 
 fn to_ms(v: &str) -> Option<f64> {
@@ -262,15 +264,25 @@ fn to_ms(v: &str) -> Option<f64> {
 }
 
 fn wrk(script: &Path, port: u16) -> Result<WrkResult> {
+    wrk_with(script, port, 2, CONNECTIONS.parse()?)
+}
+
+/// `wrk` for `DURATION` with `threads` threads and `connections` connections.
+pub(crate) fn wrk_with(
+    script: &Path,
+    port: u16,
+    threads: usize,
+    connections: usize,
+) -> Result<WrkResult> {
     let url = format!("http://127.0.0.1:{port}/");
     eprintln!(
-        "$ wrk -t2 -c{CONNECTIONS} -d{DURATION} --latency -s {} {url}",
+        "$ wrk -t{threads} -c{connections} -d{DURATION} --latency -s {} {url}",
         script.display()
     );
     let out = Command::new("wrk")
         .args([
-            "-t2",
-            &format!("-c{CONNECTIONS}"),
+            &format!("-t{threads}"),
+            &format!("-c{connections}"),
             &format!("-d{DURATION}"),
             "--latency",
             "-s",
@@ -334,6 +346,27 @@ pub(crate) fn metric(port: u16, prefix: &str) -> Result<f64> {
 
 /// `herald serve` at its default flags and log level (its logs are dropped).
 fn serve(bin: &Path, manifests: &Path, data: &Path, ports: (u16, u16, u16)) -> Result<Killed> {
+    serve_with(bin, manifests, data, ports, &[], None)
+}
+
+/// `herald serve` at its default flags and log level, with `extra` flags after them; its
+/// logs (stdout and stderr) go to `log`, or are dropped.
+pub(crate) fn serve_with(
+    bin: &Path,
+    manifests: &Path,
+    data: &Path,
+    ports: (u16, u16, u16),
+    extra: &[String],
+    log: Option<&Path>,
+) -> Result<Killed> {
+    let (stdout, stderr) = match log {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            (Stdio::from(file.try_clone()?), Stdio::from(file))
+        }
+        None => (Stdio::null(), Stdio::null()),
+    };
     let child = Command::new(bin)
         .args(["serve", "--manifests"])
         .arg(manifests)
@@ -344,23 +377,54 @@ fn serve(bin: &Path, manifests: &Path, data: &Path, ports: (u16, u16, u16)) -> R
         .args(["--api-addr", &format!("127.0.0.1:{}", free_port()?)])
         .arg("--data-dir")
         .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .args(extra)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .context("starting herald serve")?;
     Ok(Killed(child))
 }
 
-fn script(work: &Path, objects: u64) -> Result<PathBuf> {
-    let path = work.join(format!("post-{objects}.lua"));
-    std::fs::write(&path, LUA.replace("OBJECTS", &objects.to_string()))?;
+pub(crate) fn script(work: &Path, objects: u64) -> Result<PathBuf> {
+    script_prefixed(work, objects, "")
+}
+
+/// The wrk script for `objects` objects whose events' numbers start with `prefix` (letters,
+/// digits, `-`).
+pub(crate) fn script_prefixed(work: &Path, objects: u64, prefix: &str) -> Result<PathBuf> {
+    let name = if prefix.is_empty() {
+        format!("post-{objects}.lua")
+    } else {
+        format!("post-{objects}-{}.lua", prefix.trim_end_matches('-'))
+    };
+    let path = work.join(name);
+    std::fs::write(
+        &path,
+        LUA.replace("OBJECTS", &objects.to_string())
+            .replace("PREFIX", prefix),
+    )?;
     Ok(path)
 }
 
-const DELIVERED: &str = "herald_deliveries_total{namespace=\"bench\",name=\"sink\",type=\"generic\",outcome=\"success\"}";
+/// The manifests of a run, in `<work>/manifests-<name>`: one generic Provider `bench/sink`
+/// whose address is the sink on `sink_port`, and one Alert sending it every Kustomization's
+/// events.
+pub(crate) fn manifests(work: &Path, name: &str, sink_port: u16) -> Result<PathBuf> {
+    let manifests = work.join(format!("manifests-{name}"));
+    std::fs::create_dir_all(&manifests)?;
+    std::fs::write(
+        manifests.join("bench.yaml"),
+        format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: sink, namespace: bench}}\nspec:\n  type: generic\n  address: http://127.0.0.1:{sink_port}/\n---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: bench}}\nspec:\n  providerRef: {{name: sink}}\n  eventSources: [{{kind: Kustomization, name: '*'}}]\n"
+        ),
+    )?;
+    Ok(manifests)
+}
+
+pub(crate) const DELIVERED: &str = "herald_deliveries_total{namespace=\"bench\",name=\"sink\",type=\"generic\",outcome=\"success\"}";
 
 /// Starts `herald receive --quiet` on a free port.
-fn sink(bin: &Path) -> Result<(u16, Killed)> {
+pub(crate) fn sink(bin: &Path) -> Result<(u16, Killed)> {
     let port = free_port()?;
     let child = Command::new(bin)
         .args(["receive", "--quiet", "--addr", &format!("127.0.0.1:{port}")])
@@ -382,14 +446,7 @@ fn load_run(
     sink_port: u16,
     drain: bool,
 ) -> Result<(LoadRun, PathBuf)> {
-    let manifests = work.join(format!("manifests-{name}"));
-    std::fs::create_dir_all(&manifests)?;
-    std::fs::write(
-        manifests.join("bench.yaml"),
-        format!(
-            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: sink, namespace: bench}}\nspec:\n  type: generic\n  address: http://127.0.0.1:{sink_port}/\n---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: bench}}\nspec:\n  providerRef: {{name: sink}}\n  eventSources: [{{kind: Kustomization, name: '*'}}]\n"
-        ),
-    )?;
+    let manifests = manifests(work, name, sink_port)?;
     let ports = (free_port()?, free_port()?, free_port()?);
     let data = work.join(format!("data-{name}"));
     // A fresh outbox, so that its size is this run's.

@@ -9,6 +9,9 @@
 //!   `HERALD_ADVISORY_DB` names, else without advisories, loudly (module `deny`).
 //! - `peers <name> <command...>`: the real services of the tests, by hand (module `peers`).
 //! - `bench [daemon]`: render/sign benchmarks and the daemon load benchmark.
+//! - `bench cluster`: the load benchmark of the embedded outbox against the shared JetStream
+//!   outbox (one and three replicas) on a 3-server nats-server cluster (module
+//!   `bench_cluster`).
 //! - `soak [--minutes N]`: a release daemon under steady mixed load; RSS and fds over time.
 //! - `fuzz [--time SECONDS] [TARGET...]`: every cargo-fuzz target in `fuzz/` (nightly).
 //! - `dist [--features LIST]`: a release build of the chosen families (and `templates`) and
@@ -25,6 +28,7 @@
 // xtask talks to the person running it on the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench_cluster;
 mod bench_daemon;
 mod deny;
 mod dist;
@@ -66,7 +70,14 @@ fn dispatch() -> Result<i32> {
         Some("features") => features(&root),
         Some("deny") => deny::check().map(drop),
         Some("peers") => return peers::main(&root, &args[1..]),
-        Some("bench") => bench(&root, args.get(1).map(String::as_str) == Some("daemon")),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            None => bench(&root, false),
+            Some("daemon") => bench(&root, true),
+            Some("cluster") => bench_cluster(&root),
+            Some(other) => {
+                bail!("unknown argument {other:?}; usage: cargo xtask bench [daemon|cluster]")
+            }
+        },
         Some("soak") => soak_cmd(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("dist") => dist::main(&root, &args[1..]),
@@ -78,7 +89,7 @@ fn dispatch() -> Result<i32> {
         Some("docs") => docs(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip {}] | features | deny | peers <name> <command...> | bench [daemon] | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...] | dist [--features LIST] | sizes [--update] | docs>",
+                "usage: cargo xtask <ci [--skip {}] | features | deny | peers <name> <command...> | bench [daemon|cluster] | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...] | dist [--features LIST] | sizes [--update] | docs>",
                 STEPS.join(",")
             );
             return Ok(2);
@@ -569,6 +580,26 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
         aim(d.startup_ms < 200.0)
     );
     Ok(())
+}
+
+/// `cargo xtask bench cluster`: the embedded outbox against the shared JetStream outbox.
+fn bench_cluster(root: &Path) -> Result<()> {
+    run(
+        &cargo(),
+        &["build", "--release", "-p", "herald", "--locked"],
+    )?;
+    let bench = bench_cluster::run(
+        &root.join("target/release/herald"),
+        &root.join("target/bench-cluster"),
+        &peers::dir(root).join("nats.sh"),
+    )?;
+    println!(
+        "\n== herald cluster benchmark: {:.0} s of load, {} connections, 256 objects, 3 nats-servers on loopback",
+        bench_daemon::SECONDS,
+        bench_daemon::CONNECTIONS
+    );
+    print!("{}", bench.table());
+    bench.check()
 }
 
 #[cfg(test)]
