@@ -731,7 +731,7 @@ _herald() {
             return 0
             ;;
         herald__subcmd__serve)
-            opts="-h --manifests --events-addr --metrics-addr --health-addr --api-addr --api-token-file --require-all-objects --rate-limit-interval --data-dir --delivery-max-age --retry-backoff-max --retention --dead-retention --degraded-after --no-cross-namespace-refs --reload-interval --shutdown-timeout --concurrency --provider-max-in-flight --max-pending --provider-max-pending --events-tls-cert --events-tls-key --events-token-file --events-hmac-key-file --events-max-connections --events-header-timeout --events-read-timeout --log-level --log-format --help"
+            opts="-h --manifests --events-addr --metrics-addr --health-addr --api-addr --api-token-file --require-all-objects --rate-limit-interval --data-dir --delivery-max-age --retry-backoff-max --retention --dead-retention --degraded-after --no-cross-namespace-refs --reload-interval --shutdown-timeout --concurrency --provider-max-in-flight --max-pending --provider-max-pending --events-tls-cert --events-tls-key --events-token-file --events-hmac-key-file --events-max-connections --events-header-timeout --events-read-timeout --outbox --outbox-creds --outbox-nkey --outbox-ca --outbox-replicas --replica-name --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -838,6 +838,30 @@ _herald() {
                     return 0
                     ;;
                 --events-read-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --outbox)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --outbox-creds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --outbox-nkey)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --outbox-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --outbox-replicas)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replica-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -63,6 +63,12 @@ complete -c herald -n "__fish_herald_using_subcommand serve" -l events-hmac-key-
 complete -c herald -n "__fish_herald_using_subcommand serve" -l events-max-connections -d 'Event connections served at once; a connection over the cap is answered 503 and closed (closed without an answer over TLS). Bounds memory under a connection flood' -r
 complete -c herald -n "__fish_herald_using_subcommand serve" -l events-header-timeout -d 'Time allowed for a TLS handshake and for each request\'s headers, including the wait for the next request on a kept-alive connection (Go duration)' -r
 complete -c herald -n "__fish_herald_using_subcommand serve" -l events-read-timeout -d 'Time allowed for each request body; a slower one gets 408 (Go duration)' -r
+complete -c herald -n "__fish_herald_using_subcommand serve" -l outbox -d 'Keep the outbox in NATS JetStream at these servers (comma-separated `nats://` or `tls://` URLs, user and password in them if any) instead of `--data-dir`: every herald pointed at the same JetStream shares it, so several replicas accept and deliver together and take over each other\'s work (see docs/scaling.md). Needs nats-server 2.9 or later with JetStream' -r
+complete -c herald -n "__fish_herald_using_subcommand serve" -l outbox-creds -d '`.creds` file (user JWT and nkey seed) for `--outbox`' -r -F
+complete -c herald -n "__fish_herald_using_subcommand serve" -l outbox-nkey -d 'File holding an nkey seed for `--outbox`' -r -F
+complete -c herald -n "__fish_herald_using_subcommand serve" -l outbox-ca -d 'PEM CA certificates to trust for `--outbox` over TLS (TLS is then required)' -r -F
+complete -c herald -n "__fish_herald_using_subcommand serve" -l outbox-replicas -d 'Copies JetStream keeps of the shared outbox\'s streams (set when they are created). Default: 3 when the server is in a cluster, else 1' -r
+complete -c herald -n "__fish_herald_using_subcommand serve" -l replica-name -d 'This replica\'s name among those sharing `--outbox` (unique; default: the host name and the process id)' -r
 complete -c herald -n "__fish_herald_using_subcommand serve" -l log-level -d 'Log level: error, warn, info, debug or trace (or a tracing filter)' -r
 complete -c herald -n "__fish_herald_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"

@@ -79,7 +79,7 @@ fn event(object: &str, message: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_same_event_on_two_replicas_is_accepted_once_and_answered_429_once() {
+async fn duplicates_and_dead_letters_are_shared_by_the_replicas() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(cluster) = Cluster::start() else {
         return;
@@ -88,6 +88,7 @@ async fn the_same_event_on_two_replicas_is_accepted_once_and_answered_429_once()
     let dir = manifests(&hook("hook", &rec.url()));
     let a = replica(dir.path(), &cluster, "a", &[]);
     let b = replica(dir.path(), &cluster, "b", &[]);
+    // The same event on two replicas within the interval: one 202, one 429.
     let body = event("webapp", "one event, two replicas");
     assert_eq!(post(&a.events, &body).await, Some(202));
     assert_eq!(
@@ -95,12 +96,40 @@ async fn the_same_event_on_two_replicas_is_accepted_once_and_answered_429_once()
         Some(429),
         "a duplicate within the interval on another replica"
     );
-    let other = event("webapp", "another event");
-    assert_eq!(post(&b.events, &other).await, Some(202));
-    let seen = wait_delivered(&rec, 2, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(delivered(&rec.requests()), seen);
+    let seen = wait_delivered(&rec, 1, Duration::from_secs(30)).await;
     assert_eq!(seen.get("one event, two replicas"), Some(&1));
+
+    // A delivery the service refuses for good is dead on every replica; retried through the
+    // other one once the service is fixed, it is delivered.
+    rec.set_default_reply(Reply::status(400));
+    assert_eq!(
+        post(&a.events, &event("webapp", "refused")).await,
+        Some(202)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let v = crate::outbox::api(&b, "/api/v1/deliveries?state=dead").await;
+        if let Some(d) = v["deliveries"].as_array().and_then(|d| d.first()).cloned() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the refused delivery is dead");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(dead["dead_reason"], "permanent", "{dead}");
+    rec.set_default_reply(Reply::status(200));
+    let retried = crate::support::request(
+        &b.api,
+        "POST",
+        "/api/v1/deliveries/retry?provider=flux-system%2Fhook",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(retried.status, 200, "{}", retried.body_str());
+    let seen = wait_delivered(&rec, 2, Duration::from_secs(30)).await;
+    assert_eq!(seen.get("refused"), Some(&1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(delivered(&rec.requests()), seen, "nothing delivered twice");
 }
 
 /// The first delivery of each message, per object, in the order the sink got them.
