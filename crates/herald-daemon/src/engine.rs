@@ -18,6 +18,11 @@
 //! Quotas: a lane holds at most `--provider-max-pending` waiting deliveries and herald at most
 //! `--max-pending`; a delivery over either is recorded dead with reason `quota` (retriable),
 //! and an event all of whose deliveries are refused is answered 503.
+//!
+//! With a backend shared by several replicas ([`Backend::shared`]) the engine queues neither
+//! what it appends nor what it loads: the backend hands this replica its share as claims, in
+//! commit order per key, and says when a share moves away; queued deliveries of it are dropped
+//! and the backend is told once none of them is in flight here.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;

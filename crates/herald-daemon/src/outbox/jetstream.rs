@@ -4,7 +4,7 @@
 //! What lives where (`R` is `--outbox-replicas`):
 //!
 //! - KV bucket `herald-records`: the truth. Key `d<id>` (20 digits, so that keys sort by id)
-//!   holds the delivery's row ([`super::codec`]: its record and, until it is delivered, its
+//!   holds the delivery's row (the outbox codec's: its record and, until it is delivered, its
 //!   event). Every state change is one put; prune and remove purge the key's subject.
 //! - Stream `HERALD_OUTBOX` (work-queue retention): one message per delivery still to make, on
 //!   `herald.outbox.<partition>`, carrying its id (header `Herald-Id`) and its row as accepted.
