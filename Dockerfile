@@ -2,7 +2,8 @@
 # herald's container image: `docker build --build-arg FEATURES=chat,git -t herald .`
 #
 # FEATURES lists the provider families to compile in (chat, git, alerting, eventhub, nats,
-# googlepubsub), and `templates` for message templates, or `all` (every family and templates);
+# googlepubsub), `templates` for message templates and `jetstream` for the shared outbox of
+# several replicas (docs/scaling.md), or `all` (every family, templates and jetstream);
 # generic webhooks are always in; empty or `generic` for those alone. The build stage runs
 # exactly `cargo xtask dist`, the command release tarballs are made with (an xtask test checks
 # this), so the image's binary is the tarball's. The cargo registry and the target directory
