@@ -1113,9 +1113,13 @@ mod leases {
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
             }
-            if let Err(e) = round(&inner, &claims, &mut owned, &mut draining).await {
-                tracing::warn!(error = %e, "cannot renew the outbox partitions; retrying");
-                inner.note(Some(&e));
+            // A round is a write too: JetStream back answers it, and readiness follows.
+            match round(&inner, &claims, &mut owned, &mut draining).await {
+                Ok(()) => inner.note(None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the outbox partitions; retrying");
+                    inner.note(Some(&e));
+                }
             }
         }
         for (p, (_, reader)) in owned.drain() {
@@ -1175,14 +1179,24 @@ mod leases {
         }
         renew_draining(inner, &me, draining).await;
         restart_broken(inner, claims, owned).await;
-        bounded(
-            "announcing this replica",
-            inner.live.put(&inner.replica, me.clone()),
-        )
-        .await?;
-        // One entry per replica seen within the lease time.
-        let live = bounded("counting the replicas", inner.live.stream.get_info()).await?;
-        let live = live.state.messages.clamp(1, u64::from(PARTITIONS)) as u32;
+        // One entry per replica seen within the lease time. When that bucket cannot be read,
+        // take what is free: leases keep partitions single-held, and the next round that can
+        // count gives back what is over the share.
+        let counted = async {
+            bounded(
+                "announcing this replica",
+                inner.live.put(&inner.replica, me.clone()),
+            )
+            .await?;
+            bounded("counting the replicas", inner.live.stream.get_info()).await
+        };
+        let live = match counted.await {
+            Ok(info) => info.state.messages.clamp(1, u64::from(PARTITIONS)) as u32,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the replicas; taking free partitions");
+                1
+            }
+        };
         let fair = PARTITIONS.div_ceil(live) as usize;
         while owned.len() > fair {
             let Some(&p) = owned.keys().max() else { break };

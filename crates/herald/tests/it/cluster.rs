@@ -132,6 +132,41 @@ async fn duplicates_and_dead_letters_are_shared_by_the_replicas() {
     assert_eq!(delivered(&rec.requests()), seen, "nothing delivered twice");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_jetstream_quorum_a_replica_is_not_ready_and_refuses_events() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let rec = Recorder::start().await;
+    let dir = manifests(&hook("hook", &rec.url()));
+    let a = replica(dir.path(), &cluster, "a", &["--rate-limit-interval", "0s"]);
+    let ready = |d: &Daemon| {
+        let health = d.health.clone();
+        async move {
+            crate::support::request(&health, "GET", "/readyz", &[], b"")
+                .await
+                .status
+        }
+    };
+    assert_eq!(ready(&a).await, 200);
+    // Two of three servers down: JetStream has no quorum, though a server still answers.
+    for node in 2..=3 {
+        cluster.node("down", node, true);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready(&a).await != 503 {
+        assert!(Instant::now() < deadline, "/readyz fails without JetStream");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        post(&a.events, &event("webapp", "while away")).await,
+        Some(503),
+        "an event that cannot be stored is refused, so that the emitter retries"
+    );
+    assert!(delivered(&rec.requests()).is_empty());
+}
+
 /// The first delivery of each message, per object, in the order the sink got them.
 fn first_seen_per_object(rec: &Recorder) -> HashMap<String, Vec<String>> {
     let mut seen = HashSet::new();
