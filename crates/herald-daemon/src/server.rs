@@ -299,15 +299,8 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
     let decision = shared.limiter.check(key, Instant::now(), SystemTime::now());
     let reset = match decision {
         Decision::Duplicate { reset } => {
-            shared.metrics.duplicates.inc();
             tracing::debug!(object = %herald_core::text::obj_md(&planned[0].event), "Discarding event, rate limiting duplicate events");
-            let mut resp = reply(
-                StatusCode::TOO_MANY_REQUESTS,
-                Some("text/plain; charset=utf-8"),
-                "Too Many Requests\n",
-            );
-            rate_limit_headers(&mut resp, reset, true);
-            return resp;
+            return duplicate(shared, reset);
         }
         Decision::Allowed { reset } => Some(reset),
         Decision::Off => None,
@@ -321,14 +314,7 @@ async fn event_response(shared: &Shared, req: Request<Incoming>) -> Reply {
             Ok(true) => {}
             Ok(false) => {
                 // A duplicate posted to another replica within the window.
-                shared.metrics.duplicates.inc();
-                let mut resp = reply(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Some("text/plain; charset=utf-8"),
-                    "Too Many Requests\n",
-                );
-                rate_limit_headers(&mut resp, reset, true);
-                return resp;
+                return duplicate(shared, reset);
             }
             // The append fails too if the shared outbox is away; if not, the event is
             // accepted without the shared window rather than refused.
@@ -493,6 +479,18 @@ const RATELIMIT_LIMIT: header::HeaderName = header::HeaderName::from_static("x-r
 const RATELIMIT_REMAINING: header::HeaderName =
     header::HeaderName::from_static("x-ratelimit-remaining");
 const RATELIMIT_RESET: header::HeaderName = header::HeaderName::from_static("x-ratelimit-reset");
+
+/// Flux's answer to a duplicate within the window: 429 with the window's end.
+fn duplicate(shared: &Shared, reset: SystemTime) -> Reply {
+    shared.metrics.duplicates.inc();
+    let mut resp = reply(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some("text/plain; charset=utf-8"),
+        "Too Many Requests\n",
+    );
+    rate_limit_headers(&mut resp, reset, true);
+    resp
+}
 
 fn rate_limit_headers(resp: &mut Reply, reset: SystemTime, retry_after: bool) {
     let h = resp.headers_mut();

@@ -1160,14 +1160,8 @@ mod leases {
         // Leases first: the rest may wait on a server that is away.
         let mut lost = Vec::new();
         for (&p, (revision, _)) in owned.iter_mut() {
-            let renewed = bounded(
-                "renewing a lease",
-                inner.leases.update(lease_key(p), me.clone(), *revision),
-            )
-            .await;
-            match renewed {
-                Ok(r) => *revision = r,
-                Err(_) => lost.push(p),
+            if !renew(inner, &me, p, revision).await {
+                lost.push(p);
             }
         }
         for p in lost {
@@ -1243,6 +1237,16 @@ mod leases {
         Ok(())
     }
 
+    /// Renews this replica's lease of partition `p` at `revision`; false when it is lost.
+    async fn renew(inner: &Inner, me: &Bytes, p: u32, revision: &mut u64) -> bool {
+        let renewed = bounded(
+            "renewing a lease",
+            inner.leases.update(lease_key(p), me.clone(), *revision),
+        )
+        .await;
+        renewed.map(|r| *revision = r).is_ok()
+    }
+
     /// Stops reading partition `p` and tells the engine; `idle` runs once none of its
     /// deliveries is in flight here.
     fn drop_partition(
@@ -1296,14 +1300,8 @@ mod leases {
                 done.push(p);
                 continue;
             }
-            let renewed = bounded(
-                "renewing a lease",
-                inner.leases.update(lease_key(p), me.clone(), *revision),
-            )
-            .await;
-            match renewed {
-                Ok(r) => *revision = r,
-                Err(_) => done.push(p),
+            if !renew(inner, me, p, revision).await {
+                done.push(p);
             }
         }
         for p in done {
