@@ -22,7 +22,12 @@
 //!   are made by one replica at a time, in commit order.
 //! - KV bucket `herald-dead`: key `<provider hex>.<id>` for each dead delivery (the dead-letter
 //!   index), and `herald-providers`: each Provider's status.
-//! - KV bucket `herald-meta`: key `next-id`, from which each replica takes blocks of ids.
+//! - Stream `HERALD_IDS`: ids. A replica takes a block of [`ID_BLOCK`] ids by publishing an
+//!   empty message there; the block is the message's stream sequence times [`ID_BLOCK`]. The
+//!   stream's leader hands out each sequence once, where a compare-and-set on a key does not
+//!   hold in a cluster (nats-server before 2.9.21 let two updates made with the same expected
+//!   revision both succeed, and later ones check the revision on the leader only, before the
+//!   write is agreed on: a leader change can still let two through).
 //!
 //! Reads (the status API, `load`) go to JetStream each time and wait for the answer; writes
 //! are sent at once and report through their [`Done`]. The work runs on this backend's own
@@ -61,8 +66,9 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// A held message is sent to its partition's holder again after this (and skipped there):
 /// what a dying server lost on the way is read again.
 const REDELIVER_AFTER: Duration = Duration::from_secs(30);
-/// Ids a replica takes from `next-id` at a time.
-const ID_BLOCK: u64 = 1024;
+/// Ids a replica takes at a time (one message in `HERALD_IDS`), and so the most deliveries one
+/// event can make.
+pub const ID_BLOCK: u64 = 1 << 20;
 /// How long one JetStream request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Writes waiting for JetStream before new appends are refused ([`StoreError::Busy`]).
@@ -73,7 +79,8 @@ const WORK_SUBJECT: &str = "herald.outbox";
 const RECORDS: &str = "herald-records";
 const DEAD: &str = "herald-dead";
 const PROVIDERS: &str = "herald-providers";
-const META: &str = "herald-meta";
+const IDS_STREAM: &str = "HERALD_IDS";
+const IDS_SUBJECT: &str = "herald.ids";
 const LEASES: &str = "herald-leases";
 const REPLICAS: &str = "herald-replicas";
 const ID_HEADER: &str = "Herald-Id";
@@ -142,7 +149,6 @@ struct Inner {
     records: kv::Store,
     dead: kv::Store,
     providers: kv::Store,
-    meta: kv::Store,
     leases: kv::Store,
     live: kv::Store,
     replica: String,
@@ -342,19 +348,30 @@ impl Inner {
             })
             .await
             .map_err(|e| format!("cannot create the stream {WORK_STREAM}: {e}"))?;
+        js.get_or_create_stream(stream::Config {
+            name: IDS_STREAM.into(),
+            subjects: vec![IDS_SUBJECT.into()],
+            // Only the sequence matters: the last message is all it keeps.
+            max_messages: 1,
+            discard: stream::DiscardPolicy::Old,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot create the stream {IDS_STREAM}: {e}"))?;
         let mut stores = Vec::new();
         for (name, max_age) in [
             (RECORDS, Duration::ZERO),
             (DEAD, Duration::ZERO),
             (PROVIDERS, Duration::ZERO),
-            (META, Duration::ZERO),
             (LEASES, LEASE_TTL),
             (REPLICAS, LEASE_TTL),
         ] {
             stores.push(open_bucket(&js, name, max_age, replicas).await?);
         }
-        let [records, dead, providers, meta, leases, live] =
-            <[kv::Store; 6]>::try_from(stores).map_err(|_| "the buckets are missing".to_owned())?;
+        let [records, dead, providers, leases, live] =
+            <[kv::Store; 5]>::try_from(stores).map_err(|_| "the buckets are missing".to_owned())?;
         let (stop, _) = watch::channel(false);
         Ok(Inner {
             client,
@@ -363,7 +380,6 @@ impl Inner {
             records,
             dead,
             providers,
-            meta,
             leases,
             live,
             replica: o.replica.clone(),
@@ -510,33 +526,24 @@ impl Inner {
 
     /// `n` consecutive ids from this replica's block, taking a new block when it runs out.
     async fn take_ids(&self, n: u64) -> Result<u64, StoreError> {
+        if n > ID_BLOCK {
+            return Err(storage(
+                "numbering deliveries",
+                format_args!("one event makes {n} deliveries, over the {ID_BLOCK} a block holds"),
+            ));
+        }
         let mut ids = self.ids.lock().await;
         if ids.1 - ids.0 < n {
-            let block = ID_BLOCK.max(n);
-            loop {
-                let entry = bounded("reading next-id", self.meta.entry("next-id")).await?;
-                let (start, revision) = match &entry {
-                    Some(e) if e.operation == kv::Operation::Put => (
-                        std::str::from_utf8(&e.value)
-                            .ok()
-                            .and_then(|v| v.parse::<u64>().ok())
-                            .ok_or_else(|| storage("reading next-id", "it is not a number"))?,
-                        e.revision,
-                    ),
-                    Some(e) => (1, e.revision),
-                    None => (1, 0),
-                };
-                let next = Bytes::from((start + block).to_string());
-                let taken = if revision == 0 {
-                    self.meta.create("next-id", next).await.is_ok()
-                } else {
-                    self.meta.update("next-id", next, revision).await.is_ok()
-                };
-                if taken {
-                    *ids = (start, start + block);
-                    break;
-                }
-            }
+            let ack = bounded(
+                "taking a block of ids",
+                self.js.publish(IDS_SUBJECT, Bytes::new()),
+            )
+            .await?;
+            let block = bounded("taking a block of ids", ack).await?.sequence;
+            let start = block
+                .checked_mul(ID_BLOCK)
+                .ok_or_else(|| storage("taking a block of ids", "the ids are used up"))?;
+            *ids = (start, start + ID_BLOCK);
         }
         let first = ids.0;
         ids.0 += n;
@@ -1545,6 +1552,60 @@ mod tests {
         a.close();
         b.close();
         herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    /// Replicas that take blocks of ids at the same moment, on a 3-server cluster: no id is
+    /// handed out twice. (A compare-and-set on one key does not give this on nats-server before
+    /// 2.9.21, where two updates made with the same expected revision could both succeed.)
+    #[test]
+    fn ids_taken_at_once_by_replicas_of_a_cluster_never_overlap() {
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-i-{}", std::process::id()));
+        let Some(facts) =
+            herald_testkit::start_peer_with("nats.sh", &dir, "auto", &[("NATS_CLUSTER", "3")])
+        else {
+            return;
+        };
+        let urls: Vec<String> = facts["URL"].split(',').map(str::to_owned).collect();
+        let stores: Vec<JetStream> = (0..6)
+            .map(|i| {
+                let o = Options {
+                    servers: vec![urls[i % urls.len()].clone()],
+                    replicas: Some(3),
+                    replica: format!("r{i}"),
+                    ..Options::default()
+                };
+                JetStream::open(&o).expect("open")
+            })
+            .collect();
+        let blocks: Vec<u64> = std::thread::scope(|s| {
+            let takers: Vec<_> = stores
+                .iter()
+                .map(|store| {
+                    s.spawn(move || {
+                        (0..40)
+                            .map(|_| {
+                                store
+                                    .read(|inner| async move { inner.take_ids(ID_BLOCK).await })
+                                    .expect("take a block")
+                            })
+                            .collect::<Vec<u64>>()
+                    })
+                })
+                .collect();
+            takers.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        let unique: HashSet<u64> = blocks.iter().copied().collect();
+        for store in &stores {
+            store.close();
+        }
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+        assert_eq!(
+            unique.len(),
+            blocks.len(),
+            "{} of {} blocks were handed out twice",
+            blocks.len() - unique.len(),
+            blocks.len()
+        );
     }
 
     /// The partitions whose lease `replica` holds.
