@@ -107,9 +107,14 @@ launch_node() {
     NODE_PID=$LAUNCHED_PID
 }
 
+# wait_node I PID: wait until server I is healthy, with a route to every server that runs (a
+# server brought back while another is still down cannot reach that one).
 wait_node() {
-    local i=$1 pid=$2 nd="$STATE_DIR/n$1"
-    wait_ready "$pid" "$nd/nats.log" "nats-server $i" node_healthy "$(fact_of "NODE${i}_MONITOR_URL")" "$(fact_of NODES)"
+    local i=$1 pid=$2 nd="$STATE_DIR/n$1" d running=0
+    while IFS= read -r d; do
+        if instance_pid "$d" >/dev/null; then running=$((running + 1)); fi
+    done < <(node_dirs "$STATE_DIR")
+    wait_ready "$pid" "$nd/nats.log" "nats-server $i" node_healthy "$(fact_of "NODE${i}_MONITOR_URL")" "$running"
 }
 
 node_command() {

@@ -1164,21 +1164,30 @@ mod leases {
         draining: &mut Draining,
     ) -> Result<(), StoreError> {
         let me = Bytes::from(inner.replica.clone());
-        // Leases first: the rest may wait on a server that is away.
-        let mut lost = Vec::new();
-        for (&p, (revision, _)) in owned.iter_mut() {
-            if !renew(inner, &me, p, revision).await {
-                lost.push(p);
+        // Leases first, all at once: the rest may wait on a server that is away. A lease that
+        // cannot be renewed is given up like one another replica took: it expires on its own,
+        // and reading on could overlap with its next holder.
+        let renewals = owned.iter_mut().map(|(&p, (revision, _))| {
+            let me = &me;
+            async move { (p, renew(inner, me, p, revision).await) }
+        });
+        let mut unreachable = None;
+        for (p, renewed) in futures_util::future::join_all(renewals).await {
+            match renewed {
+                Ok(true) => continue,
+                Ok(false) => tracing::warn!(
+                    partition = p,
+                    "outbox partition lost; another replica takes it"
+                ),
+                Err(e) => unreachable = Some(e),
             }
-        }
-        for p in lost {
-            tracing::warn!(
-                partition = p,
-                "outbox partition lost; another replica takes it"
-            );
             drop_partition(inner, claims, owned, p, Box::new(|| {}));
         }
         renew_draining(inner, &me, draining).await;
+        if let Some(e) = unreachable {
+            // Not ready until a round goes through; the next one tries again.
+            return Err(e);
+        }
         restart_broken(inner, claims, owned).await;
         // One entry per replica seen within the lease time. When that bucket cannot be read,
         // take what is free: leases keep partitions single-held, and the next round that can
@@ -1220,12 +1229,19 @@ mod leases {
             if owned.contains_key(&p) || draining.contains_key(&p) {
                 continue;
             }
-            let created = bounded(
-                "taking a lease",
-                inner.leases.create(lease_key(p), me.clone()),
-            )
-            .await;
-            if let Ok(revision) = created {
+            let created = inner.leases.create(lease_key(p), me.clone());
+            let revision = match tokio::time::timeout(REQUEST_TIMEOUT, created).await {
+                Ok(Ok(revision)) => Some(revision),
+                Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => None,
+                Ok(Err(e)) => return Err(storage("taking a lease", e)),
+                Err(_) => {
+                    return Err(storage(
+                        "taking a lease",
+                        "JetStream did not answer in time",
+                    ));
+                }
+            };
+            if let Some(revision) = revision {
                 match read_partition(inner.clone(), claims.clone(), p).await {
                     Ok(reader) => {
                         tracing::info!(partition = p, "outbox partition taken");
@@ -1244,14 +1260,27 @@ mod leases {
         Ok(())
     }
 
-    /// Renews this replica's lease of partition `p` at `revision`; false when it is lost.
-    async fn renew(inner: &Inner, me: &Bytes, p: u32, revision: &mut u64) -> bool {
-        let renewed = bounded(
-            "renewing a lease",
-            inner.leases.update(lease_key(p), me.clone(), *revision),
-        )
-        .await;
-        renewed.map(|r| *revision = r).is_ok()
+    /// Renews this replica's lease of partition `p` at `revision`: false when another replica
+    /// holds it, an error when JetStream does not answer.
+    async fn renew(
+        inner: &Inner,
+        me: &Bytes,
+        p: u32,
+        revision: &mut u64,
+    ) -> Result<bool, StoreError> {
+        let update = inner.leases.update(lease_key(p), me.clone(), *revision);
+        match tokio::time::timeout(REQUEST_TIMEOUT, update).await {
+            Ok(Ok(r)) => {
+                *revision = r;
+                Ok(true)
+            }
+            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Ok(Err(e)) => Err(storage("renewing a lease", e)),
+            Err(_) => Err(storage(
+                "renewing a lease",
+                "JetStream did not answer in time",
+            )),
+        }
     }
 
     /// Stops reading partition `p` and tells the engine; `idle` runs once none of its
@@ -1307,7 +1336,7 @@ mod leases {
                 done.push(p);
                 continue;
             }
-            if !renew(inner, me, p, revision).await {
+            if !matches!(renew(inner, me, p, revision).await, Ok(true)) {
                 done.push(p);
             }
         }

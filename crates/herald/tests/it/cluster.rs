@@ -133,7 +133,7 @@ async fn duplicates_and_dead_letters_are_shared_by_the_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_a_jetstream_quorum_a_replica_is_not_ready_and_refuses_events() {
+async fn without_a_jetstream_quorum_a_replica_refuses_events_and_serves_again_once_it_is_back() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(cluster) = Cluster::start() else {
         return;
@@ -165,7 +165,42 @@ async fn without_a_jetstream_quorum_a_replica_is_not_ready_and_refuses_events() 
         "an event that cannot be stored is refused, so that the emitter retries"
     );
     assert!(delivered(&rec.requests()).is_empty());
+
+    // The servers come back: the replica is ready again by itself, and what it accepts then is
+    // delivered.
+    for node in 2..=3 {
+        cluster.node("up", node, false);
+    }
+    let back = Instant::now();
+    while ready(&a).await != 200 {
+        assert!(
+            back.elapsed() < RECOVERY,
+            "/readyz is 200 again once JetStream has its quorum"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready_after = back.elapsed();
+    while post(&a.events, &event("webapp", "after the outage")).await != Some(202) {
+        assert!(back.elapsed() < RECOVERY, "events are accepted again");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let accepted_after = back.elapsed();
+    let seen = wait_delivered(&rec, 1, RECOVERY).await;
+    assert_eq!(
+        seen.get("after the outage"),
+        Some(&1),
+        "ready after {ready_after:?}, accepting after {accepted_after:?}, but not delivered within {RECOVERY:?}\n{}",
+        a.logs()
+    );
+    eprintln!(
+        "after the quorum came back: ready in {ready_after:?}, accepting in {accepted_after:?}, delivered in {:?}",
+        back.elapsed()
+    );
 }
+
+/// How long a replica may take to serve again once JetStream has its quorum back: the servers'
+/// own recovery (elections, catching up) takes most of it.
+const RECOVERY: Duration = Duration::from_secs(60);
 
 /// The first delivery of each message, per object, in the order the sink got them.
 fn first_seen_per_object(rec: &Recorder) -> HashMap<String, Vec<String>> {
