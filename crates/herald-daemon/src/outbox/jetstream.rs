@@ -697,8 +697,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Calls `f` with every row of `herald-records` (its latest value), oldest change first,
-    /// until `f` says stop.
+    /// Calls `f` with every row of `herald-records` (its latest value; an empty one is a
+    /// tombstone), oldest change first, until `f` says stop.
     async fn scan(
         &self,
         mut f: impl FnMut(u64, &[u8], jetstream::message::Info<'_>) -> Result<bool, StoreError>,
@@ -737,7 +737,6 @@ impl Inner {
                 .and_then(|k| k.strip_prefix('d'))
                 .and_then(|k| k.parse::<u64>().ok());
             if let Some(id) = id
-                && !message.payload.is_empty()
                 && !f(id, &message.payload, info)?
             {
                 return Ok(());
@@ -751,6 +750,9 @@ impl Inner {
     async fn load(&self) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded::default();
         self.scan(|id, bytes, _| {
+            if bytes.is_empty() {
+                return Ok(true);
+            }
             let (record, _) = split_row(id, bytes)?;
             let record = decode_record(id, record)?;
             if record.state.is_active() {
@@ -801,11 +803,26 @@ impl Inner {
         limit: usize,
     ) -> Result<usize, StoreError> {
         let mut gone = Vec::new();
+        let mut tombstones = Vec::new();
+        // A removed delivery's tombstone matters only while its message may still be read:
+        // once every message older than the tombstone has left the work stream, it goes too.
+        let work = bounded("reading the work stream", self.work.get_info()).await?;
+        let oldest_work = match work.state.messages {
+            0 => i128::MAX,
+            _ => work.state.first_timestamp.unix_timestamp_nanos(),
+        };
         // Records come in the order of their last change: past the later cut, none is due.
         let last_cut = i128::from(delivered_before.max(dead_before)) * 1_000_000;
         self.scan(|id, bytes, info| {
-            if info.published.unix_timestamp_nanos() > last_cut {
+            let changed = info.published.unix_timestamp_nanos();
+            if changed > last_cut {
                 return Ok(false);
+            }
+            if bytes.is_empty() {
+                if changed < oldest_work {
+                    tombstones.push(id);
+                }
+                return Ok(gone.len() + tombstones.len() < limit);
             }
             let (record, _) = split_row(id, bytes)?;
             let record = decode_record(id, record)?;
@@ -818,9 +835,13 @@ impl Inner {
             if due {
                 gone.push(record);
             }
-            Ok(gone.len() < limit)
+            Ok(gone.len() + tombstones.len() < limit)
         })
         .await?;
+        for &id in &tombstones {
+            self.purge_key(&self.records, RECORDS, &record_key(id))
+                .await?;
+        }
         for record in &gone {
             if record.state == State::Dead {
                 self.purge_key(&self.dead, DEAD, &dead_key(&record.provider, record.id))
@@ -829,7 +850,7 @@ impl Inner {
             self.purge_key(&self.records, RECORDS, &record_key(record.id))
                 .await?;
         }
-        Ok(gone.len())
+        Ok(gone.len() + tombstones.len())
     }
 }
 
@@ -956,7 +977,9 @@ impl Backend for JetStream {
             let mut rows = Vec::new();
             inner
                 .scan(|id, bytes, _| {
-                    rows.push((id, split_row(id, bytes)?.0.to_vec()));
+                    if !bytes.is_empty() {
+                        rows.push((id, split_row(id, bytes)?.0.to_vec()));
+                    }
                     Ok(true)
                 })
                 .await?;
@@ -1635,6 +1658,59 @@ mod tests {
             blocks.len() - unique.len(),
             blocks.len()
         );
+    }
+
+    /// The raw row of delivery `id` in `herald-records`: `None` once its key is purged, empty
+    /// for a tombstone.
+    fn raw_row(store: &JetStream, id: u64) -> Option<Bytes> {
+        store
+            .read(move |inner| async move { inner.get_row(id).await })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_removed_deliverys_tombstone_goes_once_its_message_has_left_the_work_stream() {
+        use super::super::conformance::{append_one, prepared};
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-t-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        let a = JetStream::open(&options(&url, "a")).expect("open a");
+        let event = Event {
+            message: "removed before anyone read it".into(),
+            ..Default::default()
+        };
+        let id = append_one(&a, &prepared("apps/hook", event));
+        super::super::wait(|done| a.remove(id, Placement::Active, Some(done))).unwrap();
+        assert_eq!(raw_row(&a, id).as_deref(), Some(&b""[..]), "a tombstone");
+        let prune = |s: &JetStream| {
+            let later = now_ms() + 60_000;
+            super::super::wait(|done| s.prune(later, later, 100, done)).unwrap()
+        };
+        // No replica has read its partition: the message is still there, and so is the
+        // tombstone that tells its next reader the delivery was removed.
+        assert_eq!(prune(&a), 0);
+        assert_eq!(raw_row(&a, id).as_deref(), Some(&b""[..]));
+        // A reader finds the tombstone, hands nothing to its engine and acks the message.
+        let (to_a, from_a) = claims();
+        a.start_claims(to_a);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let queued = || {
+            a.read(|inner| async move { bounded("info", inner.work.get_info()).await })
+                .unwrap()
+                .state
+                .messages
+        };
+        while queued() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the message is acked");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            !matches!(from_a.try_recv(), Ok(Claim::Deliver(..))),
+            "a removed delivery is not claimed"
+        );
+        assert_eq!(prune(&a), 1, "the tombstone goes");
+        assert_eq!(raw_row(&a, id), None);
+        a.close();
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
     }
 
     /// The partitions whose lease `replica` holds.
