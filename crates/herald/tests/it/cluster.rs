@@ -224,6 +224,8 @@ enum Fault {
     Replica,
     /// `kill -9` of one of the three NATS servers, started again 6 s later.
     NatsServer,
+    /// Both at the same moment.
+    Both,
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -234,6 +236,11 @@ async fn three_replicas_lose_nothing_when_one_replica_is_killed_mid_flood() {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_lose_nothing_when_one_nats_server_is_killed_mid_flood() {
     eprintln!("{}", flood_with(Fault::NatsServer).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_lose_nothing_when_a_replica_and_a_nats_server_die_together() {
+    eprintln!("{}", flood_with(Fault::Both).await);
 }
 
 /// One cluster test at a time: each starts three NATS servers and three heralds.
@@ -318,22 +325,21 @@ async fn flood_with(fault: Fault) -> String {
     };
     let mut replicas = replicas;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    match fault {
-        Fault::Replica => {
-            alive.lock().unwrap()[1] = false;
-            Command::new("kill")
-                .args(["-9", &replicas[1].child.id().to_string()])
-                .status()
-                .unwrap();
-            let _ = replicas[1].child.wait();
-            tokio::time::sleep(Duration::from_secs(12)).await;
-        }
-        Fault::NatsServer => {
-            cluster.node("down", 2, true);
-            tokio::time::sleep(Duration::from_secs(6)).await;
-            cluster.node("up", 2, false);
-            tokio::time::sleep(Duration::from_secs(6)).await;
-        }
+    if fault != Fault::NatsServer {
+        alive.lock().unwrap()[1] = false;
+        Command::new("kill")
+            .args(["-9", &replicas[1].child.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = replicas[1].child.wait();
+    }
+    if fault == Fault::Replica {
+        tokio::time::sleep(Duration::from_secs(12)).await;
+    } else {
+        cluster.node("down", 2, true);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        cluster.node("up", 2, false);
+        tokio::time::sleep(Duration::from_secs(6)).await;
     }
     flapping.store(false, Ordering::SeqCst);
     flapper.await.unwrap();
@@ -385,10 +391,10 @@ async fn flood_with(fault: Fault) -> String {
     }
     let summary = format!(
         "3 replicas, {} killed during a 20 s flood with a flapping sink: {accepted} events accepted ({} sent again by the emitter), all delivered in order per object; {repeats} repeated deliveries",
-        if fault == Fault::Replica {
-            "one replica"
-        } else {
-            "one of 3 NATS servers"
+        match fault {
+            Fault::Replica => "one replica",
+            Fault::NatsServer => "one of 3 NATS servers",
+            Fault::Both => "one replica and one of 3 NATS servers",
         },
         retried.lock().unwrap().len()
     );
@@ -428,7 +434,7 @@ async fn diagnosis(
         }
     }
     for (i, d) in replicas.iter().enumerate() {
-        if fault == Fault::Replica && i == 1 {
+        if fault != Fault::NatsServer && i == 1 {
             continue;
         }
         let v = crate::outbox::api(d, "/api/v1/deliveries?limit=100000").await;
