@@ -20,8 +20,17 @@
 //!   every message not yet acked is read again), and hands each delivery to its engine as a
 //!   [`Claim`]; the engine keeps its order per key, window and retries. So deliveries of one key
 //!   are made by one replica at a time, in commit order.
+//! - KV bucket `herald-replicas` (entries expire after [`LEASE_TTL`]): each live replica's
+//!   heartbeat, rewritten every [`RENEW_EVERY`], holding its [`super::Load`]: per Provider, the
+//!   deliveries it holds waiting and in flight, read from its engine through
+//!   [`Backend::report_load`]. Each replica reads the others' after writing its own, and
+//!   [`Backend::cluster_load`] hands the engine what it heard, with the deliveries this replica
+//!   accepted for partitions others hold and that their heartbeats do not count yet (see the
+//!   `counts` module): `/api/v1/providers` and the quotas count the cluster's deliveries, at
+//!   most a heartbeat interval late.
 //! - KV bucket `herald-dead`: key `<provider hex>.<id>` for each dead delivery (the dead-letter
-//!   index), and `herald-providers`: each Provider's status.
+//!   index, which [`Backend::dead_counts`] counts for the status API), and `herald-providers`:
+//!   each Provider's status.
 //! - Stream `HERALD_IDS`: ids. A replica takes a block of [`ID_BLOCK`] ids by publishing an
 //!   empty message there; the block is the message's stream sequence times [`ID_BLOCK`]. The
 //!   stream's leader hands out each sequence once, where a compare-and-set on a key does not
