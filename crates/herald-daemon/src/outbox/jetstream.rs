@@ -1664,6 +1664,7 @@ mod counts {
             let _ = self.source.set(source);
         }
 
+        /// This replica starts or stops reading `partition`.
         pub(super) fn hold(&self, partition: u32, held: bool) {
             let bit = 1u32 << (partition % PARTITIONS);
             if held {
@@ -1673,12 +1674,13 @@ mod counts {
             }
         }
 
-        /// A delivery is in the work stream: counted in transit unless this replica reads
-        /// its partition.
+        /// Whether this replica reads `partition` (its engine counts what is in it).
         pub(super) fn holds(&self, partition: u32) -> bool {
             self.holding.load(Ordering::SeqCst) & (1u32 << (partition % PARTITIONS)) != 0
         }
 
+        /// A delivery is in the work stream: counted in transit unless this replica reads
+        /// its partition.
         pub(super) fn sent(&self, record: &Record) {
             if self.holds(partition(&record.provider, record.key)) {
                 return;
@@ -1691,6 +1693,7 @@ mod counts {
         /// and what is in transit.
         pub(super) fn view(&self, me: &str) -> Arc<ClusterLoad> {
             let mut heard = lock(&self.heard);
+            // Stale, or never read yet (the default view names no replica).
             if heard.read_at.is_some_and(|at| at.elapsed() > LEASE_TTL) || heard.others.me != me {
                 heard.read_at = None;
                 heard.others = Arc::new(ClusterLoad::new(
