@@ -5,7 +5,8 @@
 //! - `GET /api/v1/objects`: every object of the manifests (Providers, Alerts, Secrets, and the
 //!   files for problems that belong to no object), ready or not, with the reasons.
 //! - `GET /api/v1/providers`: each Provider's waiting and dead counts, last success, last error
-//!   and consecutive failures.
+//!   and consecutive failures; with a shared outbox, the cluster's counts and each replica's
+//!   share (`"scope": "cluster"`).
 //! - `GET /api/v1/deliveries?state=&provider=&limit=`: deliveries, newest first.
 //! - `GET /api/v1/deliveries/{id}`: one delivery with its event.
 //! - `POST /api/v1/deliveries/{id}/retry`, `POST /api/v1/deliveries/retry?provider=P` (that
@@ -147,9 +148,7 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
     }
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["objects"]) => json_reply(StatusCode::OK, &objects_json(shared)),
-        (&Method::GET, ["providers"]) => {
-            json_reply(StatusCode::OK, &json!({ "providers": d.report() }))
-        }
+        (&Method::GET, ["providers"]) => json_reply(StatusCode::OK, &providers_json(d)),
         (&Method::GET, ["deliveries"]) => {
             let state = match param("state").map(str::parse::<State>).transpose() {
                 Ok(s) => s,
@@ -220,6 +219,17 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Reply {
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// `GET /api/v1/providers`: the reports, and whose deliveries they count (this replica's
+/// alone, or with a shared outbox the cluster's, as seen from the replica named).
+fn providers_json(d: &crate::dispatch::Dispatcher) -> Value {
+    let mut body = json!({ "providers": d.report(), "scope": "replica" });
+    if let Some(cluster) = d.cluster() {
+        body["scope"] = json!("cluster");
+        body["replica"] = json!(cluster.me);
+    }
+    body
 }
 
 fn not_found(id: u64) -> Reply {

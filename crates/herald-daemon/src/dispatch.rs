@@ -4,7 +4,7 @@
 //! ordering key, several at once per Provider, retried with backoff until
 //! `--delivery-max-age`, then dead-lettered. Providers only ever see `Notifier::post`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use herald_core::{Event, text};
 pub(crate) use crate::engine::Rejection;
 use crate::engine::{self, Engine, RemoveError};
 use crate::metrics::{AlertLabels, Metrics, ProviderLabels};
-use crate::outbox::{Backend, NewDelivery, Record, StoreError};
+use crate::outbox::{Backend, ClusterLoad, Counts, NewDelivery, Record, StoreError};
 use crate::state::{Snapshot, UnreadyAlert};
 use crate::transition::Policy;
 
@@ -51,10 +51,16 @@ pub(crate) struct ProviderReport {
     /// The Provider's type.
     #[serde(rename = "type")]
     pub provider_type: String,
-    /// Deliveries waiting (pending, or failed and retried later), the ones in flight included.
+    /// Deliveries waiting (pending, or failed and retried later), the ones in flight included;
+    /// with a shared outbox, the cluster's.
     pub pending: usize,
-    /// Deliveries being attempted now.
+    /// Deliveries being attempted now; with a shared outbox, the cluster's.
     pub in_flight: usize,
+    /// With a shared outbox: each live replica's share of `pending` and `in_flight`, by name
+    /// (this replica's own entry includes what it accepted for the others that they have not
+    /// reported yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<BTreeMap<String, ReplicaCounts>>,
     /// Deliveries it may have in flight at once.
     pub max_in_flight: usize,
     /// Dead deliveries kept.
@@ -75,6 +81,24 @@ pub(crate) struct ProviderReport {
     pub degraded: bool,
     /// Whether the current manifests still define it.
     pub configured: bool,
+}
+
+/// One replica's share of a Provider's deliveries.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub(crate) struct ReplicaCounts {
+    /// Waiting, the ones in flight included.
+    pub pending: u64,
+    /// Being attempted now.
+    pub in_flight: u64,
+}
+
+impl From<Counts> for ReplicaCounts {
+    fn from(c: Counts) -> ReplicaCounts {
+        ReplicaCounts {
+            pending: c.pending,
+            in_flight: c.in_flight,
+        }
+    }
 }
 
 /// Plans deliveries and hands them to the engine.
@@ -296,9 +320,34 @@ impl Dispatcher {
         self.engine.drain(timeout).await
     }
 
+    /// With a shared outbox: what this replica last heard of the others' deliveries.
+    pub(crate) fn cluster(&self) -> Option<Arc<ClusterLoad>> {
+        self.engine.cluster()
+    }
+
     /// Every Provider's delivery status (those with deliveries and those of the manifests),
-    /// sorted by Provider.
+    /// sorted by Provider; with a shared outbox, the cluster's counts, and the dead counts
+    /// read from its shared dead-letter index.
     pub(crate) fn report(&self) -> Vec<ProviderReport> {
+        let mut reports = self.reports();
+        if let Some(dead) = self.store().dead_counts() {
+            match dead {
+                Ok(dead) => {
+                    for r in &mut reports {
+                        r.dead = dead.get(&r.provider).copied().unwrap_or(0);
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot read the shared dead-letter index; the dead counts are this replica's"
+                ),
+            }
+        }
+        reports
+    }
+
+    /// [`Dispatcher::report`] without reading the outbox: the dead counts are this replica's.
+    fn reports(&self) -> Vec<ProviderReport> {
         let snapshot = self
             .snapshot
             .read()
@@ -324,34 +373,54 @@ impl Dispatcher {
                     failing_since: v.status.failing_since.map(rfc3339),
                     paused_until: v.paused_until.map(rfc3339),
                     configured: false,
+                    replicas: None,
                 };
                 (id.to_string(), report)
             })
             .collect();
+        let cluster = self.engine.cluster();
+        if let Some(cluster) = &cluster {
+            for (provider, ty) in cluster.providers() {
+                reports
+                    .entry(provider.to_owned())
+                    .or_insert_with(|| self.empty_report(&snapshot, provider, ty));
+            }
+        }
         for p in snapshot.providers.values() {
             let ty = p.provider_type.as_str();
             let report = reports
                 .entry(p.id.clone())
-                .or_insert_with(|| ProviderReport {
-                    provider: p.id.clone(),
-                    provider_type: ty.to_owned(),
-                    pending: 0,
-                    in_flight: 0,
-                    max_in_flight: self.engine.window_of(&snapshot, &p.id, ty),
-                    dead: 0,
-                    last_success: None,
-                    last_error: None,
-                    last_error_time: None,
-                    consecutive_failures: 0,
-                    failing_since: None,
-                    paused_until: None,
-                    degraded: false,
-                    configured: true,
-                });
+                .or_insert_with(|| self.empty_report(&snapshot, &p.id, ty));
             report.provider_type = ty.to_owned();
             report.configured = true;
         }
+        if let Some(cluster) = &cluster {
+            for report in reports.values_mut() {
+                add_cluster(report, cluster);
+            }
+        }
         reports.into_values().collect()
+    }
+
+    /// The report of a Provider this replica holds nothing of.
+    fn empty_report(&self, snapshot: &Snapshot, provider: &str, ty: &str) -> ProviderReport {
+        ProviderReport {
+            provider: provider.to_owned(),
+            provider_type: ty.to_owned(),
+            pending: 0,
+            in_flight: 0,
+            replicas: None,
+            max_in_flight: self.engine.window_of(snapshot, provider, ty),
+            dead: 0,
+            last_success: None,
+            last_error: None,
+            last_error_time: None,
+            consecutive_failures: 0,
+            failing_since: None,
+            paused_until: None,
+            degraded: false,
+            configured: false,
+        }
     }
 
     /// The deliveries being attempted right now.
@@ -392,9 +461,10 @@ impl Dispatcher {
         m.outbox_commits(self.store().commits());
     }
 
-    /// Providers failing for longer than `--degraded-after`.
+    /// Providers failing for longer than `--degraded-after` (without reading the outbox: this
+    /// runs at each readiness probe).
     pub(crate) fn degraded(&self) -> Vec<ProviderReport> {
-        self.report().into_iter().filter(|r| r.degraded).collect()
+        self.reports().into_iter().filter(|r| r.degraded).collect()
     }
 
     /// Puts dead or failed deliveries back in their queue, to be attempted now with a fresh
@@ -407,6 +477,35 @@ impl Dispatcher {
     pub(crate) async fn remove(&self, id: u64) -> Result<Option<Record>, RemoveError> {
         self.engine.remove(id).await
     }
+}
+
+/// Turns a report of this replica's counts into the cluster's: this replica's counts plus
+/// what it heard of the others' (and accepted for them), with each live replica's share.
+fn add_cluster(report: &mut ProviderReport, cluster: &ClusterLoad) {
+    let transit = cluster
+        .in_transit
+        .providers
+        .get(&report.provider)
+        .map_or(0, |p| p.counts.pending);
+    let mine = ReplicaCounts {
+        pending: (report.pending as u64).saturating_add(transit),
+        in_flight: report.in_flight as u64,
+    };
+    let mut replicas = BTreeMap::from([(cluster.me.clone(), mine)]);
+    for (name, load) in cluster.others.iter() {
+        let counts = load
+            .providers
+            .get(&report.provider)
+            .map_or_else(Counts::default, |p| p.counts);
+        replicas.insert(name.clone(), counts.into());
+    }
+    let total = |f: fn(&ReplicaCounts) -> u64| {
+        let sum = replicas.values().map(f).fold(0u64, u64::saturating_add);
+        usize::try_from(sum).unwrap_or(usize::MAX)
+    };
+    report.pending = total(|c| c.pending);
+    report.in_flight = total(|c| c.in_flight);
+    report.replicas = Some(replicas);
 }
 
 fn combine(event: &mut Event, alert: &Alert) -> Vec<String> {
@@ -567,6 +666,60 @@ mod tests {
         got.sort();
         assert_eq!(got.len(), n);
         got
+    }
+
+    #[test]
+    fn the_cluster_report_sums_every_replica_and_what_is_in_transit() {
+        use crate::outbox::Load;
+        let load = |pending, in_flight| {
+            let mut l = Load::default();
+            l.add_pending("apps/hook", "generic", pending);
+            if let Some(p) = l.providers.get_mut("apps/hook") {
+                p.counts.in_flight = in_flight;
+            }
+            l
+        };
+        let others = BTreeMap::from([
+            ("b".to_owned(), load(4, 2)),
+            ("c".to_owned(), Load::default()),
+        ]);
+        let cluster = ClusterLoad::new("a".into(), others, load(1, 0));
+        let mut report = ProviderReport {
+            provider: "apps/hook".into(),
+            provider_type: "generic".into(),
+            pending: 2,
+            in_flight: 1,
+            replicas: None,
+            max_in_flight: 64,
+            dead: 0,
+            last_success: None,
+            last_error: None,
+            last_error_time: None,
+            consecutive_failures: 0,
+            failing_since: None,
+            paused_until: None,
+            degraded: false,
+            configured: true,
+        };
+        add_cluster(&mut report, &cluster);
+        assert_eq!((report.pending, report.in_flight), (7, 3));
+        let share = |pending, in_flight| ReplicaCounts { pending, in_flight };
+        assert_eq!(
+            report.replicas,
+            Some(BTreeMap::from([
+                ("a".to_owned(), share(3, 1)),
+                ("b".to_owned(), share(4, 2)),
+                ("c".to_owned(), share(0, 0)),
+            ]))
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["replicas"]["b"]["in_flight"], 2, "{json}");
+        report.replicas = None;
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(
+            json.get("replicas").is_none(),
+            "only with a shared outbox: {json}"
+        );
     }
 
     #[tokio::test]

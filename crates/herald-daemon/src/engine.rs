@@ -17,7 +17,10 @@
 //!
 //! Quotas: a lane holds at most `--provider-max-pending` waiting deliveries and herald at most
 //! `--max-pending`; a delivery over either is recorded dead with reason `quota` (retriable),
-//! and an event all of whose deliveries are refused is answered 503.
+//! and an event all of whose deliveries are refused is answered 503. With a shared backend the
+//! quotas count the cluster's deliveries: this replica's, and what the backend last heard of
+//! the others' ([`Backend::cluster_load`]); the engine hands the backend its own counts for its
+//! heartbeat ([`Backend::report_load`]).
 //!
 //! With a backend shared by several replicas ([`Backend::shared`]) the engine queues neither
 //! what it appends nor what it loads: the backend hands this replica its share as claims, in
@@ -37,9 +40,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::metrics::{DeliveryLabels, Metrics, TypeLabel};
+use crate::outbox::load::ProviderLoad;
 use crate::outbox::{
-    Backend, Claim, Idle, NewDelivery, Placement, Prepared, ProviderStatus, Record, State,
-    StoreError, done_channel,
+    Backend, Claim, ClusterLoad, Counts, Idle, Load, NewDelivery, Placement, Prepared,
+    ProviderStatus, Record, State, StoreError, done_channel,
 };
 use crate::state::{ProviderEntry, Snapshot};
 use crate::transition::{self, Outcome, Policy};
@@ -343,6 +347,10 @@ impl Engine {
         engine.runtime.spawn(tick(Arc::downgrade(&engine)));
         if shared {
             let weak = Arc::downgrade(&engine);
+            engine.store.report_load(Arc::new(move || {
+                weak.upgrade().map(|e| e.load()).unwrap_or_default()
+            }));
+            let weak = Arc::downgrade(&engine);
             engine.store.start_claims(Arc::new(move |claim| {
                 if let Some(engine) = weak.upgrade() {
                     engine.claimed(claim);
@@ -494,7 +502,43 @@ impl Engine {
 
     /// Whether any new delivery can be accepted at all.
     pub(crate) fn has_room(&self) -> bool {
-        self.pending() < self.settings.max_pending
+        let elsewhere = self.cluster().map_or(0, |c| c.elsewhere_pending());
+        (self.pending() as u64).saturating_add(elsewhere) < self.settings.max_pending as u64
+    }
+
+    /// With a shared backend: what it last heard of the deliveries held elsewhere.
+    pub(crate) fn cluster(&self) -> Option<Arc<ClusterLoad>> {
+        if self.shared {
+            self.store.cluster_load()
+        } else {
+            None
+        }
+    }
+
+    /// The deliveries this replica holds, per Provider, for its heartbeat: each lane locked
+    /// only to copy its counts, as for [`Engine::lanes`].
+    fn load(&self) -> Load {
+        let mut load = Load::default();
+        for lane in self.all_lanes() {
+            let l = lane.lock();
+            if l.pending == 0 && l.in_flight.is_empty() {
+                continue;
+            }
+            let counts = Counts {
+                pending: l.pending as u64,
+                in_flight: l.in_flight.len() as u64,
+            };
+            let provider_type = l.provider_type.clone();
+            drop(l);
+            load.providers.insert(
+                lane.id.to_string(),
+                ProviderLoad {
+                    provider_type,
+                    counts,
+                },
+            );
+        }
+        load
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -646,9 +690,10 @@ impl Engine {
         let mut prepared = Vec::with_capacity(planned.len());
         // Per delivery: its lane, and whether it got room (else it is recorded dead).
         let mut slots: Vec<(Arc<Lane>, bool)> = Vec::with_capacity(planned.len());
+        let cluster = self.cluster();
         for new in planned {
             let lane = self.lane(&new.provider, Some(&new.provider_type));
-            let refusal = self.reserve(&lane);
+            let refusal = self.reserve(&lane, cluster.as_deref());
             let ty = new
                 .provider_type
                 .parse::<ProviderType>()
@@ -698,35 +743,47 @@ impl Engine {
         Ok(rx)
     }
 
-    /// Takes room for one delivery in `lane`, or says why there is none.
-    fn reserve(&self, lane: &Lane) -> Option<String> {
+    /// Takes room for one delivery in `lane`, or says why there is none. `cluster`: what is
+    /// held elsewhere, which counts against the quotas too.
+    fn reserve(&self, lane: &Lane, cluster: Option<&ClusterLoad>) -> Option<String> {
+        let elsewhere = cluster.map_or(0, |c| c.elsewhere(&lane.id).pending);
+        let elsewhere_total = cluster.map_or(0, ClusterLoad::elsewhere_pending);
+        let scope = if cluster.is_some() {
+            " in the cluster"
+        } else {
+            ""
+        };
         let mut l = lane.lock();
-        if l.pending >= self.settings.provider_max_pending {
-            l.tally.refused += 1;
-            if !std::mem::replace(&mut l.full_logged, true) {
-                tracing::warn!(
-                    provider = %lane.id,
-                    pending = l.pending,
-                    "provider quota reached: its new deliveries are refused (dead, reason quota) until it catches up"
-                );
+        let provider_waiting = (l.pending as u64).saturating_add(elsewhere);
+        let total_waiting =
+            (self.pending.fetch_add(1, Ordering::SeqCst) as u64).saturating_add(elsewhere_total);
+        let Some(over) = over_quota(provider_waiting, total_waiting, &self.settings) else {
+            l.pending += 1;
+            l.full_logged = false;
+            self.metrics.queue_depth.inc();
+            return None;
+        };
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        l.tally.refused += 1;
+        Some(match over {
+            Over::Provider => {
+                if !std::mem::replace(&mut l.full_logged, true) {
+                    tracing::warn!(
+                        provider = %lane.id,
+                        pending = provider_waiting,
+                        "provider quota reached: its new deliveries are refused (dead, reason quota) until it catches up"
+                    );
+                }
+                format!(
+                    "refused: the Provider {} already has {provider_waiting} deliveries waiting{scope} (--provider-max-pending); retry it once the Provider has caught up",
+                    lane.id
+                )
             }
-            return Some(format!(
-                "refused: the Provider {} already has {} deliveries waiting (--provider-max-pending); retry it once the Provider has caught up",
-                lane.id, l.pending
-            ));
-        }
-        if self.pending.fetch_add(1, Ordering::SeqCst) >= self.settings.max_pending {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
-            l.tally.refused += 1;
-            return Some(format!(
-                "refused: herald already has {} deliveries waiting (--max-pending); retry it once the Providers have caught up",
+            Over::Total => format!(
+                "refused: herald already has {} deliveries waiting{scope} (--max-pending); retry it once the Providers have caught up",
                 self.settings.max_pending
-            ));
-        }
-        l.pending += 1;
-        l.full_logged = false;
-        self.metrics.queue_depth.inc();
-        None
+            ),
+        })
     }
 
     fn release(&self, slots: &[(Arc<Lane>, bool)]) {
@@ -1481,6 +1538,28 @@ impl Engine {
     }
 }
 
+/// The quota a new delivery would go over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Over {
+    /// Its Provider's, `--provider-max-pending`.
+    Provider,
+    /// herald's, `--max-pending`.
+    Total,
+}
+
+/// Which quota a new delivery goes over, given the deliveries already waiting that count
+/// against each: its Provider's and all of them (this replica's, and with a shared backend the
+/// rest of the cluster's).
+fn over_quota(provider_waiting: u64, total_waiting: u64, settings: &Settings) -> Option<Over> {
+    if provider_waiting >= settings.provider_max_pending as u64 {
+        Some(Over::Provider)
+    } else if total_waiting >= settings.max_pending as u64 {
+        Some(Over::Total)
+    } else {
+        None
+    }
+}
+
 /// What the engine needs once an attempt's outcome is committed.
 #[derive(Debug)]
 struct Settled {
@@ -1652,6 +1731,55 @@ impl Drop for Attempt {
                 self.engine.attempt_settled(self.id);
                 self.engine.unsettle();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(provider_max_pending: usize, max_pending: usize) -> Settings {
+        Settings {
+            max_pending,
+            provider_max_pending,
+            max_in_flight: 4,
+            provider_max_in_flight: None,
+            policy: Policy::new(Duration::from_secs(60), Duration::from_secs(1)),
+            degraded_after: Duration::from_secs(60),
+            hot_bytes: HOT_BYTES,
+        }
+    }
+
+    #[test]
+    fn quotas_refuse_at_their_limit() {
+        // (provider waiting, all waiting, --provider-max-pending, --max-pending, over)
+        let cases = [
+            (0, 0, 5, 10, None),
+            (4, 4, 5, 10, None),
+            (5, 5, 5, 10, Some(Over::Provider)),
+            (6, 6, 5, 10, Some(Over::Provider)),
+            (4, 9, 5, 10, None),
+            (4, 10, 5, 10, Some(Over::Total)),
+            // Both over: the Provider's quota is named.
+            (5, 10, 5, 10, Some(Over::Provider)),
+            // Zero room.
+            (0, 0, 0, 10, Some(Over::Provider)),
+            (0, 0, 5, 0, Some(Over::Total)),
+            (
+                u64::MAX,
+                u64::MAX,
+                usize::MAX,
+                usize::MAX,
+                Some(Over::Provider),
+            ),
+        ];
+        for (provider, total, provider_max, max, want) in cases {
+            assert_eq!(
+                over_quota(provider, total, &settings(provider_max, max)),
+                want,
+                "{provider} of {provider_max} for the Provider, {total} of {max} in all"
+            );
         }
     }
 }

@@ -205,7 +205,7 @@ impl Metrics {
         );
         registry.register(
             "herald_queue_depth",
-            "Deliveries accepted and not yet finished",
+            "Deliveries accepted and not yet finished that this process holds (with a shared outbox, this replica's)",
             m.queue_depth.clone(),
         );
         registry.register(
@@ -220,7 +220,7 @@ impl Metrics {
         );
         registry.register(
             "herald_provider_pending",
-            "Deliveries waiting per provider (pending, or failed and retried later)",
+            "Deliveries waiting per provider (pending, or failed and retried later) that this process holds (with a shared outbox, this replica's)",
             m.provider_pending.clone(),
         );
         registry.register(
@@ -250,7 +250,7 @@ impl Metrics {
         );
         registry.register(
             "herald_provider_in_flight",
-            "Deliveries being attempted per provider",
+            "Deliveries being attempted per provider by this process",
             m.provider_in_flight.clone(),
         );
         registry.register(

@@ -97,13 +97,15 @@ pub(crate) struct ServeArgs {
     provider_max_in_flight: Option<usize>,
 
     /// Deliveries waiting over all providers before new ones are refused; an event all of
-    /// whose deliveries are refused is answered 503.
+    /// whose deliveries are refused is answered 503. With a shared outbox, the cluster's
+    /// deliveries (see docs/scaling.md).
     #[arg(long, env = "HERALD_MAX_PENDING", default_value_t = 100_000, value_parser = at_least_one)]
     max_pending: usize,
 
     /// Deliveries waiting for one provider before its new ones are refused: kept as dead with
     /// reason `quota` (retry them with `herald outbox retry`), while the event's other
-    /// deliveries are accepted.
+    /// deliveries are accepted. With a shared outbox, the cluster's deliveries (see
+    /// docs/scaling.md).
     #[arg(long, env = "HERALD_PROVIDER_MAX_PENDING", default_value_t = 10_000, value_parser = at_least_one)]
     provider_max_pending: usize,
 

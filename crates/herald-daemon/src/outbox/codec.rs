@@ -5,6 +5,8 @@
 
 use herald_core::{Event, OrderingKey};
 
+#[cfg(any(feature = "jetstream", test))]
+use super::load::{Counts, Load, ProviderLoad};
 use super::{DeadReason, ProviderStatus, Record, State, StoreError};
 
 /// The first byte of every encoded record and status.
@@ -224,6 +226,53 @@ pub(crate) fn decode_status(bytes: &[u8]) -> Option<ProviderStatus> {
     })
 }
 
+/// The first byte of an encoded [`Load`] (a replica's heartbeat).
+#[cfg(any(feature = "jetstream", test))]
+const LOAD_VERSION: u8 = 1;
+
+/// A replica's load as its heartbeat carries it: the version, the number of Providers, then
+/// per Provider its name, type, pending and in-flight counts.
+#[cfg(any(feature = "jetstream", test))]
+pub(crate) fn encode_load(load: &Load) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(8 + 48 * load.providers.len()));
+    w.0.push(LOAD_VERSION);
+    w.uint(load.providers.len() as u64);
+    for (provider, p) in &load.providers {
+        w.str(provider);
+        w.str(&p.provider_type);
+        w.uint(p.counts.pending);
+        w.uint(p.counts.in_flight);
+    }
+    w.0
+}
+
+/// A replica's load from its heartbeat; `None` when unreadable (another version's heartbeat,
+/// which then counts for nothing).
+#[cfg(any(feature = "jetstream", test))]
+pub(crate) fn decode_load(bytes: &[u8]) -> Option<Load> {
+    let mut r = Reader { bytes };
+    if r.byte().ok()? != LOAD_VERSION {
+        return None;
+    }
+    let mut load = Load::default();
+    for _ in 0..r.uint().ok()? {
+        let provider = r.str().ok()?.to_owned();
+        let provider_type = r.str().ok()?.to_owned();
+        let counts = Counts {
+            pending: r.uint().ok()?,
+            in_flight: r.uint().ok()?,
+        };
+        load.providers.insert(
+            provider,
+            ProviderLoad {
+                provider_type,
+                counts,
+            },
+        );
+    }
+    r.bytes.is_empty().then_some(load)
+}
+
 /// An event's stored form, appended to `out`: its JSON (serde's encoding of every field, read
 /// back identical). Nothing is appended if encoding fails, as it cannot for an event of strings
 /// and string maps.
@@ -380,5 +429,34 @@ mod tests {
             Some(ProviderStatus::default())
         );
         assert_eq!(decode_status(b"{}"), None);
+    }
+
+    #[test]
+    fn loads_round_trip_and_bad_ones_are_none() {
+        let mut load = Load::default();
+        load.add_pending("flux-system/slack", "slack", 1 << 33);
+        load.add_pending("apps/hook", "generic", 3);
+        if let Some(p) = load.providers.get_mut("apps/hook") {
+            p.counts.in_flight = 2;
+        }
+        let bytes = encode_load(&load);
+        assert_eq!(decode_load(&bytes), Some(load));
+        assert_eq!(
+            decode_load(&encode_load(&Load::default())),
+            Some(Load::default())
+        );
+        for cut in 0..bytes.len() {
+            assert_eq!(decode_load(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode_load(&longer), None, "trailing bytes");
+        // The heartbeat of a replica before counts were published: its name.
+        assert_eq!(decode_load(b"replica-1"), None);
+        // A count of Providers far over what follows ends early, without allocating for it.
+        assert_eq!(
+            decode_load(&[LOAD_VERSION, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            None
+        );
     }
 }

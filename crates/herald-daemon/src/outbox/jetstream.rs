@@ -20,8 +20,17 @@
 //!   every message not yet acked is read again), and hands each delivery to its engine as a
 //!   [`Claim`]; the engine keeps its order per key, window and retries. So deliveries of one key
 //!   are made by one replica at a time, in commit order.
+//! - KV bucket `herald-replicas` (entries expire after [`LEASE_TTL`]): each live replica's
+//!   heartbeat, rewritten every [`RENEW_EVERY`], holding its [`super::Load`]: per Provider, the
+//!   deliveries it holds waiting and in flight, read from its engine through
+//!   [`Backend::report_load`]. Each replica reads the others' after writing its own, and
+//!   [`Backend::cluster_load`] hands the engine what it heard, with the deliveries this replica
+//!   accepted for partitions others hold and that their heartbeats do not count yet (see the
+//!   `counts` module): `/api/v1/providers` and the quotas count the cluster's deliveries, at
+//!   most a heartbeat interval late.
 //! - KV bucket `herald-dead`: key `<provider hex>.<id>` for each dead delivery (the dead-letter
-//!   index), and `herald-providers`: each Provider's status.
+//!   index, which [`Backend::dead_counts`] counts for the status API), and `herald-providers`:
+//!   each Provider's status.
 //! - Stream `HERALD_IDS`: ids. A replica takes a block of [`ID_BLOCK`] ids by publishing an
 //!   empty message there; the block is the message's stream sequence times [`ID_BLOCK`]. The
 //!   stream's leader hands out each sequence once, where a compare-and-set on a key does not
@@ -52,8 +61,8 @@ use super::codec::{
     decode_event, decode_record, decode_status, encode_record, encode_status, row, split_row,
 };
 use super::{
-    Backend, Claim, Claims, Commits, Done, Health, Loaded, OpenError, Placement, Prepared,
-    ProviderStatus, Record, State, StoreError, now_ms,
+    Backend, Claim, Claims, ClusterLoad, Commits, Done, Health, LoadSource, Loaded, OpenError,
+    Placement, Prepared, ProviderStatus, Record, State, StoreError, now_ms,
 };
 
 /// Partitions of the work stream: the most replicas that can share the work, and the unit
@@ -165,6 +174,8 @@ struct Inner {
     replicas: usize,
     /// The duplicate windows' bucket, made at the first event.
     windows: tokio::sync::OnceCell<kv::Store>,
+    /// What this replica publishes of its load and knows of the others'.
+    counts: counts::Shared,
 }
 
 /// The JetStream backend (see the module documentation).
@@ -393,6 +404,7 @@ impl Inner {
             stop,
             replicas,
             windows: tokio::sync::OnceCell::new(),
+            counts: counts::Shared::default(),
         })
     }
 
@@ -636,7 +648,9 @@ impl Inner {
                 if record.state == State::Dead {
                     let key = dead_key(&record.provider, id);
                     bounded("indexing a dead delivery", self.dead.put(key, Bytes::new())).await?;
-                } else if !self.publish(id, &record, row, msg_id).await? {
+                } else if self.publish(id, &record, row, msg_id).await? {
+                    self.counts.sent(&record);
+                } else {
                     // Stored already (a resend): this id stays unused.
                     self.purge_key(&self.records, RECORDS, &record_key(id))
                         .await?;
@@ -675,7 +689,9 @@ impl Inner {
                     let key = dead_key(&record.provider, id);
                     self.purge_key(&self.dead, DEAD, &key).await?;
                     let msg_id = format!("retry-{id}-{}", record.clock_from);
-                    self.publish(id, &record, new_row, msg_id).await?;
+                    if self.publish(id, &record, new_row, msg_id).await? {
+                        self.counts.sent(&record);
+                    }
                 }
             }
         }
@@ -1061,6 +1077,25 @@ impl Backend for JetStream {
         self.handle.spawn(leases::run(inner, claims));
     }
 
+    fn report_load(&self, source: LoadSource) {
+        self.inner.counts.report_from(source);
+    }
+
+    fn cluster_load(&self) -> Option<Arc<ClusterLoad>> {
+        Some(self.inner.counts.view(&self.inner.replica))
+    }
+
+    fn dead_counts(&self) -> Option<Result<HashMap<String, u64>, StoreError>> {
+        let keys = self.read(|inner| async move { inner.dead_keys().await });
+        Some(keys.map(|keys| {
+            let mut counts = HashMap::new();
+            for (provider, _) in keys {
+                *counts.entry(provider).or_default() += 1;
+            }
+            counts
+        }))
+    }
+
     fn close(&self) {
         let _ = self.inner.stop.send(true);
         let inner = self.inner.clone();
@@ -1073,6 +1108,7 @@ impl Backend for JetStream {
                 }
             }
             leases::give_back(&inner).await;
+            counts::leave(&inner).await;
             let _ = inner.client.flush().await;
         });
         let runtime = self
@@ -1216,15 +1252,16 @@ mod leases {
         // take what is free: leases keep partitions single-held, and the next round that can
         // count gives back what is over the share.
         let counted = async {
-            bounded(
-                "announcing this replica",
-                inner.live.put(&inner.replica, me.clone()),
-            )
-            .await?;
+            counts::announce(inner).await?;
             bounded("counting the replicas", inner.live.stream.get_info()).await
         };
         let live = match counted.await {
-            Ok(info) => info.state.messages.clamp(1, u64::from(PARTITIONS)) as u32,
+            Ok(info) => {
+                if let Err(e) = counts::gather(inner).await {
+                    tracing::debug!(error = %e, "cannot read the other replicas' loads; the last ones stand");
+                }
+                info.state.messages.clamp(1, u64::from(PARTITIONS)) as u32
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot count the replicas; taking free partitions");
                 1
@@ -1269,6 +1306,7 @@ mod leases {
                     Ok(reader) => {
                         tracing::info!(partition = p, "outbox partition taken");
                         owned.insert(p, (revision, reader));
+                        inner.counts.hold(p, true);
                     }
                     Err(e) => {
                         let _ = inner.leases.delete(lease_key(p)).await;
@@ -1318,6 +1356,7 @@ mod leases {
         if let Some((_, reader)) = owned.remove(&p) {
             reader.stop();
         }
+        inner.counts.hold(p, false);
         claims(Claim::Release(share_of(p), idle));
         inner
             .held
@@ -1543,10 +1582,202 @@ mod leases {
     }
 }
 
+/// The counts replicas publish in their heartbeats (`herald-replicas`, key the replica's
+/// name, value its [`super::Load`] in the codec's form), and what this replica makes of the
+/// others'.
+///
+/// A delivery this replica accepts for a partition another replica holds is counted here "in
+/// transit" from its acceptance until every other live replica has written a heartbeat after
+/// this replica's next one (heartbeat revisions order them): by then its holder has claimed it
+/// and counts it. So the cluster's count is never low by what was just accepted, and may be
+/// high by it for about one heartbeat interval ([`RENEW_EVERY`]).
+mod counts {
+    use std::collections::{BTreeMap, VecDeque};
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU32;
+
+    use super::super::Load;
+    use super::super::codec::{decode_load, encode_load};
+    use super::*;
+
+    /// What this replica accepted for partitions others hold, in batches by heartbeat: each
+    /// with the revision of this replica's first heartbeat written after it (`None`: not yet).
+    #[derive(Debug, Default)]
+    pub(super) struct Transit {
+        batches: VecDeque<(Option<u64>, Load)>,
+    }
+
+    impl Transit {
+        pub(super) fn add(&mut self, provider: &str, provider_type: &str) {
+            if !matches!(self.batches.back(), Some((None, _))) {
+                self.batches.push_back((None, Load::default()));
+            }
+            if let Some((_, load)) = self.batches.back_mut() {
+                load.add_pending(provider, provider_type, 1);
+            }
+        }
+
+        /// This replica's heartbeat was written at `revision`.
+        pub(super) fn seal(&mut self, revision: u64) {
+            if let Some((at @ None, _)) = self.batches.back_mut() {
+                *at = Some(revision);
+            }
+        }
+
+        /// Every other replica's last heartbeat is at `oldest` or later: the batches sealed
+        /// before it are counted by their holders now.
+        pub(super) fn settle(&mut self, oldest: u64) {
+            while matches!(self.batches.front(), Some((Some(at), _)) if *at < oldest) {
+                self.batches.pop_front();
+            }
+        }
+
+        pub(super) fn load(&self) -> Load {
+            let mut sum = Load::default();
+            for (_, load) in &self.batches {
+                sum.merge(load);
+            }
+            sum
+        }
+    }
+
+    /// The others' last heartbeats as last read, and the view handed out (`None` once
+    /// something changed).
+    #[derive(Debug, Default)]
+    struct Heard {
+        read_at: Option<std::time::Instant>,
+        others: Arc<ClusterLoad>,
+        view: Option<Arc<ClusterLoad>>,
+    }
+
+    #[derive(Default)]
+    pub(super) struct Shared {
+        source: OnceLock<LoadSource>,
+        /// One bit per partition read here: what is appended to those the engine counts.
+        holding: AtomicU32,
+        transit: Mutex<Transit>,
+        heard: Mutex<Heard>,
+    }
+
+    impl Shared {
+        pub(super) fn report_from(&self, source: LoadSource) {
+            let _ = self.source.set(source);
+        }
+
+        /// This replica starts or stops reading `partition`.
+        pub(super) fn hold(&self, partition: u32, held: bool) {
+            let bit = 1u32 << (partition % PARTITIONS);
+            if held {
+                self.holding.fetch_or(bit, Ordering::SeqCst);
+            } else {
+                self.holding.fetch_and(!bit, Ordering::SeqCst);
+            }
+        }
+
+        /// Whether this replica reads `partition` (its engine counts what is in it).
+        pub(super) fn holds(&self, partition: u32) -> bool {
+            self.holding.load(Ordering::SeqCst) & (1u32 << (partition % PARTITIONS)) != 0
+        }
+
+        /// A delivery is in the work stream: counted in transit unless this replica reads
+        /// its partition.
+        pub(super) fn sent(&self, record: &Record) {
+            if self.holds(partition(&record.provider, record.key)) {
+                return;
+            }
+            lock(&self.transit).add(&record.provider, &record.provider_type);
+            lock(&self.heard).view = None;
+        }
+
+        /// The others' loads (none once the last reading is older than a heartbeat lives)
+        /// and what is in transit.
+        pub(super) fn view(&self, me: &str) -> Arc<ClusterLoad> {
+            let mut heard = lock(&self.heard);
+            // Stale, or never read yet (the default view names no replica).
+            if heard.read_at.is_some_and(|at| at.elapsed() > LEASE_TTL) || heard.others.me != me {
+                heard.read_at = None;
+                heard.others = Arc::new(ClusterLoad::new(
+                    me.to_owned(),
+                    BTreeMap::new(),
+                    Load::default(),
+                ));
+                heard.view = None;
+            }
+            if let Some(view) = &heard.view {
+                return view.clone();
+            }
+            let view = Arc::new(heard.others.with_transit(lock(&self.transit).load()));
+            heard.view = Some(view.clone());
+            view
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes this replica's heartbeat with its current load.
+    pub(super) async fn announce(inner: &Inner) -> Result<(), StoreError> {
+        let load = inner.counts.source.get().map(|f| f()).unwrap_or_default();
+        let revision = bounded(
+            "announcing this replica",
+            inner
+                .live
+                .put(&inner.replica, Bytes::from(encode_load(&load))),
+        )
+        .await?;
+        lock(&inner.counts.transit).seal(revision);
+        Ok(())
+    }
+
+    /// Reads the other live replicas' heartbeats.
+    pub(super) async fn gather(inner: &Inner) -> Result<(), StoreError> {
+        let read = async {
+            let mut others = BTreeMap::new();
+            let mut oldest = u64::MAX;
+            let mut keys = bounded("reading the replicas", inner.live.keys()).await?;
+            while let Some(key) = keys.next().await {
+                let key = key.map_err(|e| storage("reading the replicas", e))?;
+                if key == inner.replica {
+                    continue;
+                }
+                let entry = bounded("reading a replica's load", inner.live.entry(&key)).await?;
+                if let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) {
+                    oldest = oldest.min(entry.revision);
+                    // Another version's heartbeat counts for nothing.
+                    others.insert(key, decode_load(&entry.value).unwrap_or_default());
+                }
+            }
+            Ok::<_, StoreError>((others, oldest))
+        };
+        let (others, oldest) = tokio::time::timeout(REQUEST_TIMEOUT, read)
+            .await
+            .map_err(|_| storage("reading the replicas", "JetStream did not answer in time"))??;
+        lock(&inner.counts.transit).settle(oldest);
+        let mut heard = lock(&inner.counts.heard);
+        heard.read_at = Some(std::time::Instant::now());
+        heard.others = Arc::new(ClusterLoad::new(
+            inner.replica.clone(),
+            others,
+            Load::default(),
+        ));
+        heard.view = None;
+        Ok(())
+    }
+
+    /// At close: a last heartbeat that holds nothing, so that the others stop counting what
+    /// they take over from this replica at once.
+    pub(super) async fn leave(inner: &Inner) {
+        let empty = Bytes::from(encode_load(&Load::default()));
+        let _ = bounded("leaving", inner.live.put(&inner.replica, empty)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::{BTreeMap, HashSet};
 
+    use super::super::Load;
     use super::*;
 
     /// A fresh single nats-server with JetStream; `None` (said loudly) when it cannot be
@@ -1855,6 +2086,190 @@ mod tests {
         a.close();
         b.close();
         herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    /// Hands every claim to a thread that notes the delivered ids and answers releases at once
+    /// (nothing is in flight in this stand-in for an engine).
+    fn claims_noted(store: &JetStream) -> Arc<Mutex<HashSet<u64>>> {
+        let (to, from) = claims();
+        store.start_claims(to);
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let noted = seen.clone();
+        std::thread::spawn(move || {
+            while let Ok(claim) = from.recv() {
+                match claim {
+                    Claim::Deliver(r, _) => {
+                        noted.lock().unwrap().insert(r.id);
+                    }
+                    Claim::Release(_, idle) => idle(),
+                }
+            }
+        });
+        seen
+    }
+
+    /// Polls `what` until it holds, for at most `secs`.
+    fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn load_of(entries: &[(&str, u64, u64)]) -> Load {
+        let mut load = Load::default();
+        for (provider, pending, in_flight) in entries {
+            load.add_pending(provider, "generic", *pending);
+            if let Some(p) = load.providers.get_mut(*provider) {
+                p.counts.in_flight = *in_flight;
+            }
+        }
+        load
+    }
+
+    #[test]
+    fn replicas_see_each_others_loads_and_what_is_in_transit_until_its_holder_counts_it() {
+        use super::super::conformance::{append_one, prepared};
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-l-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        let a = JetStream::open(&options(&url, "a")).expect("open a");
+        let b = JetStream::open(&options(&url, "b")).expect("open b");
+        assert_eq!(
+            b.cluster_load().map(|c| c.me.clone()).as_deref(),
+            Some("b"),
+            "a shared backend always has a view"
+        );
+        let of_a = Arc::new(Mutex::new(load_of(&[("apps/hook", 3, 1)])));
+        let source = of_a.clone();
+        a.report_load(Arc::new(move || source.lock().unwrap().clone()));
+        b.report_load(Arc::new(Load::default));
+        let claimed_by_a = claims_noted(&a);
+        claims_noted(&b);
+        let others = |s: &JetStream| s.cluster_load().unwrap().others.clone();
+        eventually(15, "b hears a's load", || {
+            others(&b).get("a") == Some(&load_of(&[("apps/hook", 3, 1)]))
+        });
+        eventually(15, "a hears b's empty load", || {
+            *others(&a) == BTreeMap::from([("b".to_owned(), Load::default())])
+        });
+        assert!(
+            !others(&a).contains_key("a"),
+            "a replica is not its own other"
+        );
+        *of_a.lock().unwrap() = load_of(&[("apps/hook", 7, 2), ("apps/slack", 1, 0)]);
+        eventually(10, "b hears a's new load", || {
+            let c = b.cluster_load().unwrap();
+            c.elsewhere("apps/hook")
+                == super::super::Counts {
+                    pending: 7,
+                    in_flight: 2,
+                }
+                && c.elsewhere_pending() == 8
+        });
+        // Half the partitions each; then a delivery b accepts for a partition a reads is in
+        // transit at b until a has heartbeated after b, one for its own partition never is.
+        eventually(30, "the partitions are shared", || {
+            held_by(&a, "a").len() == 16
+                && held_by(&b, "b").len() == 16
+                && (0..PARTITIONS).all(|p| a.inner.counts.holds(p) != b.inner.counts.holds(p))
+        });
+        let event_in = |store: &JetStream| {
+            (0..)
+                .map(|i| Event {
+                    involved_object: herald_core::ObjectReference {
+                        kind: "Kustomization".into(),
+                        namespace: "apps".into(),
+                        name: format!("obj-{i}"),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                })
+                .map(|e| prepared("apps/transit", e))
+                .find(|d| {
+                    store
+                        .inner
+                        .counts
+                        .holds(partition(&d.record.provider, d.record.key))
+                })
+                .unwrap()
+        };
+        let in_transit = |s: &JetStream| {
+            s.cluster_load()
+                .unwrap()
+                .in_transit
+                .providers
+                .get("apps/transit")
+                .map_or(0, |p| p.counts.pending)
+        };
+        append_one(&b, &event_in(&b));
+        assert_eq!(in_transit(&b), 0, "b reads that partition itself");
+        let id = append_one(&b, &event_in(&a));
+        assert_eq!(in_transit(&b), 1, "counted at once where it was accepted");
+        assert_eq!(
+            b.cluster_load().unwrap().elsewhere("apps/transit").pending,
+            1
+        );
+        eventually(10, "a claims it", || {
+            claimed_by_a.lock().unwrap().contains(&id)
+        });
+        eventually(15, "b stops counting it once a heartbeated after b", || {
+            in_transit(&b) == 0
+        });
+        // A replica that stops without a word (its runtime gone): its last heartbeat counts
+        // until it expires.
+        drop(a);
+        assert!(
+            others(&b).contains_key("a"),
+            "the last heartbeat still counts"
+        );
+        eventually(
+            LEASE_TTL.as_secs() + 2 * RENEW_EVERY.as_secs() + 5,
+            "an expired heartbeat stops counting",
+            || !others(&b).contains_key("a"),
+        );
+        assert_eq!(
+            b.cluster_load().unwrap().elsewhere("apps/hook"),
+            Default::default()
+        );
+        b.close();
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    #[test]
+    fn what_is_in_transit_counts_until_every_other_replica_heartbeats_after() {
+        let mut t = counts::Transit::default();
+        t.add("apps/hook", "generic");
+        t.add("apps/hook", "generic");
+        t.seal(10);
+        t.add("apps/slack", "slack");
+        let pending = |t: &counts::Transit, p: &str| {
+            t.load().providers.get(p).map_or(0, |l| l.counts.pending)
+        };
+        assert_eq!(
+            (pending(&t, "apps/hook"), pending(&t, "apps/slack")),
+            (2, 1)
+        );
+        // The others' heartbeats are all from before this replica's at 10.
+        t.settle(9);
+        t.settle(10);
+        assert_eq!(pending(&t, "apps/hook"), 2);
+        // All after it: the holders count the first batch; the second is not sealed yet.
+        t.settle(11);
+        assert_eq!(
+            (pending(&t, "apps/hook"), pending(&t, "apps/slack")),
+            (0, 1)
+        );
+        t.seal(12);
+        t.seal(13);
+        t.add("apps/slack", "slack");
+        t.seal(14);
+        // A seal only closes the open batch: the one at 12 is passed by 13, the new one not.
+        t.settle(14);
+        assert_eq!(pending(&t, "apps/slack"), 1);
+        // No other replica at all: nothing sealed stays in transit.
+        t.settle(u64::MAX);
+        assert_eq!(t.load(), Load::default());
     }
 
     #[test]

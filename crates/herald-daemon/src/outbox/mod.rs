@@ -15,6 +15,7 @@ mod codec;
 pub mod conformance;
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
+pub mod load;
 mod redb;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use herald_core::{Event, OrderingKey};
 
+pub use self::load::{ClusterLoad, Counts, Load, LoadSource};
 pub use self::redb::{CACHE_BYTES, FILE_NAME, MAX_QUEUED_APPENDS, Store};
 
 /// Where a shared outbox lives: NATS JetStream (`herald serve --outbox nats://...`; the
@@ -505,6 +507,23 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// A shared backend starts handing this replica its share of the active deliveries.
     fn start_claims(&self, _claims: Claims) {}
+
+    /// A shared backend publishes this replica's [`Load`] to the others, read from `source` at
+    /// each heartbeat.
+    fn report_load(&self, _source: LoadSource) {}
+
+    /// What a shared backend last heard of the deliveries held by the other replicas (and
+    /// accepted here for them); `None`: the backend is not shared, this process holds all.
+    /// Quick: it never waits on the network.
+    fn cluster_load(&self) -> Option<Arc<ClusterLoad>> {
+        None
+    }
+
+    /// Dead deliveries per Provider, read from a shared backend's dead-letter index (every
+    /// replica's); `None`: the backend is not shared, and the engine's own counts are all.
+    fn dead_counts(&self) -> Option<Result<HashMap<String, u64>, StoreError>> {
+        None
+    }
 
     /// Commits what is queued, stops, and releases the storage.
     fn close(&self);

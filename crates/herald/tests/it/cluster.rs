@@ -1,8 +1,8 @@
 //! Several replicas sharing one outbox in NATS JetStream (`herald serve --outbox`), through the
 //! real binary, on a real 3-node `nats-server` cluster on loopback (herald-testkit's
 //! `peers/nats.sh`, which installs Debian's nats-server): a flood spread over the replicas with
-//! a flapping sink, while one replica and then one NATS server are killed; and Flux's
-//! duplicate window shared by the replicas.
+//! a flapping sink, while one replica and then one NATS server are killed; Flux's duplicate
+//! window shared by the replicas; and the Provider counts and quotas of the whole cluster.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use herald_testkit::{Recorder, Reply};
 use serde_json::Value;
 
-use crate::outbox::{delivered, hook, post, wait_delivered};
-use crate::support::{Daemon, manifests};
+use crate::outbox::{all_kustomizations, delivered, eventually, hook, post, wait_delivered};
+use crate::support::{Daemon, alert, manifests, provider};
 
 /// A NATS cluster of three servers with JetStream, stopped when dropped.
 struct Cluster {
@@ -201,6 +201,154 @@ async fn without_a_jetstream_quorum_a_replica_refuses_events_and_serves_again_on
 /// How long a replica may take to serve again once JetStream has its quorum back: the servers'
 /// own recovery (elections, catching up) takes most of it.
 const RECOVERY: Duration = Duration::from_secs(60);
+
+/// `flux-system/<name>`'s entry of `/api/v1/providers` on `d`, and the answer's scope.
+async fn counts_of(d: &Daemon, name: &str) -> (Value, Value) {
+    let v = crate::outbox::api(d, "/api/v1/providers").await;
+    let entry = v["providers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["provider"] == format!("flux-system/{name}"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    (
+        entry,
+        serde_json::json!({"scope": v["scope"], "replica": v["replica"]}),
+    )
+}
+
+/// Waits until every replica reports `want` waiting (all of them in flight) and `dead` dead
+/// for `flux-system/hole`, each live replica's share the same on every one; returns the shares.
+async fn cluster_agrees(replicas: &[Daemon], want: u64, dead: u64) -> Value {
+    let names: Vec<String> = (1..=replicas.len()).map(|i| format!("r{i}")).collect();
+    let shares = Arc::new(Mutex::new(Value::Null));
+    let what = format!("every replica counts {want} waiting and {dead} dead for the cluster");
+    eventually(&what, Duration::from_secs(20), || {
+        let (names, shares) = (names.clone(), shares.clone());
+        async move {
+            let mut seen = Vec::new();
+            for (d, name) in replicas.iter().zip(&names) {
+                let (hole, scope) = counts_of(d, "hole").await;
+                let expected_scope = serde_json::json!({"scope": "cluster", "replica": name});
+                if scope != expected_scope {
+                    return Err(format!("{name}: {scope}"));
+                }
+                let sums = ["pending", "in_flight"].map(|f| {
+                    hole["replicas"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|r| r.values())
+                        .filter_map(|c| c[f].as_u64())
+                        .sum::<u64>()
+                });
+                let live = hole["replicas"].as_object().map(|r| r.len());
+                let counts = (hole["pending"].as_u64(), hole["in_flight"].as_u64());
+                if counts != (Some(want), Some(want))
+                    || sums != [want, want]
+                    || hole["dead"].as_u64() != Some(dead)
+                    || live != Some(replicas.len())
+                {
+                    return Err(format!("{name}: {hole}"));
+                }
+                seen.push(hole["replicas"].clone());
+            }
+            if seen.iter().any(|s| *s != seen[0]) {
+                return Err(format!("the shares differ: {seen:?}"));
+            }
+            *shares.lock().unwrap() = seen[0].clone();
+            Ok(())
+        }
+    })
+    .await;
+    shares.lock().unwrap().clone()
+}
+
+/// Three replicas, a healthy Provider and a blackholed one (it takes connections and never
+/// answers, so each of its deliveries stays in flight): every replica reports the cluster's
+/// counts, and the blackholed Provider's quota holds for the cluster, whichever replica an
+/// event comes to.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_replica_reports_the_cluster_counts_and_the_quota_holds_for_the_cluster() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let rec = Recorder::start().await;
+    let (hole, _hole) = crate::engine::black_hole();
+    let yaml = [
+        hook("hook", &rec.url()),
+        provider("hole", "flux-system", "generic", &format!("http://{hole}")),
+        "  timeout: 10m\n".to_owned(),
+        alert("to-hole", "flux-system", "hole", &all_kustomizations()),
+    ]
+    .concat();
+    let dir = manifests(&yaml);
+    const QUOTA: u64 = 6;
+    let quota = QUOTA.to_string();
+    let extra = ["--provider-max-pending", quota.as_str()];
+    let replicas: Vec<Daemon> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| replica(dir.path(), &cluster, n, &extra))
+        .collect();
+    // One event at a time, round the replicas, each about its own object (so that every
+    // delivery to the hole is in flight at once); each waits until all replicas count it.
+    for i in 0..QUOTA as usize {
+        let to = &replicas[i % replicas.len()];
+        let body = event(&format!("obj-{i}"), &format!("within the quota {i}"));
+        assert_eq!(post(&to.events, &body).await, Some(202), "event {i}");
+        cluster_agrees(&replicas, i as u64 + 1, 0).await;
+    }
+    // Per process, as Prometheus counts: the replicas' gauges add up to the cluster's count.
+    let labels = "{namespace=\"flux-system\",name=\"hole\"}";
+    let mut gauges = 0.0;
+    for d in &replicas {
+        let pending = format!("herald_provider_pending{labels}");
+        gauges += d.metric(&pending).await.unwrap_or(0.0);
+    }
+    assert_eq!(gauges, QUOTA as f64, "the gauges are each replica's share");
+    // The quota is full for the cluster: each replica refuses the hole's next delivery (dead,
+    // reason quota), though it holds less than the quota itself; the event's other delivery
+    // is accepted.
+    for (i, d) in replicas.iter().enumerate() {
+        let body = event(&format!("over-{i}"), &format!("over the quota {i}"));
+        assert_eq!(post(&d.events, &body).await, Some(202), "over {i}");
+    }
+    let shares = cluster_agrees(&replicas, QUOTA, 3).await;
+    let v = crate::outbox::api(
+        &replicas[0],
+        "/api/v1/deliveries?state=dead&provider=flux-system%2Fhole",
+    )
+    .await;
+    let dead = v["deliveries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(dead.len(), 3, "{v}");
+    for r in &dead {
+        assert_eq!(r["dead_reason"], "quota", "{r}");
+        let error = r["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("already has 6 deliveries waiting in the cluster"),
+            "{r}"
+        );
+    }
+    let seen = wait_delivered(&rec, QUOTA as usize + 3, Duration::from_secs(30)).await;
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    // Delivered: within a heartbeat or two every replica counts none waiting.
+    for d in &replicas {
+        eventually(
+            "the healthy Provider has none waiting",
+            Duration::from_secs(10),
+            || async {
+                let (hook, _) = counts_of(d, "hook").await;
+                match (hook["pending"].as_u64(), hook["dead"].as_u64()) {
+                    (Some(0), Some(0)) => Ok(()),
+                    _ => Err(hook.to_string()),
+                }
+            },
+        )
+        .await;
+    }
+    eprintln!("the hole's deliveries per replica: {shares}");
+}
 
 /// The first delivery of each message, per object, in the order the sink got them.
 fn first_seen_per_object(rec: &Recorder) -> HashMap<String, Vec<String>> {

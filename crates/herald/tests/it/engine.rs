@@ -147,7 +147,7 @@ async fn clients_that_close_right_after_sending_get_every_accepted_event_deliver
 }
 
 /// A listener that accepts connections and never answers: a blackholed or hung service.
-fn black_hole() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+pub(crate) fn black_hole() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = std::thread::spawn(move || {
