@@ -391,7 +391,8 @@ async fn three_replicas_lose_nothing_when_a_replica_and_a_nats_server_die_togeth
     eprintln!("{}", flood_with(Fault::Both).await);
 }
 
-/// One cluster test at a time: each starts three NATS servers and three heralds.
+/// One cluster test at a time: each starts three NATS servers and three heralds (under
+/// nextest, where each test is a process of its own, the `nats-cluster` test group does it).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A flood of distinct events spread over three replicas, with a flapping sink, while `fault`
