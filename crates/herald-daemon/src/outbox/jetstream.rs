@@ -75,6 +75,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// A held message is sent to its partition's holder again after this (and skipped there):
 /// what a dying server lost on the way is read again.
 const REDELIVER_AFTER: Duration = Duration::from_secs(30);
+/// Readings of `herald-records` a scan makes before it gives up on a stalled one.
+const SCAN_ATTEMPTS: usize = 3;
 /// Ids a replica takes at a time (one message in `HERALD_IDS`), and so the most deliveries one
 /// event can make.
 pub const ID_BLOCK: u64 = 1 << 20;
@@ -714,37 +716,63 @@ impl Inner {
     }
 
     /// Calls `f` with every row of `herald-records` (its latest value; an empty one is a
-    /// tombstone), oldest change first, until `f` says stop.
+    /// tombstone), oldest change first, until `f` says stop. A reading that stalls (a server
+    /// slow under load, or rows purged while it ran) goes on from after the last row read.
     async fn scan(
         &self,
         mut f: impl FnMut(u64, &[u8], jetstream::message::Info<'_>) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let mut stream = self.records.stream.clone();
-        let info = bounded("reading the records", stream.info()).await?;
-        if info.state.messages == 0 {
-            return Ok(());
+        let mut next = 1;
+        for _ in 0..SCAN_ATTEMPTS {
+            match self.scan_from(next, &mut f).await? {
+                Some(stalled_at) => next = stalled_at,
+                None => return Ok(()),
+            }
         }
+        Err(storage(
+            "reading the records",
+            "JetStream did not answer in time",
+        ))
+    }
+
+    /// One reading of the rows from stream sequence `start`: `Some(sequence to go on from)`
+    /// when no row came in time.
+    async fn scan_from(
+        &self,
+        start: u64,
+        f: &mut impl FnMut(u64, &[u8], jetstream::message::Info<'_>) -> Result<bool, StoreError>,
+    ) -> Result<Option<u64>, StoreError> {
         let consumer = bounded(
             "reading the records",
-            stream.create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: format!("$KV.{RECORDS}.>"),
-                ..Default::default()
-            }),
+            self.records
+                .stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject: format!("$KV.{RECORDS}.>"),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: start,
+                    },
+                    ..Default::default()
+                }),
         )
         .await?;
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(None);
+        }
         let mut messages = bounded("reading the records", consumer.messages()).await?;
+        let mut next = start;
         loop {
-            let Some(message) = tokio::time::timeout(REQUEST_TIMEOUT, messages.next())
-                .await
-                .map_err(|_| storage("reading the records", "JetStream did not answer in time"))?
-            else {
-                return Ok(());
+            let Ok(message) = tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await else {
+                return Ok(Some(next));
+            };
+            let Some(message) = message else {
+                return Ok(None);
             };
             let message = message.map_err(|e| storage("reading the records", e))?;
             let info = message
                 .info()
                 .map_err(|e| storage("reading the records", e))?;
             let pending = info.pending;
+            next = info.stream_sequence + 1;
             let id = message
                 .subject
                 .as_str()
@@ -755,10 +783,10 @@ impl Inner {
             if let Some(id) = id
                 && !f(id, &message.payload, info)?
             {
-                return Ok(());
+                return Ok(None);
             }
             if pending == 0 {
-                return Ok(());
+                return Ok(None);
             }
         }
     }
@@ -1940,6 +1968,52 @@ mod tests {
         );
         assert_eq!(prune(&a), 1, "the tombstone goes");
         assert_eq!(raw_row(&a, id), None);
+        a.close();
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    #[test]
+    fn a_scan_goes_on_from_any_row() {
+        use super::super::conformance::{append, prepared};
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-s-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        let a = JetStream::open(&options(&url, "a")).expect("open a");
+        let batch: Vec<Prepared> = (0..5)
+            .map(|i| {
+                let event = Event {
+                    message: format!("event {i}"),
+                    ..Default::default()
+                };
+                prepared("apps/hook", event)
+            })
+            .collect();
+        let first = append(&a, &batch);
+        // (id, stream sequence) of the rows read from `start`, and whether it stalled.
+        let read_from = |start: u64| {
+            a.read(move |inner| async move {
+                let mut rows = Vec::new();
+                let stalled = inner
+                    .scan_from(start, &mut |id, _, info| {
+                        rows.push((id, info.stream_sequence));
+                        Ok(true)
+                    })
+                    .await?;
+                Ok((rows, stalled))
+            })
+            .unwrap()
+        };
+        let (all, stalled) = read_from(1);
+        assert_eq!(stalled, None);
+        let ids: Vec<u64> = all.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (first..first + 5).collect::<Vec<_>>());
+        let (rest, _) = read_from(all[2].1);
+        assert_eq!(rest, all[2..], "from the third row on");
+        let (none, stalled) = read_from(all[4].1 + 1);
+        assert_eq!(
+            (none, stalled),
+            (vec![], None),
+            "nothing after the last row"
+        );
         a.close();
         herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
     }
