@@ -68,7 +68,9 @@ pub(crate) struct ProviderReport {
     pub max_in_flight: usize,
     /// Dead deliveries kept.
     pub dead: u64,
-    /// The last successful delivery (RFC 3339).
+    /// The last successful delivery (RFC 3339). With a shared outbox this and the fields down
+    /// to `degraded` (but `paused_until`, this replica's own) are the cluster's, merged from the
+    /// replicas' statuses.
     pub last_success: Option<String>,
     /// The last error, masked.
     pub last_error: Option<String>,
@@ -329,8 +331,8 @@ impl Dispatcher {
     }
 
     /// Every Provider's delivery status (those with deliveries and those of the manifests),
-    /// sorted by Provider; with a shared outbox, the cluster's counts, and the dead counts
-    /// read from its shared dead-letter index.
+    /// sorted by Provider; with a shared outbox, the cluster's counts and statuses, and the
+    /// dead counts read from its shared dead-letter index.
     pub(crate) fn report(&self) -> Vec<ProviderReport> {
         let mut reports = self.reports();
         if let Some(dead) = self.store().dead_counts() {

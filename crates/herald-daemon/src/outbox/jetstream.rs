@@ -29,8 +29,15 @@
 //!   `counts` module): `/api/v1/providers` and the quotas count the cluster's deliveries, at
 //!   most a heartbeat interval late.
 //! - KV bucket `herald-dead`: key `<provider hex>.<id>` for each dead delivery (the dead-letter
-//!   index, which [`Backend::dead_counts`] counts for the status API), and `herald-providers`:
-//!   each Provider's status.
+//!   index, which [`Backend::dead_counts`] counts for the status API).
+//! - KV bucket `herald-providers`: key `<provider hex>.<replica hex>`, each replica's own status
+//!   of each Provider (what its attempts saw), so that replicas never overwrite each other's.
+//!   `load` reads this replica's own; each heartbeat round reads the others' into memory when
+//!   the bucket changed, and [`Backend::other_statuses`] hands them to the status API, which
+//!   merges them with this replica's ([`super::status::merge`]): every replica reports the
+//!   cluster's status, at most a round (plus the others' once-a-second save) late. A replica
+//!   that has left counts until its status is [`STATUS_KEEP`] old, and is then purged (see the
+//!   `statuses` module).
 //! - Stream `HERALD_IDS`: ids. A replica takes a block of [`ID_BLOCK`] ids by publishing an
 //!   empty message there; the block is the message's stream sequence times [`ID_BLOCK`]. The
 //!   stream's leader hands out each sequence once, where a compare-and-set on a key does not
@@ -38,7 +45,8 @@
 //!   revision both succeed, and later ones check the revision on the leader only, before the
 //!   write is agreed on: a leader change can still let two through).
 //!
-//! Reads (the status API, `load`) go to JetStream each time and wait for the answer; writes
+//! Reads (the status API's listings and dead counts, `load`) go to JetStream each time and wait
+//! for the answer (the counts and statuses of the others are read in the rounds); writes
 //! are sent at once and report through their [`Done`]. The work runs on this backend's own
 //! runtime thread, so the engine's callbacks never wait on the network.
 
