@@ -1279,10 +1279,11 @@ mod leases {
         };
         let live = match counted.await {
             Ok(info) => {
-                if let Err(e) = counts::gather(inner).await {
+                let heard = counts::gather(inner).await;
+                if let Err(e) = &heard {
                     tracing::debug!(error = %e, "cannot read the other replicas' loads; the last ones stand");
                 }
-                if let Err(e) = statuses::gather(inner).await {
+                if let Err(e) = statuses::gather(inner, heard.is_ok()).await {
                     tracing::debug!(error = %e, "cannot read the other replicas' Provider statuses; the last ones stand");
                 }
                 info.state.messages.clamp(1, u64::from(PARTITIONS)) as u32
@@ -1867,8 +1868,9 @@ mod statuses {
     }
 
     /// Reads the others' statuses if the bucket changed, purges those of replicas that left
-    /// long enough ago, and makes the view.
-    pub(super) async fn gather(inner: &Inner) -> Result<(), StoreError> {
+    /// long enough ago (only when the live replicas were just `counted`: a quiet replica whose
+    /// heartbeat could not be read is not one that left), and makes the view.
+    pub(super) async fn gather(inner: &Inner, counted: bool) -> Result<(), StoreError> {
         let info = bounded(
             "reading the Provider statuses",
             inner.providers.stream.get_info(),
@@ -1903,7 +1905,7 @@ mod statuses {
         for saved in entries.drain(..) {
             let left = saved.replica.as_ref().is_none_or(|r| !live.contains(r));
             let keep_ms = u64::try_from(STATUS_KEEP.as_millis()).unwrap_or(u64::MAX);
-            if left && latest(&saved.status).saturating_add(keep_ms) < now {
+            if counted && left && latest(&saved.status).saturating_add(keep_ms) < now {
                 // Purged by whichever replica sees it first; the others skip it next round.
                 if let Err(e) = inner
                     .purge_key(&inner.providers, PROVIDERS, &saved.key)
