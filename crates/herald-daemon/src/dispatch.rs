@@ -4,7 +4,7 @@
 //! ordering key, several at once per Provider, retried with backoff until
 //! `--delivery-max-age`, then dead-lettered. Providers only ever see `Notifier::post`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,7 +18,10 @@ use herald_core::{Event, text};
 pub(crate) use crate::engine::Rejection;
 use crate::engine::{self, Engine, RemoveError};
 use crate::metrics::{AlertLabels, Metrics, ProviderLabels};
-use crate::outbox::{Backend, ClusterLoad, Counts, NewDelivery, Record, StoreError};
+use crate::outbox::{
+    Backend, ClusterLoad, Counts, NewDelivery, OtherStatuses, ProviderStatus, Record, StoreError,
+    status,
+};
 use crate::state::{Snapshot, UnreadyAlert};
 use crate::transition::Policy;
 
@@ -65,7 +68,9 @@ pub(crate) struct ProviderReport {
     pub max_in_flight: usize,
     /// Dead deliveries kept.
     pub dead: u64,
-    /// The last successful delivery (RFC 3339).
+    /// The last successful delivery (RFC 3339). With a shared outbox this and the fields down
+    /// to `degraded` (but `paused_until`, this replica's own) are the cluster's, merged from the
+    /// replicas' statuses.
     pub last_success: Option<String>,
     /// The last error, masked.
     pub last_error: Option<String>,
@@ -326,8 +331,8 @@ impl Dispatcher {
     }
 
     /// Every Provider's delivery status (those with deliveries and those of the manifests),
-    /// sorted by Provider; with a shared outbox, the cluster's counts, and the dead counts
-    /// read from its shared dead-letter index.
+    /// sorted by Provider; with a shared outbox, the cluster's counts and statuses, and the
+    /// dead counts read from its shared dead-letter index.
     pub(crate) fn report(&self) -> Vec<ProviderReport> {
         let mut reports = self.reports();
         if let Some(dead) = self.store().dead_counts() {
@@ -353,7 +358,7 @@ impl Dispatcher {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut reports: std::collections::BTreeMap<String, ProviderReport> = self
+        let mut reports: BTreeMap<String, ProviderReport> = self
             .engine
             .lanes()
             .into_iter()
@@ -399,7 +404,43 @@ impl Dispatcher {
                 add_cluster(report, cluster);
             }
         }
+        if let Some(others) = self.store().other_statuses() {
+            self.merge_statuses(&mut reports, &others);
+        }
         reports.into_values().collect()
+    }
+
+    /// With a shared outbox: every report's status becomes the cluster's, merged from this
+    /// replica's own (fresh) and the others' (as last read by the backend).
+    fn merge_statuses(
+        &self,
+        reports: &mut BTreeMap<String, ProviderReport>,
+        others: &OtherStatuses,
+    ) {
+        let mine: HashMap<Arc<str>, ProviderStatus> = self
+            .engine
+            .lanes()
+            .into_iter()
+            .map(|(id, v)| (id, v.status))
+            .collect();
+        for (provider, report) in reports.iter_mut() {
+            let merged = status::merge(
+                mine.get(provider.as_str())
+                    .into_iter()
+                    .chain(others.get(provider).into_iter().flatten()),
+            );
+            self.set_status(report, &merged);
+        }
+    }
+
+    /// Puts `status` in `report`.
+    fn set_status(&self, report: &mut ProviderReport, status: &ProviderStatus) {
+        report.degraded = self.engine.degraded(status);
+        report.last_success = status.last_success_at.map(rfc3339);
+        report.last_error.clone_from(&status.last_error);
+        report.last_error_time = status.last_error_at.map(rfc3339);
+        report.consecutive_failures = status.consecutive_failures;
+        report.failing_since = status.failing_since.map(rfc3339);
     }
 
     /// The report of a Provider this replica holds nothing of.

@@ -29,8 +29,15 @@
 //!   `counts` module): `/api/v1/providers` and the quotas count the cluster's deliveries, at
 //!   most a heartbeat interval late.
 //! - KV bucket `herald-dead`: key `<provider hex>.<id>` for each dead delivery (the dead-letter
-//!   index, which [`Backend::dead_counts`] counts for the status API), and `herald-providers`:
-//!   each Provider's status.
+//!   index, which [`Backend::dead_counts`] counts for the status API).
+//! - KV bucket `herald-providers`: key `<provider hex>.<replica hex>`, each replica's own status
+//!   of each Provider (what its attempts saw), so that replicas never overwrite each other's.
+//!   `load` reads this replica's own; each heartbeat round reads the others' into memory when
+//!   the bucket changed, and [`Backend::other_statuses`] hands them to the status API, which
+//!   merges them with this replica's ([`super::status::merge`]): every replica reports the
+//!   cluster's status, at most a round (plus the others' once-a-second save) late. A replica
+//!   that has left counts until its status is [`STATUS_KEEP`] old, and is then purged (see the
+//!   `statuses` module).
 //! - Stream `HERALD_IDS`: ids. A replica takes a block of [`ID_BLOCK`] ids by publishing an
 //!   empty message there; the block is the message's stream sequence times [`ID_BLOCK`]. The
 //!   stream's leader hands out each sequence once, where a compare-and-set on a key does not
@@ -38,7 +45,8 @@
 //!   revision both succeed, and later ones check the revision on the leader only, before the
 //!   write is agreed on: a leader change can still let two through).
 //!
-//! Reads (the status API, `load`) go to JetStream each time and wait for the answer; writes
+//! Reads (the status API's listings and dead counts, `load`) go to JetStream each time and wait
+//! for the answer (the counts and statuses of the others are read in the rounds); writes
 //! are sent at once and report through their [`Done`]. The work runs on this backend's own
 //! runtime thread, so the engine's callbacks never wait on the network.
 
@@ -62,7 +70,7 @@ use super::codec::{
 };
 use super::{
     Backend, Claim, Claims, ClusterLoad, Commits, Done, Health, LoadSource, Loaded, OpenError,
-    Placement, Prepared, ProviderStatus, Record, State, StoreError, now_ms,
+    OtherStatuses, Placement, Prepared, ProviderStatus, Record, State, StoreError, now_ms,
 };
 
 /// Partitions of the work stream: the most replicas that can share the work, and the unit
@@ -80,6 +88,9 @@ const SCAN_ATTEMPTS: usize = 3;
 /// Ids a replica takes at a time (one message in `HERALD_IDS`), and so the most deliveries one
 /// event can make.
 pub const ID_BLOCK: u64 = 1 << 20;
+/// How long the Provider status saved by a replica that has left still counts in the
+/// cluster's, after its latest outcome.
+pub const STATUS_KEEP: Duration = Duration::from_secs(60 * 60);
 /// How long one JetStream request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Writes waiting for JetStream before new appends are refused ([`StoreError::Busy`]).
@@ -178,6 +189,8 @@ struct Inner {
     windows: tokio::sync::OnceCell<kv::Store>,
     /// What this replica publishes of its load and knows of the others'.
     counts: counts::Shared,
+    /// The other replicas' Provider statuses as last read.
+    statuses: statuses::Heard,
 }
 
 /// The JetStream backend (see the module documentation).
@@ -407,6 +420,7 @@ impl Inner {
             replicas,
             windows: tokio::sync::OnceCell::new(),
             counts: counts::Shared::default(),
+            statuses: statuses::Heard::default(),
         })
     }
 
@@ -812,9 +826,13 @@ impl Inner {
         let mut keys = bounded("reading the Provider statuses", self.providers.keys()).await?;
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| storage("reading the Provider statuses", e))?;
-            let Some(provider) = provider_of_token(&key) else {
+            // This replica's own: the others' are merged in at each report.
+            let Some((provider, Some(replica))) = statuses::parse_key(&key) else {
                 continue;
             };
+            if replica != self.replica {
+                continue;
+            }
             let value = bounded("reading a Provider status", self.providers.get(key)).await?;
             if let Some(status) = value.as_deref().and_then(decode_status) {
                 loaded.providers.insert(provider, status);
@@ -954,7 +972,7 @@ impl Backend for JetStream {
     }
 
     fn save_status(&self, provider: &str, status: &ProviderStatus) -> Result<(), StoreError> {
-        let key = provider_token(provider);
+        let key = statuses::key(provider, &self.inner.replica);
         let value = Bytes::from(encode_status(status));
         self.write::<(), _>(
             move |inner| async move {
@@ -1111,6 +1129,10 @@ impl Backend for JetStream {
 
     fn cluster_load(&self) -> Option<Arc<ClusterLoad>> {
         Some(self.inner.counts.view(&self.inner.replica))
+    }
+
+    fn other_statuses(&self) -> Option<OtherStatuses> {
+        Some(self.inner.statuses.view())
     }
 
     fn dead_counts(&self) -> Option<Result<HashMap<String, u64>, StoreError>> {
@@ -1285,8 +1307,12 @@ mod leases {
         };
         let live = match counted.await {
             Ok(info) => {
-                if let Err(e) = counts::gather(inner).await {
+                let heard = counts::gather(inner).await;
+                if let Err(e) = &heard {
                     tracing::debug!(error = %e, "cannot read the other replicas' loads; the last ones stand");
+                }
+                if let Err(e) = statuses::gather(inner, heard.is_ok()).await {
+                    tracing::debug!(error = %e, "cannot read the other replicas' Provider statuses; the last ones stand");
                 }
                 info.state.messages.clamp(1, u64::from(PARTITIONS)) as u32
             }
@@ -1801,6 +1827,171 @@ mod counts {
     }
 }
 
+/// Provider statuses in `herald-providers`: each replica saves its own under key
+/// `<provider hex>.<replica hex>`, and reads the others' at each heartbeat round, for the
+/// status API to merge with its own ([`super::status::merge`]). Reading is skipped while the
+/// bucket has not changed (its stream's last sequence). A replica that has left (no
+/// heartbeat in `herald-replicas`) keeps counting until its status is [`STATUS_KEEP`] old (by
+/// its latest outcome), and then whichever replica sees that first purges its key: pod names
+/// change at every rollout, and the keys would pile up. A key of the form before (the
+/// Provider's alone, written by any replica) is read as one of a replica that has left.
+mod statuses {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The others' statuses as last read: the bucket's last sequence then, every key read
+    /// (but this replica's) with its Provider, replica and status, and the view handed out.
+    #[derive(Debug, Default)]
+    pub(super) struct Heard(Mutex<Read>);
+
+    #[derive(Debug, Default)]
+    struct Read {
+        sequence: Option<u64>,
+        entries: Vec<Saved>,
+        view: OtherStatuses,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Saved {
+        key: String,
+        provider: String,
+        replica: Option<String>,
+        status: ProviderStatus,
+    }
+
+    impl Heard {
+        pub(super) fn view(&self) -> OtherStatuses {
+            lock(&self.0).view.clone()
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The key of `replica`'s status of `provider`.
+    pub(super) fn key(provider: &str, replica: &str) -> String {
+        format!("{}.{}", provider_token(provider), provider_token(replica))
+    }
+
+    /// The Provider and replica of a key (no replica: a key of the form before); `None` when
+    /// it is not one.
+    pub(super) fn parse_key(key: &str) -> Option<(String, Option<String>)> {
+        match key.split_once('.') {
+            Some((provider, replica)) => Some((
+                provider_of_token(provider)?,
+                Some(provider_of_token(replica)?),
+            )),
+            None => Some((provider_of_token(key)?, None)),
+        }
+    }
+
+    /// When the status's latest outcome was (ms since the epoch): it is saved right after.
+    fn latest(status: &ProviderStatus) -> u64 {
+        status
+            .last_success_at
+            .max(status.last_error_at)
+            .unwrap_or(0)
+    }
+
+    /// Reads the others' statuses if the bucket changed, purges those of replicas that left
+    /// long enough ago (only when the live replicas were just `counted`: a quiet replica whose
+    /// heartbeat could not be read is not one that left), and makes the view.
+    pub(super) async fn gather(inner: &Inner, counted: bool) -> Result<(), StoreError> {
+        let info = bounded(
+            "reading the Provider statuses",
+            inner.providers.stream.get_info(),
+        )
+        .await?;
+        let sequence = Some(info.state.last_sequence);
+        let mut entries = {
+            let read = lock(&inner.statuses.0);
+            (read.sequence == sequence).then(|| read.entries.clone())
+        };
+        if entries.is_none() {
+            let read = tokio::time::timeout(REQUEST_TIMEOUT, read_others(inner))
+                .await
+                .map_err(|_| {
+                    storage(
+                        "reading the Provider statuses",
+                        "JetStream did not answer in time",
+                    )
+                })??;
+            entries = Some(read);
+        }
+        let mut entries = entries.unwrap_or_default();
+        let live: BTreeSet<String> = inner
+            .counts
+            .view(&inner.replica)
+            .others
+            .keys()
+            .cloned()
+            .collect();
+        let now = now_ms();
+        let mut kept = Vec::with_capacity(entries.len());
+        for saved in entries.drain(..) {
+            let left = saved.replica.as_ref().is_none_or(|r| !live.contains(r));
+            let keep_ms = u64::try_from(STATUS_KEEP.as_millis()).unwrap_or(u64::MAX);
+            if counted && left && latest(&saved.status).saturating_add(keep_ms) < now {
+                // Purged by whichever replica sees it first; the others skip it next round.
+                if let Err(e) = inner
+                    .purge_key(&inner.providers, PROVIDERS, &saved.key)
+                    .await
+                {
+                    tracing::debug!(error = %e, "cannot purge a departed replica's Provider status");
+                }
+                continue;
+            }
+            kept.push(saved);
+        }
+        let mut view: HashMap<String, Vec<ProviderStatus>> = HashMap::new();
+        for saved in &kept {
+            view.entry(saved.provider.clone())
+                .or_default()
+                .push(saved.status.clone());
+        }
+        let mut read = lock(&inner.statuses.0);
+        read.sequence = sequence;
+        read.entries = kept;
+        read.view = Arc::new(view);
+        Ok(())
+    }
+
+    /// Every status in the bucket but this replica's own; unreadable ones (another
+    /// version's) are skipped.
+    async fn read_others(inner: &Inner) -> Result<Vec<Saved>, StoreError> {
+        let mut keys = bounded("reading the Provider statuses", inner.providers.keys()).await?;
+        let mut found = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| storage("reading the Provider statuses", e))?;
+            let Some((provider, replica)) = parse_key(&key) else {
+                continue;
+            };
+            if replica.as_deref() != Some(inner.replica.as_str()) {
+                found.push((key, provider, replica));
+            }
+        }
+        let reads = found
+            .into_iter()
+            .map(|(key, provider, replica)| async move {
+                let value = bounded("reading a Provider status", inner.providers.get(&key)).await?;
+                let status = value.as_deref().and_then(decode_status);
+                Ok::<_, StoreError>(status.map(|status| Saved {
+                    key,
+                    provider,
+                    replica,
+                    status,
+                }))
+            });
+        let mut saved = Vec::new();
+        for read in futures_util::future::join_all(reads).await {
+            saved.extend(read?);
+        }
+        Ok(saved)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashSet};
@@ -2306,6 +2497,117 @@ mod tests {
             b.cluster_load().unwrap().elsewhere("apps/hook"),
             Default::default()
         );
+        b.close();
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    #[test]
+    fn replicas_keep_their_own_provider_statuses_and_read_the_others() {
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-s-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        let a = JetStream::open(&options(&url, "a")).expect("open a");
+        let b = JetStream::open(&options(&url, "b")).expect("open b");
+        for store in [&a, &b] {
+            store.report_load(Arc::new(Load::default));
+            claims_noted(store);
+        }
+        let now = now_ms();
+        let failing_at_a = ProviderStatus {
+            last_success_at: Some(now - 5_000),
+            last_error: Some("HTTP 500".into()),
+            last_error_at: Some(now - 1_000),
+            consecutive_failures: 3,
+            failing_since: Some(now - 4_000),
+        };
+        let fine_at_b = ProviderStatus {
+            last_success_at: Some(now - 2_000),
+            ..ProviderStatus::default()
+        };
+        a.save_status("apps/hook", &failing_at_a).unwrap();
+        b.save_status("apps/hook", &fine_at_b).unwrap();
+        let others_of = |s: &JetStream, provider: &str| {
+            s.other_statuses()
+                .and_then(|o| o.get(provider).cloned())
+                .unwrap_or_default()
+        };
+        eventually(15, "b reads a's status", || {
+            others_of(&b, "apps/hook") == [failing_at_a.clone()]
+        });
+        eventually(15, "a reads b's status", || {
+            others_of(&a, "apps/hook") == [fine_at_b.clone()]
+        });
+        assert_eq!(
+            super::super::status::merge(&[fine_at_b.clone(), failing_at_a.clone()]),
+            ProviderStatus {
+                last_success_at: fine_at_b.last_success_at,
+                consecutive_failures: 1,
+                failing_since: fine_at_b.last_success_at,
+                ..failing_at_a.clone()
+            },
+            "the cluster fails since b's success"
+        );
+        // Neither overwrote the other; each loads its own.
+        assert_eq!(a.load().unwrap().providers["apps/hook"], failing_at_a);
+        assert_eq!(b.load().unwrap().providers["apps/hook"], fine_at_b);
+        // A replica that left: its recent status counts, an old one is purged, as is an old
+        // key of the form before; an unreadable one is skipped.
+        let put = |key: String, value: Vec<u8>| {
+            let providers = a.inner.providers.clone();
+            block_on(
+                &a.handle,
+                async move { providers.put(key, value.into()).await },
+            )
+            .unwrap()
+            .unwrap();
+        };
+        let keep = u64::try_from(STATUS_KEEP.as_millis()).unwrap();
+        let recent = ProviderStatus {
+            last_error: Some("gone".into()),
+            last_error_at: Some(now - 500),
+            consecutive_failures: 1,
+            failing_since: Some(now - 500),
+            ..ProviderStatus::default()
+        };
+        let old = ProviderStatus {
+            last_success_at: Some(now - keep - 60_000),
+            ..ProviderStatus::default()
+        };
+        put(
+            statuses::key("apps/hook", "gone-recently"),
+            encode_status(&recent),
+        );
+        put(
+            statuses::key("apps/hook", "gone-long-ago"),
+            encode_status(&old),
+        );
+        put(provider_token("apps/hook"), encode_status(&old));
+        put(
+            statuses::key("apps/hook", "newer-version"),
+            vec![0xff, 1, 2],
+        );
+        eventually(
+            15,
+            "b counts the recent one and purges the old ones",
+            || {
+                let mut seen = others_of(&b, "apps/hook");
+                seen.sort_by_key(|s| s.last_error_at);
+                seen == [failing_at_a.clone(), recent.clone()]
+            },
+        );
+        let providers = a.inner.providers.clone();
+        let keys: Vec<String> = block_on(&a.handle, async move {
+            let keys = providers.keys().await.unwrap();
+            keys.filter_map(|k| async move { k.ok() }).collect().await
+        })
+        .unwrap();
+        let mut keys: Vec<_> = keys
+            .iter()
+            .filter_map(|k| statuses::parse_key(k))
+            .map(|(_, replica)| replica.unwrap_or_default())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["a", "b", "gone-recently", "newer-version"]);
+        a.close();
         b.close();
         herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
     }

@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod jetstream;
 pub mod load;
 mod redb;
+pub mod status;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +29,7 @@ use herald_core::{Event, OrderingKey};
 
 pub use self::load::{ClusterLoad, Counts, Load, LoadSource};
 pub use self::redb::{CACHE_BYTES, FILE_NAME, MAX_QUEUED_APPENDS, Store};
+pub use self::status::OtherStatuses;
 
 /// Where a shared outbox lives: NATS JetStream (`herald serve --outbox nats://...`; the
 /// cargo feature `jetstream`).
@@ -441,7 +443,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Removes a record and its event for good.
     fn remove(&self, id: u64, from: Placement, done: Option<Done<()>>) -> Result<(), StoreError>;
 
-    /// Saves a Provider's status.
+    /// Saves a Provider's status (with a shared backend, this replica's own).
     fn save_status(&self, provider: &str, status: &ProviderStatus) -> Result<(), StoreError>;
 
     /// Prunes at most `limit` delivered records finished before `delivered_before` and dead
@@ -457,7 +459,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Calls `done` once everything queued before it is committed (or failed).
     fn flush(&self, done: Done<()>) -> Result<(), StoreError>;
 
-    /// What a daemon needs at start: the active deliveries, dead counts, Provider statuses.
+    /// What a daemon needs at start: the active deliveries, dead counts, Provider statuses
+    /// (with a shared backend, the ones this replica saved).
     fn load(&self) -> Result<Loaded, StoreError>;
 
     /// One record.
@@ -522,6 +525,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Dead deliveries per Provider, read from a shared backend's dead-letter index (every
     /// replica's); `None`: the backend is not shared, and the engine's own counts are all.
     fn dead_counts(&self) -> Option<Result<HashMap<String, u64>, StoreError>> {
+        None
+    }
+
+    /// What a shared backend last read of the other replicas' Provider statuses (each
+    /// replica saves its own with [`Backend::save_status`]), for the status API to merge with
+    /// this replica's ([`status::merge`]); `None`: the backend is not shared, this process's
+    /// statuses are all. Quick: it never waits on the network.
+    fn other_statuses(&self) -> Option<OtherStatuses> {
         None
     }
 

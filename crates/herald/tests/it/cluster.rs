@@ -2,7 +2,8 @@
 //! real binary, on a real 3-node `nats-server` cluster on loopback (herald-testkit's
 //! `peers/nats.sh`, which installs Debian's nats-server): a flood spread over the replicas with
 //! a flapping sink, while one replica and then one NATS server are killed; Flux's duplicate
-//! window shared by the replicas; and the Provider counts and quotas of the whole cluster.
+//! window shared by the replicas; and the Provider counts, quotas and statuses of the whole
+//! cluster.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -348,6 +349,113 @@ async fn every_replica_reports_the_cluster_counts_and_the_quota_holds_for_the_cl
         .await;
     }
     eprintln!("the hole's deliveries per replica: {shares}");
+}
+
+/// An RFC 3339 time of the API (UTC) in a form that orders as time does: its seconds, then
+/// its fraction.
+fn instant(t: &Value) -> Option<(String, f64)> {
+    let t = t.as_str()?.strip_suffix('Z')?;
+    let (seconds, fraction) = t.split_once('.').unwrap_or((t, "0"));
+    Some((seconds.to_owned(), format!("0.{fraction}").parse().ok()?))
+}
+
+/// Waits until `check` holds for `flux-system/hook` on every replica, and `field` is the same
+/// on all; returns that entry as the first replica sees it.
+async fn hook_status_agrees(
+    replicas: &[Daemon],
+    what: &str,
+    field: &str,
+    check: fn(&Value, &str) -> Result<(), String>,
+) -> Value {
+    let last = Arc::new(Mutex::new(Value::Null));
+    eventually(what, Duration::from_secs(30), || {
+        let last = last.clone();
+        async move {
+            let mut seen = Vec::new();
+            for d in replicas {
+                let (hook, _) = counts_of(d, "hook").await;
+                let readyz = crate::support::request(&d.health, "GET", "/readyz", &[], b"").await;
+                check(&hook, readyz.body_str().as_ref())?;
+                seen.push(hook);
+            }
+            if seen.iter().any(|h| h[field] != seen[0][field]) {
+                let fields: Vec<&Value> = seen.iter().map(|h| &h[field]).collect();
+                return Err(format!("the replicas' {field} differ: {fields:?}"));
+            }
+            *last.lock().unwrap() = seen[0].clone();
+            Ok(())
+        }
+    })
+    .await;
+    last.lock().unwrap().clone()
+}
+
+/// Three replicas, one Provider whose service fails and then recovers: whichever replicas make
+/// its deliveries, every replica's `/api/v1/providers` and `/readyz` say the cluster's status
+/// (failing since the same moment, degraded; then recovered, at the same last success).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_replica_reports_the_cluster_status_of_a_provider() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let rec = Recorder::start().await;
+    rec.set_default_reply(Reply::status(500));
+    let dir = manifests(&hook("hook", &rec.url()));
+    let extra = ["--retry-backoff-max", "1s", "--degraded-after", "2s"];
+    let replicas: Vec<Daemon> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| replica(dir.path(), &cluster, n, &extra))
+        .collect();
+    // A few objects, so a few partitions: one replica or more makes the deliveries, and the
+    // others make none.
+    for i in 0..4 {
+        let body = event(&format!("obj-{i}"), &format!("status {i}"));
+        assert_eq!(
+            post(&replicas[0].events, &body).await,
+            Some(202),
+            "event {i}"
+        );
+    }
+    let failing = hook_status_agrees(
+        &replicas,
+        "every replica says the hook fails, since the same moment, degraded",
+        "failing_since",
+        |hook, readyz| {
+            let failing = hook["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("500"))
+                && hook["consecutive_failures"].as_u64() > Some(0)
+                && hook["failing_since"].is_string()
+                && hook["degraded"] == true;
+            if !failing || !readyz.contains("degraded: 1 provider(s) failing") {
+                return Err(format!("{hook}; /readyz: {readyz}"));
+            }
+            Ok(())
+        },
+    )
+    .await;
+    rec.set_default_reply(Reply::status(200));
+    let recovered = hook_status_agrees(
+        &replicas,
+        "every replica says the hook delivers again, at the same last success",
+        "last_success",
+        |hook, readyz| {
+            let recovered = hook["consecutive_failures"] == 0
+                && hook["failing_since"].is_null()
+                && hook["degraded"] == false
+                && hook["last_error"].is_string()
+                && instant(&hook["last_success"]) > instant(&hook["last_error_time"]);
+            if !recovered || readyz != "ok\n" {
+                return Err(format!("{hook}; /readyz: {readyz}"));
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let seen = wait_delivered(&rec, 4, Duration::from_secs(30)).await;
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    eprintln!("failing: {failing}\nrecovered: {recovered}");
 }
 
 /// The first delivery of each message, per object, in the order the sink got them.
