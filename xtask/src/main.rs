@@ -1,7 +1,8 @@
 //! xtask: herald's automation, in Rust (`cargo xtask <command>`).
 //!
 //! - `ci [--skip STEP,...]`: what CI runs: setup (installs what the steps need and the
-//!   machine lacks), fmt, clippy, test, features, deny, and the cheap size gate (dist: the
+//!   machine lacks), fmt, clippy, doc (rustdoc warnings are errors), test, features, deny,
+//!   and the cheap size gate (dist: the
 //!   generic-only and all-families builds against docs/benchmarks.md).
 //! - `features`: the feature-matrix check alone (no families, each family or part such as
 //!   `templates` alone, all), and herald-core's unit tests without the template engine.
@@ -167,7 +168,9 @@ fn run_tee(program: &str, args: &[&str]) -> Result<String> {
     Ok(text)
 }
 
-const STEPS: [&str; 7] = ["setup", "fmt", "clippy", "test", "features", "deny", "dist"];
+const STEPS: [&str; 8] = [
+    "setup", "fmt", "clippy", "doc", "test", "features", "deny", "dist",
+];
 
 fn skipped(args: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -229,6 +232,23 @@ fn ci(root: &Path, skip: &[String]) -> Result<()> {
                     "warnings",
                 ],
             )?,
+            "doc" => {
+                // Broken or private intra-doc links fail here, not on docs.rs.
+                let status = Command::new(&cargo)
+                    .args([
+                        "doc",
+                        "--workspace",
+                        "--no-deps",
+                        "--all-features",
+                        "--locked",
+                    ])
+                    .env("RUSTDOCFLAGS", "-D warnings")
+                    .status()
+                    .context("running cargo doc")?;
+                if !status.success() {
+                    bail!("`cargo doc` found rustdoc warnings ({status})");
+                }
+            }
             "test" => {
                 let totals = test(root)?;
                 warnings.extend(totals.skipped_a_peer.iter().map(|t| {

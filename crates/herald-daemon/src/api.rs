@@ -14,8 +14,8 @@
 //! - `DELETE /api/v1/deliveries/{id}`: drop a delivery.
 //!
 //! Answers are JSON; the shapes are documented in `docs/delivery-status.md`. This module only
-//! translates HTTP to [`crate::dispatch::Dispatcher`] calls; `herald outbox` uses the same JSON
-//! shapes ([`delivery_json`]) when it reads a stopped daemon's outbox directly.
+//! translates HTTP to calls of the dispatcher (`dispatch::Dispatcher`); `herald outbox` uses
+//! the same JSON shapes ([`delivery_json`]) when it reads a stopped daemon's outbox directly.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};

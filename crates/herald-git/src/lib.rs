@@ -138,7 +138,7 @@ impl Renderer {
     }
 
     /// The body of the status (or dispatch) `POST`; `Ok(None)` when the event posts nothing
-    /// (a `Progressing` event for most forges). Errors are those [`Notifier::post`] would
+    /// (a `Progressing` event for most forges). Errors are those [`herald_core::Notifier::post`] would
     /// return before any request (missing or malformed revision, unknown severity).
     pub fn render(&self, event: &Event) -> Result<Option<Vec<u8>>, DeliveryError> {
         self.render.render(event)
