@@ -13,7 +13,7 @@ usage: nats.sh [start] [PORT|auto] [--cluster N] [--auth MODES] [--record SUBJEC
        nats.sh stop [PORT|--all]   stop every server of the instance
        nats.sh status|env [PORT]   print the facts (exit 1 unless every server runs)
        nats.sh down [PORT] [--node I] [--kill]   stop server I (default 1; --kill: SIGKILL)
-       nats.sh up [PORT] [--node I]              start server I again, with its data
+       nats.sh up [PORT] [--node I]              start server I again, with its data (back once it serves with JetStream on)
        nats.sh restart [PORT] [--node I] [--kill]  down, then up
        nats.sh messages [N] [--port PORT]        the last N (all without N) messages kept by
                                                  --record, oldest first, one JSON object a line
@@ -65,14 +65,14 @@ instance_stop() {
     rm -f "$1/pid"
 }
 
-# node_healthy MONITOR_URL NODES: the server answers /healthz, has a route to every other
-# server, and sees a JetStream meta leader.
+# node_healthy MONITOR_URL NODES [HEALTHZ_QUERY]: the server answers /healthz (with the
+# query, if given), has a route to every other server, and sees a JetStream meta leader.
 node_healthy() {
-    python3 - "$1" "$2" <<'EOF'
+    python3 - "$1" "$2" "${3:-}" <<'EOF'
 import json, sys, urllib.request
-base, nodes = sys.argv[1], int(sys.argv[2])
+base, nodes, query = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 get = lambda p: json.load(urllib.request.urlopen(base + p, timeout=2))
-assert get("/healthz").get("status") == "ok"
+assert get("/healthz" + query).get("status") == "ok"
 if nodes > 1:
     assert get("/routez").get("num_routes", 0) >= nodes - 1
     assert (get("/jsz").get("meta_cluster") or {}).get("leader")
@@ -107,14 +107,14 @@ launch_node() {
     NODE_PID=$LAUNCHED_PID
 }
 
-# wait_node I PID: wait until server I is healthy, with a route to every server that runs (a
-# server brought back while another is still down cannot reach that one).
+# wait_node I PID [HEALTHZ_QUERY]: wait until server I is healthy, with a route to every
+# server that runs (a server brought back while another is still down cannot reach that one).
 wait_node() {
-    local i=$1 pid=$2 nd="$STATE_DIR/n$1" d running=0
+    local i=$1 pid=$2 query=${3:-} nd="$STATE_DIR/n$1" d running=0
     while IFS= read -r d; do
         if instance_pid "$d" >/dev/null; then running=$((running + 1)); fi
     done < <(node_dirs "$STATE_DIR")
-    wait_ready "$pid" "$nd/nats.log" "nats-server $i" node_healthy "$(fact_of "NODE${i}_MONITOR_URL")" "$running"
+    wait_ready "$pid" "$nd/nats.log" "nats-server $i" node_healthy "$(fact_of "NODE${i}_MONITOR_URL")" "$running" "$query"
 }
 
 node_command() {
@@ -143,7 +143,9 @@ node_command() {
         else
             ensure_server
             launch_node "$i"
-            wait_node "$i" "$NODE_PID"
+            # Back means serving with JetStream on: its copies of the streams and consumers
+            # catch up by themselves, which under load can take longer than any wait here.
+            wait_node "$i" "$NODE_PID" "?js-server-only=true"
             set_fact "NODE${i}_PID" "$NODE_PID"
             [ "$i" = 1 ] && set_fact PID "$NODE_PID"
             log "server $i is up again (pid $NODE_PID)"

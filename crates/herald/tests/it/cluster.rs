@@ -201,7 +201,7 @@ async fn without_a_jetstream_quorum_a_replica_refuses_events_and_serves_again_on
 
 /// How long a replica may take to serve again once JetStream has its quorum back: the servers'
 /// own recovery (elections, catching up) takes most of it.
-const RECOVERY: Duration = Duration::from_secs(60);
+const RECOVERY: Duration = Duration::from_secs(90);
 
 /// `flux-system/<name>`'s entry of `/api/v1/providers` on `d`, and the answer's scope.
 async fn counts_of(d: &Daemon, name: &str) -> (Value, Value) {
