@@ -83,6 +83,8 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// A held message is sent to its partition's holder again after this (and skipped there):
 /// what a dying server lost on the way is read again.
 const REDELIVER_AFTER: Duration = Duration::from_secs(30);
+/// How long opening waits for a JetStream that does not answer before herald gives up.
+const SETUP_PATIENCE: Duration = Duration::from_secs(60);
 /// Readings of `herald-records` a scan makes before it gives up on a stalled one.
 const SCAN_ATTEMPTS: usize = 3;
 /// Ids a replica takes at a time (one message in `HERALD_IDS`), and so the most deliveries one
@@ -362,8 +364,10 @@ impl Inner {
             let info = client.server_info();
             if info.cluster.is_some() { 3 } else { 1 }
         });
-        let work = js
-            .get_or_create_stream(stream::Config {
+        let work = ensure_stream(
+            &js,
+            "stream",
+            stream::Config {
                 name: WORK_STREAM.into(),
                 subjects: vec![format!("{WORK_SUBJECT}.*")],
                 retention: stream::RetentionPolicy::WorkQueue,
@@ -371,10 +375,10 @@ impl Inner {
                 num_replicas: replicas,
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("cannot create the stream {WORK_STREAM}: {e}"))?;
-        js.get_or_create_stream(stream::Config {
+            },
+        )
+        .await?;
+        let ids = stream::Config {
             name: IDS_STREAM.into(),
             subjects: vec![IDS_SUBJECT.into()],
             // Only the sequence matters: the last message is all it keeps.
@@ -383,9 +387,8 @@ impl Inner {
             storage: stream::StorageType::File,
             num_replicas: replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("cannot create the stream {IDS_STREAM}: {e}"))?;
+        };
+        ensure_stream(&js, "stream", ids).await?;
         let mut stores = Vec::new();
         for (name, max_age) in [
             (RECORDS, Duration::ZERO),
@@ -460,6 +463,46 @@ impl Inner {
     }
 }
 
+/// Creates a stream (or opens it as it is), waiting out a JetStream that is briefly away: a
+/// leader being elected, or several replicas starting at once against a new cluster. Any other
+/// error fails at once; that one after [`SETUP_PATIENCE`]. `kind` names it in the error: a
+/// bucket's stream is `KV_<bucket>`.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    kind: &str,
+    config: stream::Config,
+) -> Result<stream::Stream, String> {
+    let name = config
+        .name
+        .strip_prefix("KV_")
+        .unwrap_or(&config.name)
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + SETUP_PATIENCE;
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if not_yet(&e.kind()) && tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(%kind, %name, error = %e, "JetStream does not answer yet; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(format!("cannot create the {kind} {name}: {e}")),
+        }
+    }
+}
+
+/// Whether a stream could not be made only because JetStream is not there yet: no answer, no
+/// JetStream server, or one without a quorum yet ("temporarily unavailable").
+fn not_yet(kind: &jetstream::context::CreateStreamErrorKind) -> bool {
+    use jetstream::context::CreateStreamErrorKind as Kind;
+    match kind {
+        Kind::TimedOut | Kind::JetStreamUnavailable => true,
+        Kind::JetStream(e) => e.error_code() == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
+        _ => false,
+    }
+}
+
 /// Opens a key-value bucket, creating its stream as the KV API would: the API's own creation
 /// asks for account details in a newer server's form than 2.9 gives.
 async fn open_bucket(
@@ -486,9 +529,7 @@ async fn open_bucket(
         discard: stream::DiscardPolicy::New,
         ..Default::default()
     };
-    js.get_or_create_stream(config)
-        .await
-        .map_err(|e| format!("cannot create the bucket {name}: {e}"))?;
+    ensure_stream(js, "bucket", config).await?;
     js.get_key_value(name)
         .await
         .map_err(|e| format!("cannot open the bucket {name}: {e}"))

@@ -199,6 +199,40 @@ async fn without_a_jetstream_quorum_a_replica_refuses_events_and_serves_again_on
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_started_before_jetstream_has_a_quorum_waits_for_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    // One server of three: JetStream cannot make its streams, and asking times out.
+    for node in 2..=3 {
+        cluster.node("down", node, true);
+    }
+    let rec = Recorder::start().await;
+    let dir = manifests(&hook("hook", &rec.url()));
+    let starting = {
+        let (dir, url) = (dir.path().to_owned(), cluster.url().to_owned());
+        tokio::task::spawn_blocking(move || {
+            let args = ["--outbox", &url, "--replica-name", "early"];
+            Daemon::start_within(&dir, &args, RECOVERY)
+        })
+    };
+    // Longer than a JetStream request may take: its first attempts time out.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    for node in 2..=3 {
+        cluster.node("up", node, false);
+    }
+    // It waits for JetStream instead of exiting, and then serves.
+    let early = starting.await.unwrap();
+    assert_eq!(
+        post(&early.events, &event("webapp", "after the wait")).await,
+        Some(202)
+    );
+    let seen = wait_delivered(&rec, 1, RECOVERY).await;
+    assert_eq!(seen.get("after the wait"), Some(&1), "{}", early.logs());
+}
+
 /// How long a replica may take to serve again once JetStream has its quorum back: the servers'
 /// own recovery (elections, catching up) takes most of it.
 const RECOVERY: Duration = Duration::from_secs(90);

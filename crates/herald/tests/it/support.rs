@@ -19,6 +19,9 @@ pub(crate) fn repo_root() -> PathBuf {
 }
 
 /// `herald serve`'s four listeners on free loopback ports.
+/// How long a daemon may take to say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(20);
+
 pub(crate) const LOOPBACK_PORTS: [&str; 8] = [
     "--events-addr",
     "127.0.0.1:0",
@@ -44,17 +47,27 @@ pub(crate) struct Daemon {
 impl Daemon {
     /// Starts `herald serve` on free ports with `args` added, and waits until it is ready.
     pub(crate) fn start(manifests: &Path, args: &[&str]) -> Daemon {
+        Daemon::start_within(manifests, args, READY_WITHIN)
+    }
+
+    /// As [`Daemon::start`], for a daemon that may take up to `ready_within` to be ready.
+    pub(crate) fn start_within(manifests: &Path, args: &[&str], ready_within: Duration) -> Daemon {
         let data = tempfile::tempdir().unwrap().keep();
-        Daemon::start_in(herald(), manifests, &data, args)
+        Daemon::spawn(herald(), manifests, &data, args, ready_within)
     }
 
     /// Starts `cmd` (herald, or a wrapper that runs it) as `herald serve` with its outbox in
     /// `data`.
-    pub(crate) fn start_in(
+    pub(crate) fn start_in(cmd: Command, manifests: &Path, data: &Path, args: &[&str]) -> Daemon {
+        Daemon::spawn(cmd, manifests, data, args, READY_WITHIN)
+    }
+
+    fn spawn(
         mut cmd: Command,
         manifests: &Path,
         data: &Path,
         args: &[&str],
+        ready_within: Duration,
     ) -> Daemon {
         let data = data.to_owned();
         let mut child = cmd
@@ -87,7 +100,7 @@ impl Daemon {
                 sink.lock().unwrap().push(line);
             }
         });
-        let Ok(ready) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let Ok(ready) = rx.recv_timeout(ready_within) else {
             let _ = child.kill();
             panic!(
                 "herald did not become ready:\n{}",
