@@ -88,6 +88,30 @@ pub(crate) struct ProviderReport {
     pub configured: bool,
 }
 
+impl ProviderReport {
+    /// A Provider with nothing waiting, no outcome yet and no status, not (yet) from the
+    /// manifests.
+    fn empty(provider: &str, provider_type: &str, max_in_flight: usize) -> ProviderReport {
+        ProviderReport {
+            provider: provider.to_owned(),
+            provider_type: provider_type.to_owned(),
+            pending: 0,
+            in_flight: 0,
+            replicas: None,
+            max_in_flight,
+            dead: 0,
+            last_success: None,
+            last_error: None,
+            last_error_time: None,
+            consecutive_failures: 0,
+            failing_since: None,
+            paused_until: None,
+            degraded: false,
+            configured: false,
+        }
+    }
+}
+
 /// One replica's share of a Provider's deliveries.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub(crate) struct ReplicaCounts {
@@ -445,23 +469,7 @@ impl Dispatcher {
 
     /// The report of a Provider this replica holds nothing of.
     fn empty_report(&self, snapshot: &Snapshot, provider: &str, ty: &str) -> ProviderReport {
-        ProviderReport {
-            provider: provider.to_owned(),
-            provider_type: ty.to_owned(),
-            pending: 0,
-            in_flight: 0,
-            replicas: None,
-            max_in_flight: self.engine.window_of(snapshot, provider, ty),
-            dead: 0,
-            last_success: None,
-            last_error: None,
-            last_error_time: None,
-            consecutive_failures: 0,
-            failing_since: None,
-            paused_until: None,
-            degraded: false,
-            configured: false,
-        }
+        ProviderReport::empty(provider, ty, self.engine.window_of(snapshot, provider, ty))
     }
 
     /// The deliveries being attempted right now.
@@ -726,21 +734,10 @@ mod tests {
         ]);
         let cluster = ClusterLoad::new("a".into(), others, load(1, 0));
         let mut report = ProviderReport {
-            provider: "apps/hook".into(),
-            provider_type: "generic".into(),
             pending: 2,
             in_flight: 1,
-            replicas: None,
-            max_in_flight: 64,
-            dead: 0,
-            last_success: None,
-            last_error: None,
-            last_error_time: None,
-            consecutive_failures: 0,
-            failing_since: None,
-            paused_until: None,
-            degraded: false,
             configured: true,
+            ..ProviderReport::empty("apps/hook", "generic", 64)
         };
         add_cluster(&mut report, &cluster);
         assert_eq!((report.pending, report.in_flight), (7, 3));
