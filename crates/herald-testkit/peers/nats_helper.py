@@ -262,6 +262,8 @@ async def cmd_check_stream_current(client_file, stream):
     nc = await connect(client_file)
     try:
         info = await nc.jetstream().stream_info(stream)
+        if info.cluster and not info.cluster.leader:
+            sys.exit("the stream has no leader")
         replicas = (info.cluster.replicas or []) if info.cluster else []
         behind = [r.name for r in replicas if not r.current or r.offline]
         if behind:
