@@ -493,12 +493,18 @@ async fn ensure_stream(
 }
 
 /// Whether a stream could not be made only because JetStream is not there yet: no answer, no
-/// JetStream server, or one without a quorum yet ("temporarily unavailable").
+/// JetStream server, one without a quorum yet ("temporarily unavailable"), or a meta leader
+/// that does not see enough servers for the copies yet ("no suitable peers for placement",
+/// while the last servers of a starting cluster join).
 fn not_yet(kind: &jetstream::context::CreateStreamErrorKind) -> bool {
+    use jetstream::ErrorCode;
     use jetstream::context::CreateStreamErrorKind as Kind;
     match kind {
         Kind::TimedOut | Kind::JetStreamUnavailable => true,
-        Kind::JetStream(e) => e.error_code() == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE,
+        Kind::JetStream(e) => matches!(
+            e.error_code(),
+            ErrorCode::CLUSTER_NOT_AVAILABLE | ErrorCode::CLUSTER_NO_PEERS
+        ),
         _ => false,
     }
 }
