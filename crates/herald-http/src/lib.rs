@@ -7,7 +7,8 @@
 //! `spec.timeout`; an explicit proxy (HTTP or HTTPS, with Basic credentials:
 //! absolute-form requests for `http://` destinations and a `CONNECT` tunnel for `https://`
 //! ones, as Go does; or SOCKS5) or else the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment;
-//! a custom CA that replaces the system roots and a client certificate for mTLS. TLS is
+//! a custom CA that replaces the system roots (which are read at the first handshake that needs
+//! them, not when a client is built) and a client certificate for mTLS. TLS is
 //! rustls with the *ring* provider, passed explicitly; verification is never disabled. Every
 //! error message is masked with the provider's secrets and shows URLs only as
 //! `scheme://host[:port]/…`.

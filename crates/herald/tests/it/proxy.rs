@@ -1,6 +1,7 @@
 //! Proxies through the real binary (`herald send`): `http://` destinations go to an HTTP proxy
 //! in absolute form and `https://` ones through `CONNECT`, as Go sends them, and an `https://`
-//! proxy is spoken to over TLS.
+//! proxy is spoken to over TLS. Also the system's CA roots, for Providers without a CA of their
+//! own.
 
 use std::path::Path;
 use std::process::Output;
@@ -110,4 +111,58 @@ async fn http_targets_are_forwarded_and_https_ones_tunnelled_through_plain_and_t
                 .all(|r| r.header("proxy-authorization").is_none())
         );
     }
+}
+
+/// `herald send` to an `https://` Provider without `certSecretRef`, the system's roots being
+/// only the PEM file `roots` (rustls-native-certs reads `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+async fn send_with_system_roots(address: &str, roots: &Path) -> Output {
+    let text = format!(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: public, namespace: apps}}\nspec:\n  type: generic\n  address: {address}\n"
+    );
+    let dir = manifests(&text);
+    let roots = roots.to_owned();
+    tokio::task::spawn_blocking(move || {
+        herald()
+            .args(["send", "--provider", "apps/public", "--event"])
+            .arg(repo_root().join("examples/events/kustomization-ready.json"))
+            .arg("--manifests")
+            .arg(dir.path())
+            .env("SSL_CERT_FILE", &roots)
+            .env("SSL_CERT_DIR", roots.with_extension("none"))
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_without_a_ca_of_its_own_is_checked_against_the_system_roots() {
+    let ca = TestCa::new();
+    let secure = Recorder::start_tls(ServerTls::from_ca(&ca)).await;
+    let files = tempfile::tempdir().unwrap();
+    let ours = files.path().join("ours.pem");
+    std::fs::write(&ours, ca.ca_pem()).unwrap();
+    let theirs = files.path().join("theirs.pem");
+    std::fs::write(&theirs, TestCa::new().ca_pem()).unwrap();
+    let address = format!("{}/flux", secure.url());
+
+    let out = send_with_system_roots(&address, &ours).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(secure.requests().len(), 1);
+
+    let out = send_with_system_roots(&address, &theirs).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("TLS handshake failed: invalid peer certificate: UnknownIssuer"),
+        "{stderr}"
+    );
+    assert_eq!(secure.requests().len(), 1);
 }
