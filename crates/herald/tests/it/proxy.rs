@@ -20,18 +20,22 @@ fn provider(name: &str, address: &str, proxy: &str, ca_pem: &str) -> String {
 }
 
 async fn send(dir: &Path, provider: &str) -> Output {
-    let (dir, provider) = (dir.to_owned(), provider.to_owned());
-    tokio::task::spawn_blocking(move || {
-        herald()
-            .args(["send", "--provider", &provider, "--event"])
-            .arg(repo_root().join("examples/events/kustomization-ready.json"))
-            .arg("--manifests")
-            .arg(&dir)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    send_with_env(dir, provider, &[]).await
+}
+
+/// `herald send --provider <provider>` of the example event, with `env` set.
+async fn send_with_env(dir: &Path, provider: &str, env: &[(&str, &Path)]) -> Output {
+    let mut cmd = herald();
+    cmd.args(["send", "--provider", provider, "--event"])
+        .arg(repo_root().join("examples/events/kustomization-ready.json"))
+        .arg("--manifests")
+        .arg(dir);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,22 +124,9 @@ async fn send_with_system_roots(address: &str, roots: &Path) -> Output {
         "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: public, namespace: apps}}\nspec:\n  type: generic\n  address: {address}\n"
     );
     let dir = manifests(&text);
-    let roots = roots.to_owned();
-    tokio::task::spawn_blocking(move || {
-        herald()
-            .args(["send", "--provider", "apps/public", "--event"])
-            .arg(repo_root().join("examples/events/kustomization-ready.json"))
-            .arg("--manifests")
-            .arg(dir.path())
-            .env("SSL_CERT_FILE", &roots)
-            .env("SSL_CERT_DIR", roots.with_extension("none"))
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let no_dir = roots.with_extension("none");
+    let env = [("SSL_CERT_FILE", roots), ("SSL_CERT_DIR", no_dir.as_path())];
+    send_with_env(dir.path(), "apps/public", &env).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
