@@ -15,33 +15,28 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 /// The manifest field TLS material comes from.
 const FIELD: &str = "spec.certSecretRef";
 
-/// The system roots, loaded once per process, at the first handshake that needs them (so a
-/// daemon whose Providers all speak plain HTTP never reads the system's CA bundle nor keeps it
-/// in memory: about 250 KiB with Debian's). Empty if none could be loaded.
-fn system_roots() -> Arc<RootCertStore> {
-    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let found = rustls_native_certs::load_native_certs();
-            let mut roots = RootCertStore::empty();
-            let (added, ignored) = roots.add_parsable_certificates(found.certs);
-            for err in &found.errors {
-                tracing::warn!(error = %err, "could not load some system CA certificates");
-            }
-            if added == 0 {
-                tracing::warn!(
-                    "no system CA certificates found: HTTPS to public services will fail \
-                     unless the provider has a certSecretRef with ca.crt"
-                );
-            }
-            tracing::debug!(added, ignored, "loaded system CA certificates");
-            Arc::new(roots)
-        })
-        .clone()
+/// Reads the system roots, with a warning for what could not be read. Empty if none could be.
+fn load_system_roots() -> RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    for err in &found.errors {
+        tracing::warn!(error = %err, "could not load some system CA certificates");
+    }
+    if added == 0 {
+        tracing::warn!(
+            "no system CA certificates found: HTTPS to public services will fail \
+             unless the provider has a certSecretRef with ca.crt"
+        );
+    }
+    tracing::debug!(added, ignored, "loaded system CA certificates");
+    roots
 }
 
 /// Checks servers against the system roots, which it loads when the first certificate comes
-/// to be checked. It does what rustls's own WebPKI verifier does, which it hands the check to.
+/// to be checked, once per process: a daemon whose Providers all speak plain HTTP never reads
+/// the system's CA bundle nor keeps it in memory (about 250 KiB with Debian's). It does what
+/// rustls's own WebPKI verifier does, which it hands the check to.
 #[derive(Debug)]
 struct SystemRootsVerifier {
     provider: Arc<CryptoProvider>,
@@ -66,7 +61,8 @@ impl SystemRootsVerifier {
     fn webpki(&self) -> Option<&Arc<WebPkiServerVerifier>> {
         self.webpki
             .get_or_init(|| {
-                WebPkiServerVerifier::builder_with_provider(system_roots(), self.provider.clone())
+                let roots = Arc::new(load_system_roots());
+                WebPkiServerVerifier::builder_with_provider(roots, self.provider.clone())
                     .build()
                     .ok()
             })
