@@ -72,8 +72,47 @@ pub const MAX_KEYS: usize = 100_000;
 pub struct RateLimiter {
     interval: Duration,
     max_keys: usize,
-    buckets: Mutex<HashMap<[u8; 32], Bucket>>,
+    buckets: Mutex<Buckets>,
     full_logged: AtomicBool,
+}
+
+/// The windows, and the earliest moment one of them can go stale.
+#[derive(Debug, Default)]
+struct Buckets {
+    map: HashMap<[u8; 32], Bucket>,
+    /// No window goes stale before this (a lower bound: `last_seen` only moves forward, and
+    /// windows added later are newer). A full table is swept only once it is reached, so a
+    /// flood of new events costs one scan per expiry, not one per event.
+    no_expiry_before: Option<Instant>,
+    /// Full scans so far.
+    scans: u64,
+}
+
+impl Buckets {
+    /// Forgets windows not seen for `ttl` and notes when the oldest that stays goes stale.
+    fn sweep(&mut self, now: Instant, ttl: Duration) {
+        self.scans += 1;
+        let mut oldest: Option<Instant> = None;
+        self.map.retain(|_, b| {
+            let keep = now.saturating_duration_since(b.last_seen) < ttl;
+            if keep {
+                oldest = Some(oldest.map_or(b.last_seen, |o| o.min(b.last_seen)));
+            }
+            keep
+        });
+        self.no_expiry_before = oldest.map(|o| o + ttl);
+    }
+
+    /// Whether a new window fits, sweeping a full table when a window may have gone stale.
+    fn has_room(&mut self, max_keys: usize, now: Instant, ttl: Duration) -> bool {
+        if self.map.len() < max_keys {
+            return true;
+        }
+        if self.no_expiry_before.is_none_or(|t| now >= t) {
+            self.sweep(now, ttl);
+        }
+        self.map.len() < max_keys
+    }
 }
 
 impl RateLimiter {
@@ -89,7 +128,7 @@ impl RateLimiter {
         RateLimiter {
             interval,
             max_keys,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
             full_logged: AtomicBool::new(false),
         }
     }
@@ -106,13 +145,11 @@ impl RateLimiter {
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let interval = self.interval.as_nanos();
-        if buckets.len() >= self.max_keys && !buckets.contains_key(&key) {
-            let ttl = self.interval * 2;
-            buckets.retain(|_, b| now.saturating_duration_since(b.last_seen) < ttl);
-            if buckets.len() >= self.max_keys {
+        if buckets.map.len() >= self.max_keys && !buckets.map.contains_key(&key) {
+            if !buckets.has_room(self.max_keys, now, self.ttl()) {
                 if !self.full_logged.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
-                        windows = buckets.len(),
+                        windows = buckets.map.len(),
                         "duplicate suppression is full: new events are accepted without a window until old ones expire"
                     );
                 }
@@ -122,7 +159,7 @@ impl RateLimiter {
             }
             self.full_logged.store(false, Ordering::Relaxed);
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let bucket = buckets.map.entry(key).or_insert(Bucket {
             start: now,
             used_tick: u64::MAX,
             last_seen: now,
@@ -145,7 +182,7 @@ impl RateLimiter {
     /// (503), so the emitter's retry must not be answered 429.
     pub fn forget(&self, key: &[u8; 32]) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bucket) = buckets.get_mut(key) {
+        if let Some(bucket) = buckets.map.get_mut(key) {
             bucket.used_tick = u64::MAX;
         }
     }
@@ -153,9 +190,19 @@ impl RateLimiter {
     /// Forgets keys not seen for two intervals; returns how many remain.
     pub fn sweep(&self, now: Instant) -> usize {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let ttl = self.interval * 2;
-        buckets.retain(|_, b| now.saturating_duration_since(b.last_seen) < ttl);
-        buckets.len()
+        buckets.sweep(now, self.ttl());
+        buckets.map.len()
+    }
+
+    /// How long a window is kept after its key was last seen.
+    fn ttl(&self) -> Duration {
+        self.interval * 2
+    }
+
+    /// Full scans of the windows so far.
+    #[cfg(test)]
+    fn scans(&self) -> u64 {
+        self.buckets.lock().map(|b| b.scans).unwrap_or_default()
     }
 }
 
@@ -293,6 +340,45 @@ mod tests {
         ));
         assert!(matches!(
             rl.check(k("c"), later, wall),
+            Decision::Duplicate { .. }
+        ));
+    }
+
+    #[test]
+    fn a_full_table_is_scanned_once_per_expiry_not_once_per_event() {
+        let rl = RateLimiter::with_max_keys(Duration::from_secs(60), 3);
+        let t0 = Instant::now();
+        let wall = SystemTime::now();
+        let k = |i: u32| key(&event(&i.to_string(), &[]));
+        for i in 0..3 {
+            rl.check(k(i), t0 + Duration::from_secs(u64::from(i)), wall);
+        }
+        // Full, and the oldest window (seen at t0) stays fresh until t0 + 120 s.
+        for i in 3..1_000 {
+            rl.check(k(i), t0 + Duration::from_secs(10), wall);
+        }
+        assert_eq!(rl.scans(), 1);
+        rl.check(k(1_000), t0 + Duration::from_secs(119), wall);
+        assert_eq!(rl.scans(), 1);
+        // Now the first window is stale: one scan frees it and the new key takes its place.
+        let at = t0 + Duration::from_secs(120);
+        assert!(matches!(
+            rl.check(k(1_001), at, wall),
+            Decision::Allowed { .. }
+        ));
+        assert_eq!(rl.scans(), 2);
+        assert!(matches!(
+            rl.check(k(1_001), at, wall),
+            Decision::Duplicate { .. }
+        ));
+        // Full again; that scan found the next window to go stale: the one seen at t0 + 1 s.
+        rl.check(k(1_002), at, wall);
+        rl.check(k(1_003), at + Duration::from_millis(500), wall);
+        assert_eq!(rl.scans(), 2);
+        rl.check(k(1_004), t0 + Duration::from_secs(121), wall);
+        assert_eq!(rl.scans(), 3);
+        assert!(matches!(
+            rl.check(k(1_004), t0 + Duration::from_secs(121), wall),
             Decision::Duplicate { .. }
         ));
     }
