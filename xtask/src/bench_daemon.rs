@@ -223,22 +223,7 @@ pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
 }
 
 pub(crate) fn ensure_wrk() -> Result<()> {
-    if Command::new("wrk").arg("--version").output().is_ok() {
-        return Ok(());
-    }
-    eprintln!("$ apt-get install -y wrk");
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "wrk"])
-            .status()
-    };
-    if !install()?.success() {
-        Command::new("apt-get").args(["update", "-q"]).status()?;
-        if !install()?.success() {
-            bail!("could not install wrk with apt-get");
-        }
-    }
-    Ok(())
+    crate::setup::debian_programs(&[("wrk", "wrk")])
 }
 
 pub(crate) struct WrkResult {

@@ -55,7 +55,7 @@ pub(crate) fn run_setup(root: &Path, needs: Needs) -> Result<Vec<String>> {
     if !needs.test_programs {
         return Ok(Vec::new());
     }
-    debian_programs()?;
+    debian_programs(&PROGRAMS)?;
     peer_installs(root)
 }
 
@@ -92,8 +92,10 @@ pub(crate) fn cargo_tool(krate: &str, subcommand: &str) -> Result<()> {
     run(&cargo(), &["install", krate, "--locked"]).with_context(|| format!("installing {krate}"))
 }
 
-fn debian_programs() -> Result<()> {
-    let missing: Vec<&str> = PROGRAMS
+/// Installs, with apt-get, the package of each (program, package) whose program is not on the
+/// `PATH`.
+pub(crate) fn debian_programs(programs: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = programs
         .iter()
         .filter(|(program, _)| !on_path(program))
         .map(|(_, package)| *package)
@@ -103,7 +105,7 @@ fn debian_programs() -> Result<()> {
     }
     if !on_path("apt-get") {
         bail!(
-            "the tests need these packages and there is no apt-get to install them: {}",
+            "these packages are needed and there is no apt-get to install them: {}",
             missing.join(", ")
         );
     }
