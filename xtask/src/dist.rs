@@ -134,6 +134,8 @@ pub(crate) struct Built {
     pub(crate) set: String,
     pub(crate) bytes: u64,
     pub(crate) tarball: PathBuf,
+    /// The binary in the tarball's folder.
+    pub(crate) binary: PathBuf,
     pub(crate) took: Duration,
 }
 
@@ -249,6 +251,7 @@ pub(crate) fn build(root: &Path, set: &FeatureSet, known: &[String]) -> Result<B
         set: name,
         bytes,
         tarball,
+        binary: staged_binary,
         took,
     })
 }
@@ -536,6 +539,16 @@ pub(crate) fn sizes(root: &Path, which: Sizes) -> Result<()> {
         .map(|(_, b)| (b.set.clone(), b.bytes))
         .collect();
     let problems = regressions(&table, &sizes, which == Sizes::All);
+    if let Some((_, all)) = built.iter().find(|(s, _)| s.features.len() == known.len()) {
+        let (placed, covers) = crate::start_order::check(root, &all.binary)?;
+        println!(
+            "start-up code placed together in the {} build: {} bytes ({} when {} was written)",
+            all.set,
+            thousands(placed),
+            thousands(covers),
+            crate::start_order::SCRIPT
+        );
+    }
     if !problems.is_empty() {
         bail!(
             "binary sizes against {BENCHMARKS}:\n  {}\n(if the growth is deliberate: `cargo xtask sizes --update`, and say why in the commit)",

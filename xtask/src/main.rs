@@ -18,7 +18,10 @@
 //! - `dist [--features LIST]`: a release build of the chosen families (and `templates`) and
 //!   its tarball.
 //! - `sizes [--update]`: every feature set of docs/benchmarks.md's size table through `dist`,
-//!   checked against the table or written into it.
+//!   checked against the table or written into it; the all-families build also against
+//!   `crates/herald/link/start.ld` (module `start_order`).
+//! - `start-order`: rewrites that linker script from the functions a starting daemon runs
+//!   (valgrind).
 //! - `docs`: regenerates what is generated from the command line (docs/configuration.md's
 //!   flag reference, docs/cli/ completions and man pages).
 //!
@@ -39,6 +42,7 @@ mod peers;
 mod report;
 mod setup;
 mod soak;
+mod start_order;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -87,10 +91,11 @@ fn dispatch() -> Result<i32> {
             Some("--update") => dist::sizes(&root, dist::Sizes::Update),
             Some(other) => bail!("unknown argument {other:?}; usage: cargo xtask sizes [--update]"),
         },
+        Some("start-order") => start_order::main(&root),
         Some("docs") => docs(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci [--skip {}] | features | deny | peers <name> <command...> | bench [daemon|cluster] | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...] | dist [--features LIST] | sizes [--update] | docs>",
+                "usage: cargo xtask <ci [--skip {}] | features | deny | peers <name> <command...> | bench [daemon|cluster] | soak [--minutes N] | fuzz [--time SECONDS] [TARGET...] | dist [--features LIST] | sizes [--update] | start-order | docs>",
                 STEPS.join(",")
             );
             return Ok(2);
