@@ -7,8 +7,10 @@
 //! built from ([`ProviderConfig`]), the [`Notifier`] trait with its [`Registry`] of factories,
 //! the typed errors ([`BuildError`], [`DeliveryError`]), the one retry policy ([`retry`]) and
 //! the ordering key that says which deliveries must go out one after another ([`OrderingKey`]),
-//! and the message templates of Providers and Alerts, compiled and checked at load
-//! ([`template`], on the engine of `herald-template` when the `templates` feature is on).
+//! the message templates of Providers and Alerts, compiled and checked at load
+//! ([`template`], on the engine of `herald-template` when the `templates` feature is on), and
+//! the regular expressions of Alerts, with Go's meaning ([`pattern`]; Unicode classes with the
+//! `unicode-regex` feature).
 //!
 //! It is *not* a client: it does no I/O at all, spawns nothing and knows no HTTP library.
 //! Manifests are parsed from text that the caller reads ([`manifest::ManifestSet::add_file`]),
@@ -39,6 +41,7 @@ pub mod matching;
 pub mod metadata;
 mod notifier;
 mod ordering;
+pub mod pattern;
 mod provider_type;
 pub mod retry;
 mod secret;

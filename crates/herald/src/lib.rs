@@ -90,8 +90,13 @@ fn version() -> String {
     } else {
         "not built in (cargo feature `templates`)"
     };
+    let patterns = if herald_core::pattern::UNICODE_BUILT_IN {
+        "Unicode classes and case folding"
+    } else {
+        "ASCII only (cargo feature `unicode-regex`)"
+    };
     format!(
-        "{}\nfamilies: {}\nmessage templates: {templates}",
+        "{}\nfamilies: {}\nmessage templates: {templates}\nalert patterns: {patterns}",
         env!("CARGO_PKG_VERSION"),
         families.join(", ")
     )

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use base64::Engine as _;
-use regex::Regex;
 use serde::de::DeserializeOwned;
 
 use super::raw;
@@ -14,6 +13,7 @@ use super::{
     NOTIFICATION_VERSIONS, ObjectKey, Origin, Provider, ProviderSpec, Secret, TemplateSource,
     TemplateText,
 };
+use crate::pattern::Pattern;
 use crate::template::{
     TEMPLATE_ANNOTATION, TEMPLATE_CONTENT_TYPE_ANNOTATION, TEMPLATE_FROM_ANNOTATION,
 };
@@ -572,17 +572,17 @@ fn compile_list(
     field: &str,
     err: &dyn Fn(&[&str]) -> ManifestError,
     errors: &mut Vec<ManifestError>,
-) -> Vec<Regex> {
+) -> Vec<Pattern> {
     let mut out = Vec::new();
     for (i, expr) in list.unwrap_or_default().into_iter().enumerate() {
-        match Regex::new(&expr) {
+        match Pattern::new(&expr) {
             Ok(re) => out.push(re),
             Err(e) => errors.push(
                 err(&["spec", field])
                     .field(format!("spec.{field}[{i}]"))
                     .message(format!(
                         "invalid regular expression {expr:?}: {}",
-                        one_line(&e.to_string())
+                        one_line(&e)
                     )),
             ),
         }

@@ -26,8 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::Regex;
-
+use crate::pattern::Pattern;
 use crate::{ProviderType, SecretBytes};
 
 pub use catalog::{Catalog, ObjectStatus, ReadyProvider};
@@ -250,9 +249,9 @@ pub struct AlertSpec {
     /// `eventSources`.
     pub event_sources: Vec<EventSource>,
     /// `inclusionList` (v1beta2+), compiled.
-    pub inclusion_list: Vec<Regex>,
+    pub inclusion_list: Vec<Pattern>,
     /// `exclusionList`, compiled.
-    pub exclusion_list: Vec<Regex>,
+    pub exclusion_list: Vec<Pattern>,
     /// `eventMetadata` (v1beta2+).
     pub event_metadata: BTreeMap<String, String>,
     /// `summary` (deprecated).

@@ -341,3 +341,19 @@ fn herald_annotations_set_the_window_and_typos_are_errors() {
         ]
     );
 }
+
+#[test]
+fn a_unicode_class_needs_the_unicode_engine_and_says_so_where() {
+    let (set, errors) = parse(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a, namespace: apps}\nspec:\n  providerRef: {name: p}\n  eventSources: [{kind: Kustomization, name: '*'}]\n  exclusionList: ['\\p{Greek}']\n",
+    );
+    if crate::pattern::UNICODE_BUILT_IN {
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(set.alerts[0].spec.exclusion_list[0].is_match("λ"));
+    } else {
+        assert_eq!(
+            errors,
+            ["m.yaml:7 (document 1): Alert apps/a: spec.exclusionList[0]: invalid regular expression \"\\\\p{Greek}\": the Unicode class `\\p` needs herald built with the cargo feature `unicode-regex`"]
+        );
+    }
+}

@@ -42,6 +42,12 @@ fn version_lists_the_compiled_families() {
         "\nmessage templates: not built in (cargo feature `templates`)\n"
     };
     assert!(text.contains(templates), "{text}");
+    let patterns = if cfg!(feature = "unicode-regex") {
+        "\nalert patterns: Unicode classes and case folding"
+    } else {
+        "\nalert patterns: ASCII only (cargo feature `unicode-regex`)"
+    };
+    assert!(text.ends_with(patterns), "{text}");
 }
 
 #[test]
