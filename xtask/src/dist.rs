@@ -290,6 +290,11 @@ fn readme(
     } else {
         "not built in (a templated Provider or Alert is not ready, naming the feature `templates`)"
     };
+    let patterns = if set.features.iter().any(|f| f == "unicode-regex") {
+        "Go's RE2 syntax with Unicode classes and case folding (`unicode-regex`)"
+    } else {
+        "Go's RE2 syntax, ASCII only (a pattern with a Unicode class, or `(?i)` on a non-ASCII letter, makes its Alert not ready, naming the feature `unicode-regex`)"
+    };
     format!(
         "# herald\n\n\
          A notifier for Flux events: it reads Flux's Provider, Alert and Secret manifests, \
@@ -298,9 +303,11 @@ fn readme(
          - Provider families compiled in: {families}.\n\
          - Families not compiled in: {missing}.\n\
          - Message templates: {templates}.\n\
+         - Alert inclusion and exclusion patterns: {patterns}.\n\
          - Target: `{triple}`.\n\
          - Built with `cargo {cargo}` (the workspace's `release` profile: fat LTO, one codegen \
-         unit, stripped, `opt-level = \"s\"` with the per-event hot path at 3, and panic = unwind \
+         unit, stripped, `opt-level = \"s\"` with the per-event hot path at 3 and the code off it \
+         (start-up, commands, YAML, TLS) at `\"z\"`, and panic = unwind \
          so that a panicking delivery task cannot take accepted events down with the daemon).\n\n\
          ## Contents\n\n\
          - `herald`: the binary (`herald --help`, `herald serve --help`).\n\

@@ -337,6 +337,8 @@ mod tests {
             (r"\s", "\u{b}", false),
             (r"\s", "\t", true),
             (r"\bcaf\b", "café", true),
+            (r"o\Bo", "foo", true),
+            (r"o\Bo", "oéo", false),
             (r"[^\d]", "٣", true),
             (r"(?i)fehler", "FEHLER beim Abgleich", true),
             (

@@ -353,7 +353,9 @@ fn a_unicode_class_needs_the_unicode_engine_and_says_so_where() {
     } else {
         assert_eq!(
             errors,
-            ["m.yaml:7 (document 1): Alert apps/a: spec.exclusionList[0]: invalid regular expression \"\\\\p{Greek}\": the Unicode class `\\p` needs herald built with the cargo feature `unicode-regex`"]
+            [
+                "m.yaml:7 (document 1): Alert apps/a: spec.exclusionList[0]: invalid regular expression \"\\\\p{Greek}\": the Unicode class `\\p` needs herald built with the cargo feature `unicode-regex`"
+            ]
         );
     }
 }
