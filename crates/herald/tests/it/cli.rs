@@ -43,11 +43,11 @@ fn version_lists_the_compiled_families() {
     };
     assert!(text.contains(templates), "{text}");
     let patterns = if cfg!(feature = "unicode-regex") {
-        "\nalert patterns: Unicode classes and case folding"
+        "\nalert patterns: Unicode classes and case folding\n"
     } else {
-        "\nalert patterns: ASCII only (cargo feature `unicode-regex`)"
+        "\nalert patterns: ASCII only (cargo feature `unicode-regex`)\n"
     };
-    assert!(text.ends_with(patterns), "{text}");
+    assert!(text.contains(patterns), "{text}");
 }
 
 #[test]
