@@ -8,7 +8,7 @@
 //!
 //! The engine is the `regex` crate with the cargo feature `unicode-regex`: Unicode classes
 //! (`\pL`, `\p{Greek}`) and Unicode case folding under `(?i)`, as in Go. Without it the engine
-//! is `regex-lite`, about 0.8 MB less binary, which has neither; a pattern that would need
+//! is `regex-lite`, about 0.65 MB less binary, which has neither; a pattern that would need
 //! them (a `\p` class, or `(?i)` with a non-ASCII letter) is refused with a message naming the
 //! feature, never compiled to mean something else. The one difference left: under `(?i)`, Go
 //! (and `unicode-regex`) also match the two non-ASCII letters that fold to ASCII ones, the
