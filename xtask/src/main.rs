@@ -9,7 +9,7 @@
 //! - `deny`: `cargo deny check` with the advisory database fetched now, else the snapshot
 //!   `HERALD_ADVISORY_DB` names, else without advisories, loudly (module `deny`).
 //! - `peers <name> <command...>`: the real services of the tests, by hand (module `peers`).
-//! - `bench [daemon]`: render/sign benchmarks and the daemon load benchmark.
+//! - `bench [daemon]`: render/sign and Alert-pattern benchmarks, and the daemon load benchmark.
 //! - `bench cluster`: the load benchmark of the embedded outbox against the shared JetStream
 //!   outbox (one and three replicas) on a 3-server nats-server cluster (module
 //!   `bench_cluster`).
@@ -431,6 +431,29 @@ fn docs() -> Result<()> {
 }
 
 /// `cargo xtask bench [daemon]`: everything, or only the daemon benchmark.
+/// Runs `cargo bench ARGS --locked`, prints its output and returns its `ns/event` lines.
+fn bench_lines(cargo: &str, args: &[&str]) -> Result<Vec<String>> {
+    let mut all = vec!["bench"];
+    all.extend(args);
+    all.push("--locked");
+    eprintln!("$ {cargo} {}", all.join(" "));
+    let out = Command::new(cargo).args(&all).output()?;
+    if !out.status.success() {
+        bail!(
+            "`cargo {}` failed:\n{}",
+            all.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{text}");
+    Ok(text
+        .lines()
+        .filter(|l| l.contains("ns/event"))
+        .map(str::to_owned)
+        .collect())
+}
+
 fn bench(root: &Path, daemon_only: bool) -> Result<()> {
     let cargo = cargo();
     let mut renders = Vec::new();
@@ -450,23 +473,16 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
         {
             continue;
         }
-        eprintln!("$ {cargo} bench -p {krate} --bench render --locked");
-        let out = Command::new(&cargo)
-            .args(["bench", "-p", krate, "--bench", "render", "--locked"])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "bench of {krate} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        renders.extend(bench_lines(&cargo, &["-p", krate, "--bench", "render"])?);
+    }
+    // Alert patterns on each engine: regex-lite, and the regex crate of `unicode-regex`.
+    for features in [&[][..], &["--features", "unicode-regex"]] {
+        if daemon_only {
+            break;
         }
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        print!("{text}");
-        renders.extend(
-            text.lines()
-                .filter(|l| l.contains("ns/event"))
-                .map(str::to_owned),
-        );
+        let mut args = vec!["-p", "herald-core", "--bench", "patterns"];
+        args.extend(features);
+        renders.extend(bench_lines(&cargo, &args)?);
     }
 
     // Binary sizes are `cargo xtask sizes`' job (docs/benchmarks.md's table); the daemon
