@@ -1538,23 +1538,7 @@ mod leases {
         claims: Claims,
         p: u32,
     ) -> Result<Reader, StoreError> {
-        let name = format!("part-{p}");
-        let _ = bounded("re-reading a partition", inner.work.delete_consumer(&name)).await;
-        let consumer = bounded(
-            "reading a partition",
-            inner.work.create_consumer(consumer::pull::Config {
-                durable_name: Some(name),
-                filter_subject: format!("{WORK_SUBJECT}.{p}"),
-                ack_policy: consumer::AckPolicy::Explicit,
-                // A message not acked within this is sent again (and skipped here while this
-                // replica holds it).
-                ack_wait: REDELIVER_AFTER,
-                max_ack_pending: 100_000,
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            }),
-        )
-        .await?;
+        let consumer = fresh_consumer(&inner, p).await?;
         let mut messages = bounded("reading a partition", consumer.messages()).await?;
         let (stop_tx, mut stop) = watch::channel(false);
         let reader = Reader {
@@ -1596,6 +1580,70 @@ mod leases {
             }
         });
         Ok(reader)
+    }
+
+    /// Tries to make a fresh consumer of partition `p` this many times before the round
+    /// gives up (the next one tries again).
+    const FRESH_ATTEMPTS: u32 = 5;
+
+    /// The consumer `part-<p>`, made afresh: it delivers every message not acked yet, oldest
+    /// first.
+    ///
+    /// Creating a durable consumer whose name is taken, with the same configuration, answers
+    /// the one there. When the deletion before it did not go through (a server away, a
+    /// deletion not yet agreed on by the cluster), that consumer's pointer is past the
+    /// messages an earlier reader took and never acked: they would come back only after
+    /// [`REDELIVER_AFTER`], behind newer ones of the same keys. So a consumer that has
+    /// delivered anything is deleted and made again.
+    pub(super) async fn fresh_consumer(
+        inner: &Inner,
+        p: u32,
+    ) -> Result<jetstream::consumer::Consumer<consumer::pull::Config>, StoreError> {
+        let config = consumer_config(p);
+        let name = config.durable_name.clone().unwrap_or_default();
+        for attempt in 1..=FRESH_ATTEMPTS {
+            let _ = bounded("re-reading a partition", inner.work.delete_consumer(&name)).await;
+            let consumer = bounded(
+                "reading a partition",
+                inner.work.create_consumer(config.clone()),
+            )
+            .await?;
+            let info = consumer.cached_info();
+            if is_fresh(info) {
+                return Ok(consumer);
+            }
+            tracing::debug!(
+                partition = p,
+                attempt,
+                delivered = info.delivered.consumer_sequence,
+                "the partition's earlier consumer is still there; deleting it again"
+            );
+            tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+        }
+        Err(storage(
+            "reading a partition",
+            "its earlier consumer could not be deleted",
+        ))
+    }
+
+    /// How partition `p` is read: the durable consumer `part-<p>`.
+    pub(super) fn consumer_config(p: u32) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(format!("part-{p}")),
+            filter_subject: format!("{WORK_SUBJECT}.{p}"),
+            ack_policy: consumer::AckPolicy::Explicit,
+            // A message not acked within this is sent again (and skipped here while this
+            // replica holds it).
+            ack_wait: REDELIVER_AFTER,
+            max_ack_pending: 100_000,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        }
+    }
+
+    /// Whether a consumer has delivered nothing yet.
+    pub(super) fn is_fresh(info: &consumer::Info) -> bool {
+        info.delivered.consumer_sequence == 0 && info.num_ack_pending == 0
     }
 
     /// One message of a held partition: its delivery as last recorded goes to the engine.
@@ -2208,6 +2256,71 @@ mod tests {
         assert_eq!(raw_row(&a, id), None);
         a.close();
         herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    #[test]
+    fn a_partition_is_read_from_its_oldest_message_even_when_an_earlier_consumer_is_left() {
+        use super::super::conformance::{append_one, prepared};
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-c-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        let a = JetStream::open(&options(&url, "a")).expect("open a");
+        let ids: Vec<u64> = (0..3)
+            .map(|i| {
+                let event = Event {
+                    message: format!("event {i} about one object"),
+                    ..Default::default()
+                };
+                append_one(&a, &prepared("apps/hook", event))
+            })
+            .collect();
+        let record = a.get(ids[0]).unwrap().unwrap();
+        let p = partition(&record.provider, record.key);
+        let id_of = |m: &jetstream::Message| -> u64 {
+            m.headers
+                .as_ref()
+                .unwrap()
+                .get(ID_HEADER)
+                .unwrap()
+                .as_str()
+                .parse()
+                .unwrap()
+        };
+        let (stale, first) = a
+            .read(move |inner| async move {
+                // An earlier reader took two messages and never acked them.
+                let earlier = inner
+                    .work
+                    .create_consumer(leases::consumer_config(p))
+                    .await
+                    .unwrap();
+                let mut taken = earlier.fetch().max_messages(2).messages().await.unwrap();
+                while let Some(m) = taken.next().await {
+                    m.unwrap();
+                }
+                // Its deletion did not go through: making the consumer again answers the one
+                // that is there, past the two messages.
+                let again = inner
+                    .work
+                    .create_consumer(leases::consumer_config(p))
+                    .await
+                    .unwrap();
+                let stale = !leases::is_fresh(again.cached_info());
+                let fresh = leases::fresh_consumer(&inner, p).await?;
+                let mut messages = fresh.messages().await.unwrap();
+                let first = messages.next().await.unwrap().unwrap();
+                Ok((stale, id_of(&first)))
+            })
+            .unwrap();
+        a.close();
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+        assert!(
+            stale,
+            "a consumer that delivered messages is not taken for a fresh one"
+        );
+        assert_eq!(
+            first, ids[0],
+            "the partition is read from its oldest message"
+        );
     }
 
     #[test]

@@ -674,9 +674,10 @@ async fn flood_with(fault: Fault) -> String {
         if let Some(at) = (0..messages.len()).find(|&i| got.get(i) != messages.get(i)) {
             let window = at.saturating_sub(2)..(at + 3).min(messages.len());
             panic!(
-                "{object}: delivered out of the order it was accepted in, from position {at}: accepted {:?}, delivered {:?}",
+                "{object}: delivered out of the order it was accepted in, from position {at}: accepted {:?}, delivered {:?}\n{}",
                 &messages[window.clone()],
-                got.get(window).unwrap_or_default()
+                got.get(window).unwrap_or_default(),
+                diagnosis(&cluster, &replicas, fault, &posted, &counts).await
             );
         }
     }
