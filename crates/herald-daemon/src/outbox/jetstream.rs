@@ -16,8 +16,9 @@
 //!   replica that holds the partition. Every replica renews its leases every [`RENEW_EVERY`]
 //!   and takes free ones up to its fair share (the partitions over the live replicas, counted in
 //!   `herald-replicas`), giving back what is over it. The holder of a partition reads it through
-//!   the durable consumer `part-<partition>` (re-created when a partition changes hands, so that
-//!   every message not yet acked is read again), and hands each delivery to its engine as a
+//!   the durable consumer `part-<partition>` (re-created when a partition changes hands, and
+//!   checked to have delivered nothing yet, so that every message not yet acked is read again,
+//!   oldest first), and hands each delivery to its engine as a
 //!   [`Claim`]; the engine keeps its order per key, window and retries. So deliveries of one key
 //!   are made by one replica at a time, in commit order.
 //! - KV bucket `herald-replicas` (entries expire after [`LEASE_TTL`]): each live replica's
