@@ -1552,6 +1552,10 @@ mod leases {
             // Deliveries of a consumer are numbered: a gap is a message lost on the way (a
             // server that died), and reading on would put the ones after it first.
             let mut last = 0u64;
+            // The newest stream position claimed: claims come in stream order, which is the
+            // commit order of each key. One behind it would go out after newer ones of its key.
+            let mut newest = 0u64;
+            let mut warned = false;
             loop {
                 let next = tokio::select! {
                     next = messages.next() => next,
@@ -1564,7 +1568,19 @@ mod leases {
                             "a message was lost on the way".to_owned()
                         } else {
                             last = seq;
-                            handle(&inner, &claims, &active, &mut stop, message).await;
+                            let at = message.info().map_or(0, |i| i.stream_sequence);
+                            if handle(&inner, &claims, &active, &mut stop, message).await {
+                                if at < newest && !warned {
+                                    warned = true;
+                                    tracing::warn!(
+                                        partition = p,
+                                        position = at,
+                                        newest,
+                                        "a delivery was claimed behind newer ones of its partition; its key's order may not hold"
+                                    );
+                                }
+                                newest = newest.max(at);
+                            }
                             continue;
                         }
                     }
@@ -1648,13 +1664,14 @@ mod leases {
     }
 
     /// One message of a held partition: its delivery as last recorded goes to the engine.
+    /// Returns whether it went (not held here already, still to make, the reader not stopped).
     async fn handle(
         inner: &Inner,
         claims: &Claims,
         active: &Mutex<bool>,
         stop: &mut watch::Receiver<bool>,
         message: jetstream::Message,
-    ) {
+    ) -> bool {
         let id = message
             .headers
             .as_ref()
@@ -1662,7 +1679,7 @@ mod leases {
             .and_then(|v| v.as_str().parse::<u64>().ok());
         let Some(id) = id else {
             let _ = message.ack().await;
-            return;
+            return false;
         };
         if inner
             .held
@@ -1670,7 +1687,7 @@ mod leases {
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(&id)
         {
-            return;
+            return false;
         }
         // Read until it works: the deliveries behind this one in the partition wait, so that
         // their order holds.
@@ -1682,7 +1699,7 @@ mod leases {
                     tracing::debug!(delivery = id, error = %e, "cannot read a claimed delivery; trying again");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => return false,
                     }
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
@@ -1719,14 +1736,17 @@ mod leases {
                         .insert(id, Held { message, partition });
                     claims(Claim::Deliver(Box::new(record), Arc::new(event)));
                 }
+                *still
             }
             Some(Err(e)) => {
                 tracing::error!(delivery = id, error = %e, "a claimed delivery is unreadable; it is skipped");
                 let _ = message.ack().await;
+                false
             }
             // Removed, or finished already (by an earlier holder).
             _ => {
                 let _ = message.ack().await;
+                false
             }
         }
     }
