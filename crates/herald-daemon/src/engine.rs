@@ -24,8 +24,9 @@
 //!
 //! With a backend shared by several replicas ([`Backend::shared`]) the engine queues neither
 //! what it appends nor what it loads: the backend hands this replica its share as claims, in
-//! commit order per key, and says when a share moves away; queued deliveries of it are dropped
-//! and the backend is told once none of them is in flight here.
+//! commit order per key, and says when a share moves away; queued deliveries of it are dropped,
+//! one in flight is dropped once its outcome is recorded (retrying it is its next holder's
+//! work), and the backend is told once none of them is in flight here.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -147,6 +148,9 @@ struct KeyQueue {
     busy: bool,
     /// In `ready` or `waiting`.
     queued: bool,
+    /// Its share moved to another replica while its head was busy: once the head's outcome is
+    /// recorded, the key is the next holder's, who reads that outcome and retries from it.
+    released: bool,
 }
 
 /// What a lane did since the last summary.
@@ -380,6 +384,10 @@ impl Engine {
         {
             let mut l = lane.lock();
             let key = record.key.0;
+            if let Some(kq) = l.keys.get_mut(&key) {
+                // Its share is this replica's again.
+                kq.released = false;
+            }
             let held = l.in_flight.contains(&record.id)
                 || l.keys
                     .get(&key)
@@ -464,6 +472,7 @@ impl Engine {
                 };
                 if kq.busy {
                     busy.extend(kq.items.front().map(|head| head.id));
+                    kq.released = true;
                 }
                 let dropped: Vec<Item> = kq.items.drain(usize::from(kq.busy)..).collect();
                 if kq.items.is_empty() {
@@ -1151,9 +1160,13 @@ impl Engine {
                 return;
             };
             kq.busy = false;
+            let released = std::mem::take(&mut kq.released);
             let at = kq.items.iter().position(|i| i.id == outcome.id);
             match (outcome.state, outcome.record, at) {
-                (State::Delivered | State::Dead, _, Some(at)) => {
+                // Finished, or no longer this replica's to retry.
+                (state, _, Some(at))
+                    if released || matches!(state, State::Delivered | State::Dead) =>
+                {
                     kq.items.remove(at);
                     self.hot.fetch_sub(bytes, Ordering::SeqCst);
                     let empty = kq.items.is_empty();
@@ -1163,7 +1176,7 @@ impl Engine {
                     l.pending -= 1;
                     self.pending.fetch_sub(1, Ordering::SeqCst);
                     self.metrics.queue_depth.dec();
-                    if outcome.state == State::Dead {
+                    if state == State::Dead {
                         l.dead += 1;
                         l.tally.dead += 1;
                         self.metrics.dead_lettered.inc();
@@ -1737,7 +1750,14 @@ impl Drop for Attempt {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use herald_core::manifest::parse_str;
+    use herald_core::{BuildError, Notifier, NotifyFuture, ProviderConfig, Registry};
+
     use super::*;
+    use crate::outbox::conformance::{append_one, prepared};
+    use crate::outbox::{Claims, Commits, Done, Health, Loaded};
 
     fn settings(provider_max_pending: usize, max_pending: usize) -> Settings {
         Settings {
@@ -1781,5 +1801,209 @@ mod tests {
                 "{provider} of {provider_max} for the Provider, {total} of {max} in all"
             );
         }
+    }
+
+    /// The embedded outbox, said to be shared: what it holds comes to the engine only through
+    /// the claims the test makes.
+    struct Shared {
+        store: crate::outbox::Store,
+        claims: Mutex<Option<Claims>>,
+    }
+
+    impl fmt::Debug for Shared {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Shared").finish_non_exhaustive()
+        }
+    }
+
+    impl Backend for Shared {
+        fn append(&self, deliveries: &[Prepared], done: Done<u64>) -> Result<(), StoreError> {
+            self.store.append(deliveries, done)
+        }
+        fn settle(
+            &self,
+            record: &Record,
+            from: Placement,
+            done: Option<Done<()>>,
+        ) -> Result<(), StoreError> {
+            self.store.settle(record, from, done)
+        }
+        fn remove(
+            &self,
+            id: u64,
+            from: Placement,
+            done: Option<Done<()>>,
+        ) -> Result<(), StoreError> {
+            self.store.remove(id, from, done)
+        }
+        fn save_status(&self, provider: &str, status: &ProviderStatus) -> Result<(), StoreError> {
+            self.store.save_status(provider, status)
+        }
+        fn prune(
+            &self,
+            delivered_before: u64,
+            dead_before: u64,
+            limit: usize,
+            done: Done<usize>,
+        ) -> Result<(), StoreError> {
+            self.store.prune(delivered_before, dead_before, limit, done)
+        }
+        fn flush(&self, done: Done<()>) -> Result<(), StoreError> {
+            self.store.flush(done)
+        }
+        fn load(&self) -> Result<Loaded, StoreError> {
+            self.store.load()
+        }
+        fn get(&self, id: u64) -> Result<Option<Record>, StoreError> {
+            self.store.get(id)
+        }
+        fn get_with_event(&self, id: u64) -> Result<Option<(Record, Option<Event>)>, StoreError> {
+            self.store.get_with_event(id)
+        }
+        fn list(
+            &self,
+            limit: usize,
+            keep: &mut dyn FnMut(&Record) -> bool,
+        ) -> Result<Vec<Record>, StoreError> {
+            self.store.list(limit, keep)
+        }
+        fn dead_ids(&self, provider: Option<&str>) -> Result<Vec<u64>, StoreError> {
+            self.store.dead_ids(provider)
+        }
+        fn health(&self) -> Health {
+            self.store.health()
+        }
+        fn disk_bytes(&self) -> u64 {
+            self.store.disk_bytes()
+        }
+        fn commits(&self) -> Commits {
+            self.store.commits()
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn start_claims(&self, claims: Claims) {
+            *self.claims.lock().unwrap() = Some(claims);
+        }
+        fn close(&self) {
+            self.store.close()
+        }
+    }
+
+    /// Attempts made by [`Down`], and the permits that let each one end.
+    static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+    static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+    /// A Provider that is down: each attempt waits for a permit of [`GATE`], then fails.
+    #[derive(Debug)]
+    struct Down;
+
+    impl Notifier for Down {
+        fn post<'a>(&'a self, _event: &'a Event) -> NotifyFuture<'a> {
+            Box::pin(async move {
+                ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+                GATE.acquire().await.unwrap().forget();
+                Err(DeliveryError::transient("down"))
+            })
+        }
+    }
+
+    fn down(_: &ProviderConfig) -> Result<Arc<dyn Notifier>, BuildError> {
+        Ok(Arc::new(Down))
+    }
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_share_given_up_mid_attempt_is_not_retried_here_until_it_is_claimed_again() {
+        let dir = std::env::temp_dir().join(format!("herald-engine-share-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: hook, namespace: apps}\nspec: {type: generic, address: 'http://127.0.0.1:9/'}\n";
+        std::fs::write(dir.join("m.yaml"), yaml).unwrap();
+        assert!(parse_str(std::path::Path::new("m.yaml"), yaml).1.is_empty());
+        let mut registry = Registry::new();
+        registry.add_family(Family::Generic);
+        registry.register(ProviderType::Generic, down);
+        let snapshot = Snapshot::load(std::slice::from_ref(&dir), &registry);
+        let shared = Arc::new(Shared {
+            store: crate::outbox::Store::open(&dir.join("data")).unwrap(),
+            claims: Mutex::new(None),
+        });
+        let mut reg = prometheus_client::registry::Registry::default();
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut settings = settings(100, 100);
+        // Retries 100 ms after a failure.
+        settings.policy = Policy::new(Duration::from_secs(60), Duration::from_millis(100));
+        let engine = Engine::new(
+            shared.clone(),
+            Arc::new(RwLock::new(Arc::new(snapshot))),
+            settings,
+            Arc::new(Metrics::new(&mut reg)),
+            stop,
+        )
+        .unwrap();
+        let claims = shared.claims.lock().unwrap().clone().unwrap();
+        let delivery = prepared("apps/hook", Event::default());
+        let id = append_one(&shared.store, &delivery);
+        let claim =
+            |record: Record| claims(Claim::Deliver(Box::new(record), delivery.event.clone()));
+        claim(shared.get(id).unwrap().unwrap());
+        until("the claimed delivery is attempted", || {
+            ATTEMPTS.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        // The share moves away while the attempt is in flight: the engine says so once its
+        // outcome is recorded.
+        let release = || {
+            let idle = Arc::new(AtomicBool::new(false));
+            let flag = idle.clone();
+            claims(Claim::Release(
+                Arc::new(|_, _| true),
+                Box::new(move || flag.store(true, Ordering::SeqCst)),
+            ));
+            idle
+        };
+        let idle = release();
+        assert!(!idle.load(Ordering::SeqCst), "idle while in flight");
+        GATE.add_permits(1);
+        until("the release is done once the outcome is recorded", || {
+            idle.load(Ordering::SeqCst)
+        })
+        .await;
+        assert_eq!(shared.get(id).unwrap().unwrap().state, State::Failed);
+        // Its next holder retries it: this replica does not, although ten retry intervals pass.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            ATTEMPTS.load(Ordering::SeqCst),
+            1,
+            "retried by a replica that gave its share up"
+        );
+        assert_eq!(engine.pending(), 0, "nothing is kept for it here");
+        // Claimed again (the share came back): retried from its recorded state.
+        claim(shared.get(id).unwrap().unwrap());
+        until("retried once claimed again", || {
+            ATTEMPTS.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        // Given up and claimed back while in flight: still this replica's to retry.
+        let idle = release();
+        claim(shared.get(id).unwrap().unwrap());
+        GATE.add_permits(1);
+        until("released", || idle.load(Ordering::SeqCst)).await;
+        until("retried after coming back mid-attempt", || {
+            ATTEMPTS.load(Ordering::SeqCst) == 3
+        })
+        .await;
+        assert_eq!(engine.pending(), 1);
+        GATE.add_permits(1000);
+        shared.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
