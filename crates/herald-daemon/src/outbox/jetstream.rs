@@ -2345,6 +2345,86 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_held_through_a_new_reading_of_its_partition_is_acked_through_it() {
+        use super::super::conformance::{append_one, prepared};
+        let dir = std::env::temp_dir().join(format!("herald-jetstream-h-{}", std::process::id()));
+        let Some(url) = server(&dir) else { return };
+        let a = JetStream::open(&options(&url, "a")).expect("open a");
+        let event = Event {
+            message: "held while its partition is read again".into(),
+            ..Default::default()
+        };
+        let id = append_one(&a, &prepared("apps/hook", event));
+        let record = a.get(id).unwrap().unwrap();
+        let p = partition(&record.provider, record.key);
+        let (to_a, from_a) = claims();
+        let first = a
+            .read({
+                let to_a = to_a.clone();
+                move |inner| async move { leases::read_partition(inner, to_a, p).await }
+            })
+            .unwrap();
+        assert!(matches!(
+            from_a.recv_timeout(Duration::from_secs(10)),
+            Ok(Claim::Deliver(..))
+        ));
+        // Read again from its start, as after a gap: the delivery is held, so not claimed twice.
+        let second = a
+            .read(move |inner| async move { leases::read_partition(inner, to_a, p).await })
+            .unwrap();
+        first.stop();
+        let queued = || {
+            a.read(|inner| async move { bounded("info", inner.work.get_info()).await })
+                .unwrap()
+                .state
+                .messages
+        };
+        // The holder has seen it again once the new consumer has delivered it.
+        let delivered = || {
+            a.read(move |inner| async move {
+                let mut c = inner
+                    .work
+                    .get_consumer::<consumer::pull::Config>(&format!("part-{p}"))
+                    .await
+                    .map_err(|e| storage("consumer", e))?;
+                Ok(c.info()
+                    .await
+                    .map_err(|e| storage("consumer", e))?
+                    .delivered
+                    .consumer_sequence)
+            })
+            .unwrap()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while delivered() == 0 {
+            assert!(std::time::Instant::now() < deadline, "read again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            from_a.try_recv().is_err(),
+            "a held delivery is not claimed again"
+        );
+        // Delivered: its ack, through the copy the first reading got, reaches the new consumer
+        // (acks name the consumer, and it has the same name), not only after the ack wait.
+        a.read(move |inner| async move {
+            inner.finish_message(id).await;
+            Ok(())
+        })
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while queued() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the message left the work stream"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        second.stop();
+        a.close();
+        herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
+    }
+
+    #[test]
     fn a_scan_goes_on_from_any_row() {
         use super::super::conformance::{append, prepared};
         let dir = std::env::temp_dir().join(format!("herald-jetstream-s-{}", std::process::id()));
