@@ -430,7 +430,6 @@ fn docs() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [daemon]`: everything, or only the daemon benchmark.
 /// Runs `cargo bench ARGS --locked`, prints its output and returns its `ns/event` lines.
 fn bench_lines(cargo: &str, args: &[&str]) -> Result<Vec<String>> {
     let mut all = vec!["bench"];
@@ -454,6 +453,7 @@ fn bench_lines(cargo: &str, args: &[&str]) -> Result<Vec<String>> {
         .collect())
 }
 
+/// `cargo xtask bench [daemon]`: everything, or only the daemon benchmark.
 fn bench(root: &Path, daemon_only: bool) -> Result<()> {
     let cargo = cargo();
     let mut renders = Vec::new();

@@ -1752,7 +1752,6 @@ impl Drop for Attempt {
 mod tests {
     use std::sync::atomic::AtomicBool;
 
-    use herald_core::manifest::parse_str;
     use herald_core::{BuildError, Notifier, NotifyFuture, ProviderConfig, Registry};
 
     use super::*;
@@ -1927,11 +1926,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let yaml = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: hook, namespace: apps}\nspec: {type: generic, address: 'http://127.0.0.1:9/'}\n";
         std::fs::write(dir.join("m.yaml"), yaml).unwrap();
-        assert!(parse_str(std::path::Path::new("m.yaml"), yaml).1.is_empty());
         let mut registry = Registry::new();
         registry.add_family(Family::Generic);
         registry.register(ProviderType::Generic, down);
         let snapshot = Snapshot::load(std::slice::from_ref(&dir), &registry);
+        assert!(
+            snapshot.catalog.all_ready(),
+            "{:?}",
+            snapshot.catalog.problems()
+        );
         let shared = Arc::new(Shared {
             store: crate::outbox::Store::open(&dir.join("data")).unwrap(),
             claims: Mutex::new(None),

@@ -1563,12 +1563,13 @@ mod leases {
                 };
                 let why = match next {
                     Some(Ok(message)) => {
-                        let seq = message.info().map_or(0, |i| i.consumer_sequence);
+                        let (seq, at) = message
+                            .info()
+                            .map_or((0, 0), |i| (i.consumer_sequence, i.stream_sequence));
                         if last != 0 && seq != last + 1 {
                             "a message was lost on the way".to_owned()
                         } else {
                             last = seq;
-                            let at = message.info().map_or(0, |i| i.stream_sequence);
                             if handle(&inner, &claims, &active, &mut stop, message).await {
                                 if at < newest && !warned {
                                     warned = true;
@@ -2234,6 +2235,15 @@ mod tests {
             .unwrap()
     }
 
+    /// Messages in the work stream: deliveries not acked yet.
+    fn queued(store: &JetStream) -> u64 {
+        store
+            .read(|inner| async move { bounded("info", inner.work.get_info()).await })
+            .unwrap()
+            .state
+            .messages
+    }
+
     #[test]
     fn a_removed_deliverys_tombstone_goes_once_its_message_has_left_the_work_stream() {
         use super::super::conformance::{append_one, prepared};
@@ -2258,17 +2268,7 @@ mod tests {
         // A reader finds the tombstone, hands nothing to its engine and acks the message.
         let (to_a, from_a) = claims();
         a.start_claims(to_a);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let queued = || {
-            a.read(|inner| async move { bounded("info", inner.work.get_info()).await })
-                .unwrap()
-                .state
-                .messages
-        };
-        while queued() > 0 {
-            assert!(std::time::Instant::now() < deadline, "the message is acked");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually(20, "the message is acked", || queued(&a) == 0);
         assert!(
             !matches!(from_a.try_recv(), Ok(Claim::Deliver(..))),
             "a removed delivery is not claimed"
@@ -2373,12 +2373,6 @@ mod tests {
             .read(move |inner| async move { leases::read_partition(inner, to_a, p).await })
             .unwrap();
         first.stop();
-        let queued = || {
-            a.read(|inner| async move { bounded("info", inner.work.get_info()).await })
-                .unwrap()
-                .state
-                .messages
-        };
         // The holder has seen it again once the new consumer has delivered it.
         let delivered = || {
             a.read(move |inner| async move {
@@ -2395,13 +2389,9 @@ mod tests {
             })
             .unwrap()
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while delivered() == 0 {
-            assert!(std::time::Instant::now() < deadline, "read again");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(10, "read again", || delivered() > 0);
         assert!(
-            from_a.try_recv().is_err(),
+            from_a.recv_timeout(Duration::from_secs(1)).is_err(),
             "a held delivery is not claimed again"
         );
         // Delivered: its ack, through the copy the first reading got, reaches the new consumer
@@ -2411,14 +2401,7 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while queued() > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the message left the work stream"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(10, "the message left the work stream", || queued(&a) == 0);
         second.stop();
         a.close();
         herald_testkit::run_peer("nats.sh", &dir, &["stop", "--all"]);
