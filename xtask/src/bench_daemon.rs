@@ -2,7 +2,9 @@
 //! generic provider whose receiver is a fast loopback sink (`herald receive --quiet`), and the
 //! same `wrk` posts straight to the sink for the raw limit, in the same run, then through a
 //! std-only forwarder with no durability (`Forwarder`: the ceiling of two HTTP exchanges per
-//! event, what herald's two exchanges allow on the same cores). Events are distinct
+//! event, what herald's two exchanges allow on the same cores), and the same forwarder
+//! answering 202 only once each event is written to a file and synced (`Journal`: the ceiling
+//! of any forwarder whose 202 means "on disk"). Events are distinct
 //! and spread over 256 objects. Every accepted event goes through the outbox (answered 202 only
 //! once committed to disk), so the accepted rate is the durable rate; the delivered rate counts
 //! deliveries made *during* the 10 s load. Then the same with every event about one object
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -67,6 +69,9 @@ pub(crate) struct DaemonBench {
     /// ceiling of two HTTP exchanges per event. Its CPU per event is the forwarder's; RSS,
     /// outbox, commit and lag fields are not measured (0).
     pub(crate) ceiling: LoadRun,
+    /// The same forwarder answering 202 only once the event is written to a file and synced
+    /// (`Journal`): the ceiling of any forwarder whose 202 means "recorded on disk".
+    pub(crate) durable_ceiling: LoadRun,
     /// 256 objects.
     pub(crate) spread: LoadRun,
     /// One object: one ordering key.
@@ -513,7 +518,8 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
 
     let (sink_port, _sink) = sink(bin)?;
     let raw = wrk(&script(work, 256)?, sink_port)?;
-    let ceiling = ceiling_run(work, sink_port)?;
+    let ceiling = ceiling_run(work, sink_port, false)?;
+    let durable_ceiling = ceiling_run(work, sink_port, true)?;
     let (spread, data) = load_run(bin, work, "spread", 256, sink_port, true)?;
     let (single, _) = load_run(bin, work, "single", 1, sink_port, true)?;
     let limiter = LimitedSink::start(LIMIT_RPS)?;
@@ -536,6 +542,7 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
         raw_p50_ms: raw.p50_ms,
         raw_p99_ms: raw.p99_ms,
         ceiling,
+        durable_ceiling,
         spread,
         single,
         limited,
@@ -665,7 +672,8 @@ impl Forwarder {
     /// Listens on loopback (one thread per inbound connection) and starts `workers` forwarding
     /// threads, each with its own connection to the sink on `sink_port`. The threads stay
     /// until the bench exits, idle once the queue is empty.
-    fn start(sink_port: u16, workers: usize) -> Result<Forwarder> {
+    fn start(sink_port: u16, workers: usize, journal: Option<Journal>) -> Result<Forwarder> {
+        let journal = journal.map(Arc::new);
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let counts = Arc::new(Forwarded::default());
@@ -683,8 +691,9 @@ impl Forwarder {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let (queue, counts) = (queue.clone(), accepting.clone());
+                let journal = journal.clone();
                 std::thread::spawn(move || {
-                    let _ = accept_events(stream, &queue, &counts);
+                    let _ = accept_events(stream, &queue, &counts, journal.as_deref());
                 });
             }
         });
@@ -702,15 +711,24 @@ impl Forwarder {
     }
 }
 
-/// Answers every request on one inbound connection `202 Accepted` at once and queues its body.
-/// The connection is not read again until the body is queued: a full queue holds wrk back.
-/// Errors end the connection unreported: wrk drops its connections at the end of the load.
-fn accept_events(stream: TcpStream, queue: &SyncSender<Vec<u8>>, counts: &Forwarded) -> Result<()> {
+/// Answers every request on one inbound connection `202 Accepted` and queues its body: at
+/// once, or with a `journal` once the body is written to it and synced. The connection is not
+/// read again until the body is queued: a full queue holds wrk back. Errors end the connection
+/// unreported: wrk drops its connections at the end of the load.
+fn accept_events(
+    stream: TcpStream,
+    queue: &SyncSender<Vec<u8>>,
+    counts: &Forwarded,
+    journal: Option<&Journal>,
+) -> Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     let mut line = String::new();
     while let Some((_, body)) = read_message(&mut reader, &mut line)? {
+        if let Some(journal) = journal {
+            journal.append(&body)?;
+        }
         writer.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")?;
         counts.queued.fetch_add(1, Ordering::SeqCst);
         queue.send(body)?;
@@ -781,12 +799,117 @@ impl SinkConnection {
     }
 }
 
+/// The least a durable forwarder must do before its 202: the body written to a file and the
+/// file synced (`fdatasync`), in group commits. A connection's thread adds its body to the
+/// next commit and waits for it; whichever thread finds no commit running writes and syncs
+/// everything added so far, for all of them. The file is written in full once before the load
+/// and then overwritten in place from its start, over and over, so that a sync flushes data
+/// only (no growth of the file to record): the cheapest sync the file system offers.
+struct Journal {
+    file: std::fs::File,
+    bytes: u64,
+    state: Mutex<JournalState>,
+    synced: Condvar,
+}
+
+#[derive(Default)]
+struct JournalState {
+    /// Bodies added since the last commit began.
+    pending: Vec<u8>,
+    /// Bodies added in all, and how many of them are synced.
+    added: u64,
+    durable: u64,
+    /// A thread is writing and syncing.
+    committing: bool,
+    /// A commit failed: what it held is lost, so nothing more is answered as synced.
+    broken: bool,
+    /// Where the next commit writes.
+    offset: u64,
+}
+
+/// The journal file's size in the bench: far more than a commit ever holds.
+const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Journal {
+    /// A journal of `bytes` (a multiple of 4 KiB) at `path`, written in full and synced.
+    fn create(path: &Path, bytes: u64) -> Result<Journal> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let zeros = vec![0u8; 4096];
+        for _ in 0..bytes / zeros.len() as u64 {
+            (&file).write_all(&zeros)?;
+        }
+        file.sync_all()?;
+        Ok(Journal {
+            file,
+            bytes,
+            state: Mutex::new(JournalState::default()),
+            synced: Condvar::new(),
+        })
+    }
+
+    /// Returns once `body` is written and synced.
+    fn append(&self, body: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let lock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock();
+        state.pending.extend_from_slice(body);
+        state.added += 1;
+        let mine = state.added;
+        while state.durable < mine {
+            if state.broken {
+                bail!("the journal could not be written or synced");
+            }
+            if state.committing {
+                state = self.synced.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            state.committing = true;
+            let batch = std::mem::take(&mut state.pending);
+            let upto = state.added;
+            if state.offset + batch.len() as u64 > self.bytes {
+                state.offset = 0;
+            }
+            let at = state.offset;
+            state.offset += batch.len() as u64;
+            drop(state);
+            let written = self
+                .file
+                .write_all_at(&batch, at)
+                .and_then(|()| self.file.sync_data());
+            state = lock();
+            state.committing = false;
+            match &written {
+                Ok(()) => state.durable = upto,
+                Err(_) => state.broken = true,
+            }
+            self.synced.notify_all();
+            written?;
+        }
+        Ok(())
+    }
+}
+
 /// The ceiling case: the 256-object load through the std-only `Forwarder` to the sink on
 /// `sink_port`, counted as `load_run` counts herald's (accepted over the 10 s, delivered
 /// during the load), then drained. Its CPU per event is this process's: the forwarder is all
 /// that runs in it meanwhile.
-fn ceiling_run(work: &Path, sink_port: u16) -> Result<LoadRun> {
-    let forwarder = Forwarder::start(sink_port, CONNECTIONS.parse()?)?;
+fn ceiling_run(work: &Path, sink_port: u16, durable: bool) -> Result<LoadRun> {
+    let name = if durable {
+        "durable ceiling"
+    } else {
+        "ceiling"
+    };
+    let journal_path = work.join("ceiling-journal");
+    let journal = durable
+        .then(|| Journal::create(&journal_path, JOURNAL_BYTES))
+        .transpose()?;
+    let forwarder = Forwarder::start(sink_port, CONNECTIONS.parse()?, journal)?;
     let cpu_before = cpu_ticks(std::process::id())?;
     let started = Instant::now();
     let loaded = wrk(&script(work, 256)?, forwarder.port)?;
@@ -799,7 +922,7 @@ fn ceiling_run(work: &Path, sink_port: u16) -> Result<LoadRun> {
             break (queued, delivered, failed);
         }
         if Instant::now() > deadline {
-            bail!("ceiling: {queued} queued, only {delivered} delivered within a minute");
+            bail!("{name}: {queued} queued, only {delivered} delivered within a minute");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -807,9 +930,10 @@ fn ceiling_run(work: &Path, sink_port: u16) -> Result<LoadRun> {
     let accepted = loaded.requests - loaded.non_2xx;
     if failed > 0 || delivered < accepted {
         bail!(
-            "ceiling: {delivered} delivered and {failed} failed of {queued} queued; {accepted} accepted"
+            "{name}: {delivered} delivered and {failed} failed of {queued} queued; {accepted} accepted"
         );
     }
+    let _ = std::fs::remove_file(&journal_path);
     Ok(LoadRun {
         accepted_rps: accepted as f64 / SECONDS,
         shed: loaded.non_2xx,
@@ -893,4 +1017,82 @@ fn lag_quantiles(metrics_port: u16) -> Result<(f64, f64)> {
         lower
     };
     Ok((quantile(0.5) * 1000.0, quantile(0.99) * 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("herald-xtask-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Appends `per_thread` bodies from each of `threads` threads at once; returns the bodies.
+    fn append_from_threads(
+        journal: &Arc<Journal>,
+        threads: usize,
+        per_thread: usize,
+    ) -> Vec<String> {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let journal = journal.clone();
+                std::thread::spawn(move || {
+                    (0..per_thread)
+                        .map(|n| {
+                            let body = format!("{t}-{n};");
+                            journal.append(body.as_bytes()).unwrap();
+                            body
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_body_appended_at_once_from_many_threads_is_in_the_journal_once() {
+        let dir = journal_dir("journal");
+        let path = dir.join("journal");
+        let journal = Arc::new(Journal::create(&path, 64 * 1024).unwrap());
+        let mut sent = append_from_threads(&journal, 8, 100);
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(
+            written.len(),
+            64 * 1024,
+            "the journal is overwritten in place"
+        );
+        let text = String::from_utf8_lossy(&written);
+        let mut found: Vec<String> = text
+            .trim_end_matches('\0')
+            .split_inclusive(';')
+            .map(str::to_owned)
+            .collect();
+        sent.sort();
+        found.sort();
+        assert_eq!(found, sent);
+        let state = journal.state.lock().unwrap();
+        assert_eq!((state.added, state.durable), (800, 800));
+        drop(state);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_journal_is_written_again_from_its_start() {
+        let dir = journal_dir("journal-wrap");
+        let path = dir.join("journal");
+        let journal = Arc::new(Journal::create(&path, 4096).unwrap());
+        let sent = append_from_threads(&journal, 4, 800);
+        let bytes: usize = sent.iter().map(String::len).sum();
+        assert!(bytes > 2 * 4096, "the test must go round the journal");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
+        assert!(journal.state.lock().unwrap().offset <= 4096);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
