@@ -579,7 +579,7 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
         s.p50_ms, s.p99_ms, s.lag_p50_ms, s.lag_p99_ms
     );
     println!(
-        "daemon, 256 objects: herald CPU {:.0} µs per event; outbox commits of {:.0} ms on average, {:.1} new deliveries each",
+        "daemon, 256 objects: herald CPU {:.0} µs per event; outbox commits of {:.2} ms on average, {:.1} new deliveries each",
         s.cpu_us_per_event, s.commit_ms, s.appended_per_commit
     );
     println!(
