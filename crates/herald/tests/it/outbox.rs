@@ -625,13 +625,18 @@ async fn the_outbox_stays_flat_under_a_steady_load() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         sizes.push(std::fs::metadata(&file).unwrap().len());
     }
-    // redb gives space back at the end of the file now and then, so single samples jump;
-    // without pruning the second half would be about twice the first.
+    // redb grows its file by doubling and gives space back at the end now and then, so single
+    // samples jump either way (one CI run saw 233,472 bytes once among samples of about
+    // 120,000). The second half's median is what the file settles at. Without pruning it is
+    // twice the first half's largest sample (measured with `--retention 1h`: 1,118,208 against
+    // 561,152, and 856,064 against 430,080); pruned, it is at most about that sample.
     eprintln!("outbox sizes: {sizes:?}");
     let first = sizes[..6].iter().max().copied().unwrap();
-    let second = sizes[6..].iter().max().copied().unwrap();
+    let mut second: Vec<u64> = sizes[6..].to_vec();
+    second.sort_unstable();
+    let settled = second[second.len() / 2];
     assert!(
-        second <= first + first / 2,
-        "the outbox grew from at most {first} to {second} bytes: {sizes:?}"
+        settled <= first + first / 2,
+        "the outbox grew from at most {first} to a median of {settled} bytes: {sizes:?}"
     );
 }
