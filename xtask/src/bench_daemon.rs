@@ -4,7 +4,9 @@
 //! std-only forwarder with no durability (`Forwarder`: the ceiling of two HTTP exchanges per
 //! event, what herald's two exchanges allow on the same cores), and the same forwarder
 //! answering 202 only once each event is written to a file and synced (`Journal`: the ceiling
-//! of any forwarder whose 202 means "on disk"). Events are distinct
+//! of such a forwarder with std threads), and `herald-ceiling` (herald-testkit's bench tool: the
+//! same durable forwarding on herald's own stack, tokio and hyper with a writer thread's group
+//! commits, the ceiling of a forwarder built as herald is whose 202 means "on disk"). Events are distinct
 //! and spread over 256 objects. Every accepted event goes through the outbox (answered 202 only
 //! once committed to disk), so the accepted rate is the durable rate; the delivered rate counts
 //! deliveries made *during* the 10 s load. Then the same with every event about one object
@@ -72,6 +74,10 @@ pub(crate) struct DaemonBench {
     /// The same forwarder answering 202 only once the event is written to a file and synced
     /// (`Journal`): the ceiling of any forwarder whose 202 means "recorded on disk".
     pub(crate) durable_ceiling: LoadRun,
+    /// The durable ceiling on herald's own stack (`herald-ceiling`: tokio, hyper's server and
+    /// pooled client, a writer thread's group commits): the ceiling of a forwarder built as
+    /// herald is whose 202 means "recorded on disk".
+    pub(crate) stack_ceiling: LoadRun,
     /// 256 objects.
     pub(crate) spread: LoadRun,
     /// One object: one ordering key.
@@ -512,7 +518,7 @@ fn load_run(
 }
 
 /// Runs the daemon benchmark with the release binary `bin`.
-pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
+pub(crate) fn run(bin: &Path, ceiling_bin: &Path, work: &Path) -> Result<DaemonBench> {
     ensure_wrk()?;
     std::fs::create_dir_all(work)?;
 
@@ -520,6 +526,7 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
     let raw = wrk(&script(work, 256)?, sink_port)?;
     let ceiling = ceiling_run(work, sink_port, false)?;
     let durable_ceiling = ceiling_run(work, sink_port, true)?;
+    let stack_ceiling = stack_ceiling_run(ceiling_bin, work, sink_port)?;
     let (spread, data) = load_run(bin, work, "spread", 256, sink_port, true)?;
     let (single, _) = load_run(bin, work, "single", 1, sink_port, true)?;
     let limiter = LimitedSink::start(LIMIT_RPS)?;
@@ -543,6 +550,7 @@ pub(crate) fn run(bin: &Path, work: &Path) -> Result<DaemonBench> {
         raw_p99_ms: raw.p99_ms,
         ceiling,
         durable_ceiling,
+        stack_ceiling,
         spread,
         single,
         limited,
@@ -910,14 +918,68 @@ fn ceiling_run(work: &Path, sink_port: u16, durable: bool) -> Result<LoadRun> {
         .then(|| Journal::create(&journal_path, JOURNAL_BYTES))
         .transpose()?;
     let forwarder = Forwarder::start(sink_port, CONNECTIONS.parse()?, journal)?;
-    let cpu_before = cpu_ticks(std::process::id())?;
+    let counts = || Ok(forwarder.counts());
+    let run = forwarded_run(name, work, forwarder.port, std::process::id(), counts);
+    let _ = std::fs::remove_file(&journal_path);
+    run
+}
+
+/// The durable ceiling on herald's stack: the 256-object load through `herald-ceiling` (the
+/// release binary `bin`) with its journal in `work`, counted as `ceiling_run` counts. Its CPU
+/// per event is that process's.
+fn stack_ceiling_run(bin: &Path, work: &Path, sink_port: u16) -> Result<LoadRun> {
+    let journal_path = work.join("stack-ceiling-journal");
+    let mut child = Command::new(bin)
+        .arg(sink_port.to_string())
+        .arg("--journal")
+        .arg(&journal_path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut first = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut first)?;
+    }
+    let child = Killed(child);
+    let port: u16 = first
+        .trim()
+        .parse()
+        .with_context(|| format!("herald-ceiling printed {first:?}, not its port"))?;
+    let counts = || -> Result<(u64, u64, u64)> {
+        let (_, text) = get(port, "/counts")?;
+        let n: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        match n[..] {
+            [queued, delivered, failed] => Ok((queued, delivered, failed)),
+            _ => bail!("herald-ceiling answered {text:?} for its counts"),
+        }
+    };
+    let run = forwarded_run("stack ceiling", work, port, child.0.id(), counts);
+    drop(child);
+    let _ = std::fs::remove_file(&journal_path);
+    run
+}
+
+/// The 256-object load through a forwarder listening on `port`, whose `counts` are (queued,
+/// delivered with a 2xx, failed) so far: accepted over the 10 s and delivered during the load,
+/// as `load_run` counts herald's, then drained. CPU per event is process `pid`'s.
+fn forwarded_run(
+    name: &str,
+    work: &Path,
+    port: u16,
+    pid: u32,
+    counts: impl Fn() -> Result<(u64, u64, u64)>,
+) -> Result<LoadRun> {
+    let cpu_before = cpu_ticks(pid)?;
     let started = Instant::now();
-    let loaded = wrk(&script(work, 256)?, forwarder.port)?;
-    let (_, during, _) = forwarder.counts();
+    let loaded = wrk(&script(work, 256)?, port)?;
+    let (_, during, _) = counts()?;
     let load_secs = started.elapsed().as_secs_f64().max(SECONDS);
     let deadline = Instant::now() + Duration::from_secs(60);
     let (queued, delivered, failed) = loop {
-        let (queued, delivered, failed) = forwarder.counts();
+        let (queued, delivered, failed) = counts()?;
         if delivered + failed >= queued {
             break (queued, delivered, failed);
         }
@@ -926,14 +988,13 @@ fn ceiling_run(work: &Path, sink_port: u16, durable: bool) -> Result<LoadRun> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let cpu_ms = (cpu_ticks(std::process::id())? - cpu_before) as f64 * 10.0;
+    let cpu_ms = (cpu_ticks(pid)? - cpu_before) as f64 * 10.0;
     let accepted = loaded.requests - loaded.non_2xx;
     if failed > 0 || delivered < accepted {
         bail!(
             "{name}: {delivered} delivered and {failed} failed of {queued} queued; {accepted} accepted"
         );
     }
-    let _ = std::fs::remove_file(&journal_path);
     Ok(LoadRun {
         accepted_rps: accepted as f64 / SECONDS,
         shed: loaded.non_2xx,

@@ -488,8 +488,22 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
     // Binary sizes are `cargo xtask sizes`' job (docs/benchmarks.md's table); the daemon
     // benchmark needs the default (all families) release build.
     run(&cargo, &["build", "--release", "-p", "herald", "--locked"])?;
+    // The durable ceiling on herald's stack, built with the same release settings.
+    run(
+        &cargo,
+        &[
+            "build",
+            "--release",
+            "-p",
+            "herald-testkit",
+            "--bin",
+            "herald-ceiling",
+            "--locked",
+        ],
+    )?;
     let bin = root.join("target/release/herald");
-    let daemon = bench_daemon::run(&bin, &root.join("target/bench-daemon"))?;
+    let ceiling_bin = root.join("target/release/herald-ceiling");
+    let daemon = bench_daemon::run(&bin, &ceiling_bin, &root.join("target/bench-daemon"))?;
 
     println!("\n== herald benchmarks");
     for line in &renders {
@@ -544,16 +558,25 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
         c.drained_rps,
         c.cpu_us_per_event
     );
-    let c = &d.durable_ceiling;
-    println!(
-        "daemon, durable ceiling (the same forwarder, its 202 only once the event is written to a file and fdatasync'd, in group commits): accepted {:.0}/s = {:.2} of raw ({} of 0.4 itself); delivered {:.0}/s during the load = {:.2} of raw; all {} delivered; {:.0} µs of forwarder CPU per event",
-        c.accepted_rps,
-        c.accepted_rps / raw,
-        aim(c.accepted_rps / raw >= 0.4),
-        c.delivered_rps,
-        c.delivered_rps / raw,
-        c.delivered,
-        c.cpu_us_per_event
+    let durable = |what: &str, c: &bench_daemon::LoadRun| {
+        println!(
+            "daemon, {what}: accepted {:.0}/s = {:.2} of raw ({} of 0.4 itself); delivered {:.0}/s during the load = {:.2} of raw; all {} delivered; {:.0} µs of forwarder CPU per event",
+            c.accepted_rps,
+            c.accepted_rps / raw,
+            aim(c.accepted_rps / raw >= 0.4),
+            c.delivered_rps,
+            c.delivered_rps / raw,
+            c.delivered,
+            c.cpu_us_per_event
+        );
+    };
+    durable(
+        "durable ceiling (the same forwarder, its 202 only once the event is written to a file and fdatasync'd, in group commits)",
+        &d.durable_ceiling,
+    );
+    durable(
+        "durable ceiling on herald's stack (herald-ceiling: tokio, hyper's server and pooled client, up to 64 POSTs at once, its 202 once the event is in a group commit fdatasync'd by a writer thread)",
+        &d.stack_ceiling,
     );
     let s = &d.spread;
     println!(
@@ -574,6 +597,12 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
         s.delivered_rps / d.ceiling.delivered_rps,
         s.accepted_rps / d.durable_ceiling.accepted_rps,
         s.delivered_rps / d.durable_ceiling.delivered_rps
+    );
+    println!(
+        "daemon, 256 objects: accepted {:.2} and delivered-during-load {:.2} of the durable ceiling's on herald's stack; CPU per event {:.2} of its",
+        s.accepted_rps / d.stack_ceiling.accepted_rps,
+        s.delivered_rps / d.stack_ceiling.delivered_rps,
+        s.cpu_us_per_event / d.stack_ceiling.cpu_us_per_event.max(1.0)
     );
     println!(
         "daemon, 256 objects: event endpoint latency p50 {:.2} ms, p99 {:.2} ms; accepted-to-delivered p50 {:.2} ms, p99 {:.2} ms",

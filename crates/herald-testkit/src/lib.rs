@@ -7,7 +7,8 @@
 //! ([`assert_family_layout`]), and the start and stop wrappers for the real services whose
 //! scripts live in this crate's `peers/` folder ([`start_peer`], [`stop_peer`],
 //! [`peer_command`]), and the loading of templated manifests as the daemon does it
-//! ([`ready_catalog`], [`notifier_and_alert`]).
+//! ([`ready_catalog`], [`notifier_and_alert`]). Its one binary, `herald-ceiling`, is a tool of
+//! `cargo xtask bench daemon` (a durable forwarder on herald's stack; see its own docs).
 //!
 //! It is *not* part of herald: it is a dev-dependency only. It panics freely, with messages
 //! meant for whoever reads a failing test, and it never talks to anything but 127.0.0.1.
