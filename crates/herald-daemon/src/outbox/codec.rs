@@ -75,14 +75,25 @@ impl<'a> Reader<'a> {
         Ok(self.uint()?.checked_sub(1))
     }
 
-    fn str(&mut self) -> Result<&'a str, String> {
-        let len = usize::try_from(self.uint()?).map_err(|_| "a length is out of range")?;
+    /// The next `len` bytes.
+    fn bytes_of(&mut self, len: u64) -> Result<&'a [u8], String> {
+        let len = usize::try_from(len).map_err(|_| "a length is out of range")?;
         if len > self.bytes.len() {
             return Err("it ends too early".into());
         }
         let (s, rest) = self.bytes.split_at(len);
         self.bytes = rest;
-        std::str::from_utf8(s).map_err(|_| "a text is not UTF-8".to_owned())
+        Ok(s)
+    }
+
+    /// Length-prefixed bytes.
+    fn take(&mut self) -> Result<&'a [u8], String> {
+        let len = self.uint()?;
+        self.bytes_of(len)
+    }
+
+    fn str(&mut self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.take()?).map_err(|_| "a text is not UTF-8".to_owned())
     }
 
     fn opt_str(&mut self) -> Result<Option<&'a str>, String> {
@@ -292,6 +303,43 @@ pub(crate) fn decode_event(id: u64, bytes: &[u8]) -> Result<Event, StoreError> {
     })
 }
 
+/// Appends one change of a commit to `out`, for the redo log: `table ‖ varint(key length) ‖
+/// key ‖ varint(0)` for a removal, `… ‖ varint(value length + 1) ‖ value` for a write.
+pub(crate) fn encode_change(out: &mut Vec<u8>, table: u8, key: &[u8], value: Option<&[u8]>) {
+    let mut w = Writer(std::mem::take(out));
+    w.0.push(table);
+    w.uint(key.len() as u64);
+    w.0.extend_from_slice(key);
+    match value {
+        None => w.uint(0),
+        Some(v) => {
+            w.uint(v.len() as u64 + 1);
+            w.0.extend_from_slice(v);
+        }
+    }
+    *out = w.0;
+}
+
+/// One change decoded from the redo log: the table, the key, and the new value (`None`:
+/// removed).
+pub(crate) type Change<'a> = (u8, &'a [u8], Option<&'a [u8]>);
+
+/// The changes [`encode_change`] wrote, in order.
+pub(crate) fn decode_changes(bytes: &[u8]) -> Result<Vec<Change<'_>>, String> {
+    let mut r = Reader { bytes };
+    let mut out = Vec::new();
+    while !r.bytes.is_empty() {
+        let table = r.byte()?;
+        let key = r.take()?;
+        let value = match r.uint()? {
+            0 => None,
+            n => Some(r.bytes_of(n - 1)?),
+        };
+        out.push((table, key, value));
+    }
+    Ok(out)
+}
+
 /// A delivery's row (a redb value, a JetStream message): `varint(record length) ‖ record ‖ event JSON` (no event once delivered).
 pub(crate) fn row(record: &[u8], event: Option<&[u8]>) -> Vec<u8> {
     let mut out = row_head(record, event.map_or(0, <[u8]>::len));
@@ -412,6 +460,26 @@ mod tests {
         let e = decode_record(9, &bad).unwrap_err().to_string();
         assert!(e.contains("unknown encoding version 99"), "{e}");
         assert!(decode_record(9, &[1, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn changes_round_trip_and_damaged_ones_are_errors() {
+        let mut out = Vec::new();
+        encode_change(&mut out, 1, b"key", Some(b"value"));
+        encode_change(&mut out, 2, &[0; 200], None);
+        encode_change(&mut out, 3, b"", Some(b""));
+        let changes = decode_changes(&out).unwrap();
+        assert_eq!(
+            changes,
+            vec![
+                (1, b"key".as_slice(), Some(b"value".as_slice())),
+                (2, [0; 200].as_slice(), None),
+                (3, b"".as_slice(), Some(b"".as_slice())),
+            ]
+        );
+        assert_eq!(decode_changes(&[]).unwrap(), vec![]);
+        let cut = &out[..out.len() - 1];
+        assert_eq!(decode_changes(cut).unwrap_err(), "it ends too early");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod conformance;
 pub mod jetstream;
 pub mod load;
 mod redb;
+mod redo;
 pub mod status;
 
 use std::collections::HashMap;

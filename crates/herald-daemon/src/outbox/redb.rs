@@ -14,8 +14,11 @@
 //! acceptance order) and removes each delivered or dead one past its retention. Callers encode
 //! on their own thread; the writer thread only applies bytes. A state change that keeps the
 //! event (failed, dead, retried) reads the row back to carry the event over: the rare path.
-//! Durability costs one fsync per commit, shared by everything queued meanwhile; the callbacks
-//! of a commit run on a second thread, so that the next commit starts at once.
+//! Durability costs one fsync per commit, shared by everything queued meanwhile: a commit is
+//! applied to redb without syncing it and its changes are synced as one frame of the redo
+//! log ([`super::redo`]), with a checkpoint (a durable redb commit) about once a second, and
+//! the log's frames applied again at open. The callbacks of a commit run on a second thread,
+//! so that the next commit starts at once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,14 +29,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use herald_core::Event;
 
 use super::codec::{
-    decode_event, decode_record, decode_status, encode_record, encode_status, new_row, row,
-    split_row,
+    decode_changes, decode_event, decode_record, decode_status, encode_change, encode_record,
+    encode_status, new_row, row, split_row,
 };
+use super::redo::{HEADER, RedoLog};
 use super::{
     Backend, Commits, Done, Health, Loaded, OpenError, Placement, Prepared, ProviderStatus, Record,
     State, StoreError, now_ms, wait,
@@ -60,6 +64,14 @@ const DELIVERIES: Table = TableDefinition::new("deliveries");
 const INDEX: Table = TableDefinition::new("index");
 const PROVIDERS: Table = TableDefinition::new("providers");
 const TABLES: [Table; 4] = [META, DELIVERIES, INDEX, PROVIDERS];
+
+/// The meta key holding the redo log's epoch: the log's frames of that epoch are not yet in
+/// redb's durable state.
+const LOG_EPOCH: &[u8] = b"log-epoch";
+/// Table numbers in the redo log.
+const T_DELIVERIES: u8 = 1;
+const T_INDEX: u8 = 2;
+const T_PROVIDERS: u8 = 3;
 
 const ACTIVE: u8 = 0;
 const DEAD: u8 = 2;
@@ -140,6 +152,7 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     db: RwLock<Option<Arc<Database>>>,
+    log: Mutex<RedoLog>,
     ops: Mutex<Option<Sender<Op>>>,
     queued_appends: AtomicUsize,
     health: Mutex<Health>,
@@ -258,11 +271,26 @@ impl Store {
         })?;
         let path = data_dir.join(FILE_NAME);
         let db = open_db(&path)?;
+        let other = |message: String| OpenError::Other {
+            path: path.clone(),
+            message,
+        };
+        let log_path = data_dir.join(super::redo::FILE_NAME);
+        let mut log = RedoLog::open(&log_path)
+            .map_err(|e| other(format!("cannot open {}: {e}", log_path.display())))?;
+        let replayed = recover(&db, &mut log).map_err(|e| other(e.to_string()))?;
+        if replayed > 0 {
+            tracing::info!(
+                commits = replayed,
+                "outbox: applied the redo log of the last run"
+            );
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let store = Store {
             inner: Arc::new(Inner {
                 path: path.clone(),
                 db: RwLock::new(Some(Arc::new(db))),
+                log: Mutex::new(log),
                 ops: Mutex::new(Some(tx)),
                 queued_appends: AtomicUsize::new(0),
                 health: Mutex::new(Health::Ok),
@@ -582,7 +610,13 @@ impl Store {
                 }
             }
         }
-        match open_db(&self.inner.path) {
+        let opened = open_db(&self.inner.path)
+            .map_err(|e| e.to_string())
+            .and_then(|db| {
+                recover(&db, &mut self.log()).map_err(|e| e.to_string())?;
+                Ok(db)
+            });
+        match opened {
             Ok(db) => {
                 tracing::info!(file = %self.inner.path.display(), "outbox reopened");
                 *slot = Some(Arc::new(db));
@@ -593,128 +627,43 @@ impl Store {
         }
     }
 
-    /// Applies `batch` in one transaction. Answers, in order: the first id of each append and
-    /// the count of each prune.
+    /// Applies `batch` in one transaction, made durable by a frame of the redo log or, when
+    /// one is due, by a checkpoint. Answers, in order: the first id of each append and the
+    /// count of each prune.
     fn commit(&self, batch: &[Op], state: &mut WriterState) -> Result<Vec<u64>, StoreError> {
         if self.db().is_err() {
             // Still closed after a failed reopen: try again now.
             self.reopen();
         }
         let db = self.db()?;
-        let txn = try_store!("starting a transaction", db.begin_write());
-        let mut answers = Vec::new();
-        {
-            let mut deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
-            let mut index = try_store!("opening the index", txn.open_table(INDEX));
-            let mut providers = try_store!("opening providers", txn.open_table(PROVIDERS));
-            let mut id = match state.next_id {
-                Some(id) => id,
-                None => try_store!("reading the last id", deliveries.last())
-                    .map_or(1, |(k, _)| id_of(k.value()).map_or(1, |id| id + 1)),
-            };
-            // Only the last status of each Provider in the batch is worth writing.
-            let mut last_status: HashMap<&str, usize> = HashMap::new();
-            for (i, op) in batch.iter().enumerate() {
-                if let Op::Status(provider, _) = op {
-                    last_status.insert(provider.as_str(), i);
+        let mut txn = try_store!("starting a transaction", db.begin_write());
+        let (answers, mut frame) = {
+            let mut tables = Tables::open(&txn)?;
+            (apply(&mut tables, batch, state)?, tables.frame)
+        };
+        let mut log = self.log();
+        match log.checkpoint_due(frame.len() - HEADER) {
+            Some(full) => {
+                let epoch = log.epoch() + 1;
+                set_epoch(&txn, epoch)?;
+                try_store!("committing", txn.commit());
+                restart(&mut log, epoch, full);
+            }
+            None => {
+                try_store!("committing", txn.set_durability(Durability::None));
+                try_store!("committing", txn.commit());
+                if let Err(e) = log.append(&mut frame) {
+                    // redb holds the commit, not yet durably: a checkpoint makes it so.
+                    tracing::warn!(error = %e, "cannot write the outbox's redo log; checkpointing instead");
+                    checkpoint(&db, &mut log)?;
                 }
             }
-            for (i, op) in batch.iter().enumerate() {
-                match op {
-                    Op::Append(entries, _) => {
-                        answers.push(id);
-                        for e in entries {
-                            let key = id_key(id);
-                            try_store!(
-                                "writing a delivery",
-                                deliveries.insert(key.as_slice(), e.row.as_slice())
-                            );
-                            if let Some(at) = index_key(id, e.at) {
-                                try_store!(
-                                    "writing the index",
-                                    index.insert(at.as_slice(), [].as_slice())
-                                );
-                            }
-                            id += 1;
-                        }
-                    }
-                    Op::Settle {
-                        id,
-                        record,
-                        from,
-                        to,
-                        ..
-                    } => {
-                        let key = id_key(*id);
-                        let new_row = if matches!(to, Placement::Finished(State::Delivered, _)) {
-                            row(record, None)
-                        } else {
-                            // Keeps its event: carry it over from the row as it is.
-                            let old =
-                                try_store!("reading a delivery", deliveries.get(key.as_slice()))
-                                    .map(|v| v.value().to_vec());
-                            let Some(old) = old else {
-                                // Removed meanwhile: it stays removed.
-                                continue;
-                            };
-                            let (_, event) = split_row(*id, &old)?;
-                            row(record, event)
-                        };
-                        try_store!(
-                            "writing a delivery",
-                            deliveries.insert(key.as_slice(), new_row.as_slice())
-                        );
-                        let (old_at, new_at) = (index_key(*id, *from), index_key(*id, *to));
-                        if old_at != new_at {
-                            if let Some(old_at) = old_at {
-                                try_store!("updating the index", index.remove(old_at.as_slice()));
-                            }
-                            if let Some(new_at) = new_at {
-                                try_store!(
-                                    "updating the index",
-                                    index.insert(new_at.as_slice(), [].as_slice())
-                                );
-                            }
-                        }
-                    }
-                    Op::Remove { id, from, .. } => {
-                        try_store!(
-                            "removing a delivery",
-                            deliveries.remove(id_key(*id).as_slice())
-                        );
-                        if let Some(at) = index_key(*id, *from) {
-                            try_store!("updating the index", index.remove(at.as_slice()));
-                        }
-                    }
-                    Op::Status(provider, _) if last_status.get(provider.as_str()) != Some(&i) => {}
-                    Op::Status(provider, status) => {
-                        try_store!(
-                            "writing a provider status",
-                            providers.insert(provider.as_bytes(), status.as_slice())
-                        );
-                    }
-                    Op::Prune {
-                        delivered_before,
-                        dead_before,
-                        limit,
-                        ..
-                    } => {
-                        let cut = Cut {
-                            delivered_before: *delivered_before,
-                            dead_before: *dead_before,
-                            limit: *limit,
-                        };
-                        let pruned =
-                            prune(&mut deliveries, &mut index, &cut, &mut state.prune_from)?;
-                        answers.push(pruned);
-                    }
-                    Op::Barrier(_) => {}
-                }
-            }
-            state.next_id = Some(id);
         }
-        try_store!("committing", txn.commit());
         Ok(answers)
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, RedoLog> {
+        self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads `(record, event?)` of `id`.
@@ -740,6 +689,234 @@ impl Store {
     }
 }
 
+type BytesTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// A commit's tables; every write is also added to the commit's redo-log frame.
+struct Tables<'t> {
+    deliveries: BytesTable<'t>,
+    index: BytesTable<'t>,
+    providers: BytesTable<'t>,
+    frame: Vec<u8>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            deliveries: try_store!("opening deliveries", txn.open_table(DELIVERIES)),
+            index: try_store!("opening the index", txn.open_table(INDEX)),
+            providers: try_store!("opening providers", txn.open_table(PROVIDERS)),
+            frame: RedoLog::buffer(),
+        })
+    }
+
+    fn table(&mut self, table: u8) -> &mut BytesTable<'t> {
+        match table {
+            T_INDEX => &mut self.index,
+            T_PROVIDERS => &mut self.providers,
+            _ => &mut self.deliveries,
+        }
+    }
+
+    /// Sets `key` of `table` to `value` (`None`: removes it), `what` naming it in errors.
+    fn set(
+        &mut self,
+        what: &'static str,
+        table: u8,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        encode_change(&mut self.frame, table, key, value);
+        match value {
+            Some(v) => try_store!(what, self.table(table).insert(key, v)),
+            None => try_store!(what, self.table(table).remove(key)),
+        };
+        Ok(())
+    }
+}
+
+/// Applies `batch` to `t`. Answers, in order: the first id of each append and the count of
+/// each prune.
+fn apply(
+    t: &mut Tables<'_>,
+    batch: &[Op],
+    state: &mut WriterState,
+) -> Result<Vec<u64>, StoreError> {
+    let mut answers = Vec::new();
+    let mut id = match state.next_id {
+        Some(id) => id,
+        None => try_store!("reading the last id", t.deliveries.last())
+            .map_or(1, |(k, _)| id_of(k.value()).map_or(1, |id| id + 1)),
+    };
+    // Only the last status of each Provider in the batch is worth writing.
+    let mut last_status: HashMap<&str, usize> = HashMap::new();
+    for (i, op) in batch.iter().enumerate() {
+        if let Op::Status(provider, _) = op {
+            last_status.insert(provider.as_str(), i);
+        }
+    }
+    for (i, op) in batch.iter().enumerate() {
+        match op {
+            Op::Append(entries, _) => {
+                answers.push(id);
+                for e in entries {
+                    t.set(
+                        "writing a delivery",
+                        T_DELIVERIES,
+                        &id_key(id),
+                        Some(&e.row),
+                    )?;
+                    if let Some(at) = index_key(id, e.at) {
+                        t.set("writing the index", T_INDEX, &at, Some(&[]))?;
+                    }
+                    id += 1;
+                }
+            }
+            Op::Settle {
+                id,
+                record,
+                from,
+                to,
+                ..
+            } => settle(t, *id, record, *from, *to)?,
+            Op::Remove { id, from, .. } => {
+                t.set("removing a delivery", T_DELIVERIES, &id_key(*id), None)?;
+                if let Some(at) = index_key(*id, *from) {
+                    t.set("updating the index", T_INDEX, &at, None)?;
+                }
+            }
+            Op::Status(provider, _) if last_status.get(provider.as_str()) != Some(&i) => {}
+            Op::Status(provider, status) => t.set(
+                "writing a provider status",
+                T_PROVIDERS,
+                provider.as_bytes(),
+                Some(status),
+            )?,
+            Op::Prune {
+                delivered_before,
+                dead_before,
+                limit,
+                ..
+            } => {
+                let cut = Cut {
+                    delivered_before: *delivered_before,
+                    dead_before: *dead_before,
+                    limit: *limit,
+                };
+                let gone = prunable(&t.deliveries, &cut, &mut state.prune_from)?;
+                for (id, at) in &gone {
+                    t.set("pruning", T_DELIVERIES, &id_key(*id), None)?;
+                    if let Some(at) = index_key(*id, *at) {
+                        t.set("pruning", T_INDEX, &at, None)?;
+                    }
+                }
+                answers.push(gone.len() as u64);
+            }
+            Op::Barrier(_) => {}
+        }
+    }
+    state.next_id = Some(id);
+    Ok(answers)
+}
+
+/// Replaces delivery `id`'s record, moving its index entry from `from` to `to`.
+fn settle(
+    t: &mut Tables<'_>,
+    id: u64,
+    record: &[u8],
+    from: Placement,
+    to: Placement,
+) -> Result<(), StoreError> {
+    let key = id_key(id);
+    let new_row = if matches!(to, Placement::Finished(State::Delivered, _)) {
+        row(record, None)
+    } else {
+        // Keeps its event: carry it over from the row as it is.
+        let old = try_store!("reading a delivery", t.deliveries.get(key.as_slice()))
+            .map(|v| v.value().to_vec());
+        let Some(old) = old else {
+            // Removed meanwhile: it stays removed.
+            return Ok(());
+        };
+        let (_, event) = split_row(id, &old)?;
+        row(record, event)
+    };
+    t.set("writing a delivery", T_DELIVERIES, &key, Some(&new_row))?;
+    let (old_at, new_at) = (index_key(id, from), index_key(id, to));
+    if old_at != new_at {
+        if let Some(old_at) = old_at {
+            t.set("updating the index", T_INDEX, &old_at, None)?;
+        }
+        if let Some(new_at) = new_at {
+            t.set("updating the index", T_INDEX, &new_at, Some(&[]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Records in `txn` that the redo log's frames before `epoch` are in redb.
+fn set_epoch(txn: &redb::WriteTransaction, epoch: u64) -> Result<(), StoreError> {
+    let mut meta = try_store!("opening the meta table", txn.open_table(META));
+    try_store!(
+        "writing the log epoch",
+        meta.insert(LOG_EPOCH, epoch.to_le_bytes().as_slice())
+    );
+    Ok(())
+}
+
+/// The redo log's epoch recorded in `db`.
+fn epoch_of(db: &Database) -> Result<u64, StoreError> {
+    let txn = try_store!("starting a read", db.begin_read());
+    let meta = try_store!("opening the meta table", txn.open_table(META));
+    let epoch = try_store!("reading the log epoch", meta.get(LOG_EPOCH))
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map_or(0, u64::from_le_bytes);
+    Ok(epoch)
+}
+
+/// A durable commit of everything committed so far, under a new log epoch.
+fn checkpoint(db: &Database, log: &mut RedoLog) -> Result<(), StoreError> {
+    let epoch = log.epoch() + 1;
+    let txn = try_store!("starting a transaction", db.begin_write());
+    set_epoch(&txn, epoch)?;
+    try_store!("committing", txn.commit());
+    restart(log, epoch, false);
+    Ok(())
+}
+
+/// Starts the log again after a checkpoint; a log that cannot grow stays as it is.
+fn restart(log: &mut RedoLog, epoch: u64, full: bool) {
+    if let Err(e) = log.restart(epoch, full) {
+        tracing::warn!(error = %e, "cannot grow the outbox's redo log; it stays at its size");
+    }
+}
+
+/// At open: applies the redo log's frames that redb does not hold durably yet, and makes
+/// them durable. Returns how many commits were applied.
+fn recover(db: &Database, log: &mut RedoLog) -> Result<usize, StoreError> {
+    let epoch = epoch_of(db)?;
+    let frames = log.frames(epoch).map_err(|e| StoreError::Storage {
+        what: "reading the redo log",
+        message: e.to_string(),
+    })?;
+    let txn = try_store!("starting a transaction", db.begin_write());
+    {
+        let mut t = Tables::open(&txn)?;
+        for (seq, frame) in frames.iter().enumerate() {
+            let changes = decode_changes(frame).map_err(|message| StoreError::Storage {
+                what: "reading the redo log",
+                message: format!("frame {seq} of epoch {epoch}: {message}"),
+            })?;
+            for (table, key, value) in changes {
+                t.set("applying the redo log", table, key, value)?;
+            }
+        }
+    }
+    set_epoch(&txn, epoch + 1)?;
+    try_store!("committing", txn.commit());
+    restart(log, epoch + 1, false);
+    Ok(frames.len())
+}
+
 /// What a prune removes: delivered records finished before one time, dead ones before
 /// another, at most `limit` rows looked at.
 struct Cut {
@@ -748,16 +925,15 @@ struct Cut {
     limit: usize,
 }
 
-/// Removes, walking the rows from `*from` in id order, the delivered and dead ones finished
+/// The rows to remove, walking them from `*from` in id order, the delivered and dead ones finished
 /// before their cut, looking at most at `cut.limit` rows. Rows are in acceptance order, and a
 /// record finishes after it is accepted, so the walk ends at the first row accepted after
 /// both cuts. `*from` remembers where a walk cut short by the limit goes on.
-fn prune(
-    deliveries: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
-    index: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+fn prunable(
+    deliveries: &BytesTable<'_>,
     cut: &Cut,
     from: &mut u64,
-) -> Result<u64, StoreError> {
+) -> Result<Vec<(u64, Placement)>, StoreError> {
     let latest = cut.delivered_before.max(cut.dead_before);
     let mut gone = Vec::new();
     let mut looked = 0;
@@ -789,13 +965,7 @@ fn prune(
         }
     }
     *from = next.unwrap_or(0);
-    for (id, at) in &gone {
-        try_store!("pruning", deliveries.remove(id_key(*id).as_slice()));
-        if let Some(at) = index_key(*id, *at) {
-            try_store!("pruning", index.remove(at.as_slice()));
-        }
-    }
-    Ok(gone.len() as u64)
+    Ok(gone)
 }
 
 /// What the writer remembers between commits.
@@ -981,7 +1151,7 @@ impl Backend for Store {
     }
 
     fn disk_bytes(&self) -> u64 {
-        std::fs::metadata(&self.inner.path).map_or(0, |m| m.len())
+        std::fs::metadata(&self.inner.path).map_or(0, |m| m.len()) + self.log().size()
     }
 
     fn commits(&self) -> Commits {
@@ -999,6 +1169,12 @@ impl Backend for Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        // A clean stop leaves nothing for the next start to replay.
+        if let Ok(db) = self.db()
+            && let Err(e) = checkpoint(&db, &mut self.log())
+        {
+            tracing::warn!(error = %e, "cannot checkpoint the outbox at close; the next start applies its redo log");
+        }
         self.inner
             .db
             .write()
@@ -1047,6 +1223,94 @@ mod tests {
         );
         assert_eq!(record.object, "Kustomization/apps/web");
         store.close();
+    }
+
+    /// The data dir as a crash would leave it now: redb's file holds only its last durable
+    /// commit (its later commits are still in the process's write buffer), the redo log
+    /// holds every synced frame. `with_log`: false drops the log from the copy.
+    fn crash_copy(from: &Path, name: &str, with_log: bool) -> PathBuf {
+        let to = dir(name);
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::copy(from.join(FILE_NAME), to.join(FILE_NAME)).unwrap();
+        if with_log {
+            let log = super::super::redo::FILE_NAME;
+            std::fs::copy(from.join(log), to.join(log)).unwrap();
+        }
+        to
+    }
+
+    fn settled(store: &Store, id: u64) {
+        let mut record = store.get(id).unwrap().unwrap();
+        let from = record.placement();
+        record.state = State::Delivered;
+        record.finished_at = Some(now_ms());
+        wait(|done| store.settle(&record, from, Some(done))).unwrap();
+    }
+
+    #[test]
+    fn commits_since_the_last_checkpoint_come_back_from_the_redo_log_after_a_crash() {
+        let d = dir("crash");
+        let store = Store::open(&d).unwrap();
+        let event = |m: &str| Event {
+            message: m.into(),
+            ..Event::default()
+        };
+        let first = conformance::append_one(&store, &conformance::prepared("apps/p", event("one")));
+        let second =
+            conformance::append_one(&store, &conformance::prepared("apps/p", event("two")));
+        settled(&store, first);
+        store
+            .save_status(
+                "apps/p",
+                &ProviderStatus {
+                    consecutive_failures: 3,
+                    ..ProviderStatus::default()
+                },
+            )
+            .unwrap();
+        store.flush_blocking().unwrap();
+
+        // Without the log, the crash image has none of it: the commits were not durable in
+        // redb (so this test would notice a log that is never needed).
+        let bare = Store::open(&crash_copy(&d, "crash-bare", false)).unwrap();
+        assert_eq!(bare.get(first).unwrap(), None);
+        bare.close();
+
+        let copy = crash_copy(&d, "crash-log", true);
+        let back = Store::open(&copy).unwrap();
+        let loaded = back.load().unwrap();
+        assert_eq!(
+            loaded.active.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![second]
+        );
+        assert_eq!(loaded.providers["apps/p"].consecutive_failures, 3);
+        assert_eq!(back.get(first).unwrap().unwrap().state, State::Delivered);
+        let (_, ev) = back.get_with_event(second).unwrap().unwrap();
+        assert_eq!(ev.unwrap().message, "two");
+        // Ids go on after the replayed ones.
+        let third = conformance::append_one(&back, &conformance::prepared("apps/p", event("3")));
+        assert_eq!(third, second + 1);
+        back.close();
+        // The replay was made durable: the log is not needed again.
+        std::fs::remove_file(copy.join(super::super::redo::FILE_NAME)).unwrap();
+        let again = Store::open(&copy).unwrap();
+        assert_eq!(again.get(third).unwrap().unwrap().state, State::Pending);
+        again.close();
+        store.close();
+    }
+
+    #[test]
+    fn a_clean_close_checkpoints_so_the_file_alone_holds_everything() {
+        let d = dir("clean");
+        let store = Store::open(&d).unwrap();
+        let id =
+            conformance::append_one(&store, &conformance::prepared("apps/p", Event::default()));
+        store.close();
+        drop(store);
+        let copy = crash_copy(&d, "clean-copy", false);
+        let back = Store::open(&copy).unwrap();
+        assert_eq!(back.get(id).unwrap().unwrap().state, State::Pending);
+        back.close();
     }
 
     #[test]
