@@ -437,9 +437,20 @@ impl Store {
             Health::Ok
         );
         let first = if carried.is_empty() && !failing {
-            match rx.recv() {
-                Ok(op) => Some(op),
-                Err(_) => return false,
+            if self.log().has_frames() {
+                // Idle with commits only in the log: checkpoint them after a while, so that a
+                // start after a crash in a quiet time has nothing to replay.
+                let every = self.log().every();
+                match rx.recv_timeout(every) {
+                    Ok(op) => Some(op),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return false,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(op) => Some(op),
+                    Err(_) => return false,
+                }
             }
         } else {
             // Something failed: try again now and then even without new changes, so that
@@ -1251,6 +1262,8 @@ mod tests {
     fn commits_since_the_last_checkpoint_come_back_from_the_redo_log_after_a_crash() {
         let d = dir("crash");
         let store = Store::open(&d).unwrap();
+        // However slow the machine, no checkpoint comes before the copies are taken.
+        store.log().only_when_full();
         let event = |m: &str| Event {
             message: m.into(),
             ..Event::default()
@@ -1296,6 +1309,30 @@ mod tests {
         let again = Store::open(&copy).unwrap();
         assert_eq!(again.get(third).unwrap().unwrap().state, State::Pending);
         again.close();
+        store.close();
+    }
+
+    #[test]
+    fn an_idle_outbox_checkpoints_its_redo_log() {
+        let d = dir("idle");
+        let store = Store::open(&d).unwrap();
+        let id =
+            conformance::append_one(&store, &conformance::prepared("apps/p", Event::default()));
+        assert!(store.log().has_frames());
+        let waited = std::time::Instant::now();
+        while store.log().has_frames() {
+            assert!(waited.elapsed() < Duration::from_secs(10), "no checkpoint");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            waited.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            waited.elapsed()
+        );
+        let copy = crash_copy(&d, "idle-copy", false);
+        let back = Store::open(&copy).unwrap();
+        assert_eq!(back.get(id).unwrap().unwrap().state, State::Pending);
+        back.close();
         store.close();
     }
 

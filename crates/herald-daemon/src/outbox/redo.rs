@@ -7,7 +7,8 @@
 //! it, writes the commit's changes (table, key, new value) as one frame here, and syncs this
 //! file: one run of bytes, overwritten in place in a file that is written out at its full size
 //! before it is used (so a sync journals no block allocation). A checkpoint, a durable redb
-//! commit about once a second or when the log is full, makes everything before it durable in
+//! commit about once a second, when the log is full, and after a second without commits (so
+//! that a quiet outbox has nothing to replay), makes everything before it durable in
 //! redb; it records a new epoch in redb's meta table, and the log starts again from its
 //! beginning under that epoch. At open, the frames of the recorded epoch are applied to redb
 //! again, in order, up to the first that is incomplete, damaged or of another epoch.
@@ -50,6 +51,8 @@ pub(super) struct RedoLog {
     seq: u64,
     at: u64,
     checkpointed: Instant,
+    /// How often a checkpoint is due: [`CHECKPOINT_EVERY`], longer in tests.
+    every: Duration,
 }
 
 impl RedoLog {
@@ -68,6 +71,7 @@ impl RedoLog {
             seq: 0,
             at: 0,
             checkpointed: Instant::now(),
+            every: CHECKPOINT_EVERY,
         };
         if log.size < START_BYTES {
             log.grow_to(START_BYTES)?;
@@ -117,7 +121,7 @@ impl RedoLog {
     /// Starts the log again from its beginning under `epoch`, just made durable in redb; if
     /// the log filled up sooner than [`CHECKPOINT_EVERY`], it grows first.
     pub(super) fn restart(&mut self, epoch: u64, full: bool) -> io::Result<()> {
-        let soon = self.checkpointed.elapsed() < CHECKPOINT_EVERY;
+        let soon = self.checkpointed.elapsed() < self.every;
         self.epoch = epoch;
         self.seq = 0;
         self.at = 0;
@@ -134,11 +138,27 @@ impl RedoLog {
     pub(super) fn checkpoint_due(&self, len: usize) -> Option<bool> {
         if self.at + (HEADER + len) as u64 > self.size {
             Some(true)
-        } else if self.checkpointed.elapsed() >= CHECKPOINT_EVERY {
+        } else if self.checkpointed.elapsed() >= self.every {
             Some(false)
         } else {
             None
         }
+    }
+
+    /// How often a checkpoint is due.
+    pub(super) fn every(&self) -> Duration {
+        self.every
+    }
+
+    /// Checkpoints only when the log is full (for tests of what a crash leaves).
+    #[cfg(test)]
+    pub(super) fn only_when_full(&mut self) {
+        self.every = Duration::from_secs(3600);
+    }
+
+    /// Whether frames were written since the last checkpoint.
+    pub(super) fn has_frames(&self) -> bool {
+        self.at > 0
     }
 
     /// The epoch frames are written under now.
