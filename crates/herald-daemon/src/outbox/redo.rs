@@ -7,8 +7,9 @@
 //! it, writes the commit's changes (table, key, new value) as one frame here, and syncs this
 //! file: one run of bytes, overwritten in place in a file that is written out at its full size
 //! before it is used (so a sync journals no block allocation). A checkpoint, a durable redb
-//! commit about once a second, when the log is full, and after a second without commits (so
-//! that a quiet outbox has nothing to replay), makes everything before it durable in
+//! commit every quarter of a second, when the log is full, and after a quarter of a second
+//! without commits (so that a quiet outbox has nothing to replay), makes everything before it
+//! durable in
 //! redb; it records a new epoch in redb's meta table, and the log starts again from its
 //! beginning under that epoch. At open, the frames of the recorded epoch are applied to redb
 //! again, in order, up to the first that is incomplete, damaged or of another epoch.
@@ -36,7 +37,11 @@ pub(super) const START_BYTES: u64 = 1 << 20;
 /// The most the log grows to.
 pub(super) const MAX_BYTES: u64 = 64 << 20;
 /// How often a checkpoint makes redb durable when the log has room.
-pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+///
+/// A start after a crash applies what was committed since the last checkpoint again, about
+/// 40 µs per commit on this project's machine: under load, 3,718 commits (a second's) took a
+/// start from 116 to 252 ms. A quarter of a second bounds that to about a quarter.
+pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 const MAGIC: [u8; 4] = *b"hrl1";
 /// magic, epoch, seq, length, digest.
@@ -291,7 +296,11 @@ mod tests {
             .unwrap();
         assert_eq!(log.checkpoint_due(START_BYTES as usize / 2), Some(true));
         log.restart(2, true).unwrap();
-        assert_eq!(log.size(), 2 * START_BYTES, "filled within a second: grows");
+        assert_eq!(
+            log.size(),
+            2 * START_BYTES,
+            "filled before a checkpoint was due: grows"
+        );
         log.checkpointed -= CHECKPOINT_EVERY;
         assert_eq!(log.checkpoint_due(10), Some(false));
         log.restart(3, true).unwrap();
