@@ -207,6 +207,26 @@ pub(crate) fn wait_ready(port: u16, timeout: Duration) -> Result<Duration> {
     bail!("herald was not ready within {timeout:?}")
 }
 
+/// [`wait_ready`] for a daemon whose logs go to `log`: if it is not ready in time, the error
+/// says whether it exited and ends with its last log lines.
+fn wait_ready_logged(
+    daemon: &mut Killed,
+    port: u16,
+    timeout: Duration,
+    log: &Path,
+) -> Result<Duration> {
+    wait_ready(port, timeout).with_context(|| {
+        let exited = match daemon.0.try_wait() {
+            Ok(Some(status)) => format!("it exited ({status})"),
+            _ => "it is still running".to_owned(),
+        };
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = said.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        format!("{exited}; the end of its log ({}):\n{tail}", log.display())
+    })
+}
+
 pub(crate) fn rss_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -540,8 +560,9 @@ pub(crate) fn run(bin: &Path, ceiling_bin: &Path, work: &Path) -> Result<DaemonB
     let manifests = work.join("manifests-spread");
     let ports = (free_port()?, free_port()?, free_port()?);
     let started = Instant::now();
-    let daemon = serve(bin, &manifests, &data, ports)?;
-    wait_ready(ports.2, Duration::from_secs(120))?;
+    let log = work.join("recovery.log");
+    let mut daemon = serve_with(bin, &manifests, &data, ports, &[], Some(&log))?;
+    wait_ready_logged(&mut daemon, ports.2, Duration::from_secs(120), &log)?;
     let recovery_ms = started.elapsed().as_secs_f64() * 1000.0;
     drop(daemon);
     Ok(DaemonBench {
@@ -1028,8 +1049,9 @@ fn startup(bin: &Path, work: &Path) -> Result<f64> {
             std::fs::remove_dir_all(&data)?;
         }
         let started = Instant::now();
-        let daemon = serve(bin, &dir, &data, ports)?;
-        let _ = wait_ready(ports.2, Duration::from_secs(30))?;
+        let log = work.join("startup.log");
+        let mut daemon = serve_with(bin, &dir, &data, ports, &[], Some(&log))?;
+        wait_ready_logged(&mut daemon, ports.2, Duration::from_secs(30), &log)?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         drop(daemon);
     }
