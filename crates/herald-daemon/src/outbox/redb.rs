@@ -436,26 +436,21 @@ impl Store {
             *self.inner.health.lock().unwrap_or_else(|e| e.into_inner()),
             Health::Ok
         );
-        let first = if carried.is_empty() && !failing {
-            if self.log().has_frames() {
-                // Idle with commits only in the log: checkpoint them after a while, so that a
-                // start after a crash in a quiet time has nothing to replay.
-                let every = self.log().every();
-                match rx.recv_timeout(every) {
-                    Ok(op) => Some(op),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return false,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(op) => Some(op),
-                    Err(_) => return false,
-                }
-            }
+        let wait = if carried.is_empty() && !failing {
+            // Idle with commits only in the log: checkpoint them after a while (an empty
+            // commit), so that a start after a crash in a quiet time has nothing to replay.
+            self.log().idle_checkpoint_in()
         } else {
             // Something failed: try again now and then even without new changes, so that
             // health comes back by itself once the disk has room again.
-            match rx.recv_timeout(Duration::from_millis(500)) {
+            Some(Duration::from_millis(500))
+        };
+        let first = match wait {
+            None => match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => return false,
+            },
+            Some(wait) => match rx.recv_timeout(wait) {
                 Ok(op) => Some(op),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
@@ -467,7 +462,7 @@ impl Store {
                     }
                     return false;
                 }
-            }
+            },
         };
         let mut batch: Vec<Op> = std::mem::take(carried);
         batch.extend(first);
@@ -656,9 +651,7 @@ impl Store {
         match log.checkpoint_due(frame.len() - HEADER) {
             Some(full) => {
                 let epoch = log.epoch() + 1;
-                set_epoch(&txn, epoch)?;
-                try_store!("committing", txn.commit());
-                restart(&mut log, epoch, full);
+                commit_checkpoint(txn, &mut log, epoch, full)?;
             }
             None => {
                 try_store!("committing", txn.set_durability(Durability::None));
@@ -720,11 +713,16 @@ impl<'t> Tables<'t> {
         })
     }
 
-    fn table(&mut self, table: u8) -> &mut BytesTable<'t> {
+    /// The table numbered `table` in the redo log; another number is a damaged log.
+    fn table(&mut self, table: u8) -> Result<&mut BytesTable<'t>, StoreError> {
         match table {
-            T_INDEX => &mut self.index,
-            T_PROVIDERS => &mut self.providers,
-            _ => &mut self.deliveries,
+            T_DELIVERIES => Ok(&mut self.deliveries),
+            T_INDEX => Ok(&mut self.index),
+            T_PROVIDERS => Ok(&mut self.providers),
+            _ => Err(StoreError::Storage {
+                what: "applying the redo log",
+                message: format!("it names table {table}, which the outbox does not have"),
+            }),
         }
     }
 
@@ -736,11 +734,12 @@ impl<'t> Tables<'t> {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        encode_change(&mut self.frame, table, key, value);
+        let target = self.table(table)?;
         match value {
-            Some(v) => try_store!(what, self.table(table).insert(key, v)),
-            None => try_store!(what, self.table(table).remove(key)),
+            Some(v) => try_store!(what, target.insert(key, v)),
+            None => try_store!(what, target.remove(key)),
         };
+        encode_change(&mut self.frame, table, key, value);
         Ok(())
     }
 }
@@ -888,17 +887,23 @@ fn epoch_of(db: &Database) -> Result<u64, StoreError> {
 fn checkpoint(db: &Database, log: &mut RedoLog) -> Result<(), StoreError> {
     let epoch = log.epoch() + 1;
     let txn = try_store!("starting a transaction", db.begin_write());
-    set_epoch(&txn, epoch)?;
-    try_store!("committing", txn.commit());
-    restart(log, epoch, false);
-    Ok(())
+    commit_checkpoint(txn, log, epoch, false)
 }
 
-/// Starts the log again after a checkpoint; a log that cannot grow stays as it is.
-fn restart(log: &mut RedoLog, epoch: u64, full: bool) {
+/// Commits `txn` durably as the start of log epoch `epoch`, and starts the log again (`full`:
+/// it had no room left); a log that cannot grow stays as it is.
+fn commit_checkpoint(
+    txn: redb::WriteTransaction,
+    log: &mut RedoLog,
+    epoch: u64,
+    full: bool,
+) -> Result<(), StoreError> {
+    set_epoch(&txn, epoch)?;
+    try_store!("committing", txn.commit());
     if let Err(e) = log.restart(epoch, full) {
         tracing::warn!(error = %e, "cannot grow the outbox's redo log; it stays at its size");
     }
+    Ok(())
 }
 
 /// At open: applies the redo log's frames that redb does not hold durably yet, and makes
@@ -922,9 +927,7 @@ fn recover(db: &Database, log: &mut RedoLog) -> Result<usize, StoreError> {
             }
         }
     }
-    set_epoch(&txn, epoch + 1)?;
-    try_store!("committing", txn.commit());
-    restart(log, epoch + 1, false);
+    commit_checkpoint(txn, log, epoch + 1, false)?;
     Ok(frames.len())
 }
 
@@ -1250,6 +1253,23 @@ mod tests {
         to
     }
 
+    /// A new outbox in the test dir `name`, holding one pending delivery: the dir, the
+    /// outbox, the delivery's id.
+    fn one_pending(name: &str) -> (PathBuf, Store, u64) {
+        let d = dir(name);
+        let store = Store::open(&d).unwrap();
+        let id =
+            conformance::append_one(&store, &conformance::prepared("apps/p", Event::default()));
+        (d, store, id)
+    }
+
+    /// Opens the outbox in `dir` and checks that delivery `id` is there and pending.
+    fn holds_pending(dir: &Path, id: u64) {
+        let store = Store::open(dir).unwrap();
+        assert_eq!(store.get(id).unwrap().unwrap().state, State::Pending);
+        store.close();
+    }
+
     fn settled(store: &Store, id: u64) {
         let mut record = store.get(id).unwrap().unwrap();
         let from = record.placement();
@@ -1306,18 +1326,28 @@ mod tests {
         back.close();
         // The replay was made durable: the log is not needed again.
         std::fs::remove_file(copy.join(super::super::redo::FILE_NAME)).unwrap();
-        let again = Store::open(&copy).unwrap();
-        assert_eq!(again.get(third).unwrap().unwrap().state, State::Pending);
-        again.close();
+        holds_pending(&copy, third);
         store.close();
     }
 
     #[test]
+    fn a_redo_log_naming_an_unknown_table_stops_the_open_with_an_error() {
+        let d = dir("unknown-table");
+        Store::open(&d).unwrap().close();
+        let epoch = epoch_of(&open_db(&d.join(FILE_NAME)).unwrap()).unwrap();
+        let mut log = RedoLog::open(&d.join(super::super::redo::FILE_NAME)).unwrap();
+        log.restart(epoch, false).unwrap();
+        let mut frame = RedoLog::buffer();
+        encode_change(&mut frame, 9, b"key", Some(b"value"));
+        log.append(&mut frame).unwrap();
+        drop(log);
+        let e = Store::open(&d).unwrap_err().to_string();
+        assert!(e.contains("it names table 9"), "{e}");
+    }
+
+    #[test]
     fn an_idle_outbox_checkpoints_its_redo_log() {
-        let d = dir("idle");
-        let store = Store::open(&d).unwrap();
-        let id =
-            conformance::append_one(&store, &conformance::prepared("apps/p", Event::default()));
+        let (d, store, id) = one_pending("idle");
         assert!(store.log().has_frames());
         let waited = std::time::Instant::now();
         while store.log().has_frames() {
@@ -1329,25 +1359,16 @@ mod tests {
             "{:?}",
             waited.elapsed()
         );
-        let copy = crash_copy(&d, "idle-copy", false);
-        let back = Store::open(&copy).unwrap();
-        assert_eq!(back.get(id).unwrap().unwrap().state, State::Pending);
-        back.close();
+        holds_pending(&crash_copy(&d, "idle-copy", false), id);
         store.close();
     }
 
     #[test]
     fn a_clean_close_checkpoints_so_the_file_alone_holds_everything() {
-        let d = dir("clean");
-        let store = Store::open(&d).unwrap();
-        let id =
-            conformance::append_one(&store, &conformance::prepared("apps/p", Event::default()));
+        let (d, store, id) = one_pending("clean");
         store.close();
         drop(store);
-        let copy = crash_copy(&d, "clean-copy", false);
-        let back = Store::open(&copy).unwrap();
-        assert_eq!(back.get(id).unwrap().unwrap().state, State::Pending);
-        back.close();
+        holds_pending(&crash_copy(&d, "clean-copy", false), id);
     }
 
     #[test]

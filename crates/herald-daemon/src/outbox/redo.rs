@@ -150,9 +150,10 @@ impl RedoLog {
         }
     }
 
-    /// How often a checkpoint is due.
-    pub(super) fn every(&self) -> Duration {
-        self.every
+    /// How long an idle writer waits before it checkpoints: `None` when the log holds no
+    /// frames, so there is nothing to checkpoint.
+    pub(super) fn idle_checkpoint_in(&self) -> Option<Duration> {
+        self.has_frames().then_some(self.every)
     }
 
     /// Checkpoints only when the log is full (for tests of what a crash leaves).
