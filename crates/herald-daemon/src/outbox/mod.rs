@@ -16,6 +16,7 @@ pub mod conformance;
 #[cfg(feature = "jetstream")]
 pub mod jetstream;
 pub mod load;
+mod overlay;
 mod redb;
 mod redo;
 pub mod status;

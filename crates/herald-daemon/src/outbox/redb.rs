@@ -9,19 +9,22 @@
 //!   and the dead-letter listing;
 //! - `providers`: Provider id to its status.
 //!
-//! A new delivery is two B-tree writes (its row, its index entry), delivering it two more (its
-//! row without the event, the index entry gone); pruning walks the rows in id order (that is,
+//! A new delivery is two changes (its row, its index entry), delivering it two more (its row
+//! without the event, the index entry gone), and a checkpoint writes only each key's last; pruning walks the rows in id order (that is,
 //! acceptance order) and removes each delivered or dead one past its retention. Callers encode
 //! on their own thread; the writer thread only applies bytes. A state change that keeps the
 //! event (failed, dead, retried) reads the row back to carry the event over: the rare path.
-//! Durability costs one fsync per commit, shared by everything queued meanwhile: a commit is
-//! applied to redb without syncing it and its changes are synced as one frame of the redo
-//! log ([`super::redo`]), with a checkpoint (a durable redb commit) four times a second, and
-//! the log's frames applied again at open. The callbacks of a commit run on a second thread,
-//! so that the next commit starts at once.
+//! Durability costs one fsync per commit, shared by everything queued meanwhile: a commit's
+//! changes are synced as one frame of the redo log ([`super::redo`]) and kept in memory in the
+//! overlay ([`super::overlay`]), which readers see above the file. Four times a second a
+//! checkpoint writes the overlay into redb in one durable commit, where a delivery's append
+//! and its settle become one write, and empties it; at open the log's frames are applied
+//! again. The callbacks of a commit run on a second thread, so that the next commit starts at
+//! once.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +32,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use herald_core::Event;
 
@@ -37,6 +40,7 @@ use super::codec::{
     decode_changes, decode_event, decode_record, decode_status, encode_change, encode_record,
     encode_status, new_row, row, split_row,
 };
+use super::overlay::{Overlay, Row, merge};
 use super::redo::{HEADER, RedoLog};
 use super::{
     Backend, Commits, Done, Health, Loaded, OpenError, Placement, Prepared, ProviderStatus, Record,
@@ -57,6 +61,9 @@ const FORMAT_1: &[u8] = b"herald-outbox/1";
 const PROBE_BYTES: usize = 64 * 1024;
 /// The most changes in one commit.
 const MAX_BATCH: usize = 4096;
+/// The overlay's size that makes the next commit a checkpoint, whatever the time: it bounds
+/// the memory that changes waiting for a checkpoint take.
+const OVERLAY_BYTES: usize = 8 * 1024 * 1024;
 
 type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
 const META: Table = TableDefinition::new("meta");
@@ -153,6 +160,7 @@ struct Inner {
     path: PathBuf,
     db: RwLock<Option<Arc<Database>>>,
     log: Mutex<RedoLog>,
+    overlay: Mutex<Overlay>,
     ops: Mutex<Option<Sender<Op>>>,
     queued_appends: AtomicUsize,
     health: Mutex<Health>,
@@ -291,6 +299,7 @@ impl Store {
                 path: path.clone(),
                 db: RwLock::new(Some(Arc::new(db))),
                 log: Mutex::new(log),
+                overlay: Mutex::new(Overlay::default()),
                 ops: Mutex::new(Some(tx)),
                 queued_appends: AtomicUsize::new(0),
                 health: Mutex::new(Health::Ok),
@@ -620,6 +629,8 @@ impl Store {
             .map_err(|e| e.to_string())
             .and_then(|db| {
                 recover(&db, &mut self.log()).map_err(|e| e.to_string())?;
+                // The overlay held the log's frames, and they are in the file now.
+                self.overlay().clear();
                 Ok(db)
             });
         match opened {
@@ -633,37 +644,64 @@ impl Store {
         }
     }
 
-    /// Applies `batch` in one transaction, made durable by a frame of the redo log or, when
-    /// one is due, by a checkpoint. Answers, in order: the first id of each append and the
-    /// count of each prune.
+    /// Commits `batch`: as one frame of the redo log, laid over the file in the overlay once
+    /// it is synced; or, when a checkpoint is due or the frame cannot be written, in a
+    /// checkpoint. Answers, in order: the first id of each append and the count of each prune.
     fn commit(&self, batch: &[Op], state: &mut WriterState) -> Result<Vec<u64>, StoreError> {
         if self.db().is_err() {
             // Still closed after a failed reopen: try again now.
             self.reopen();
         }
         let db = self.db()?;
-        let mut txn = try_store!("starting a transaction", db.begin_write());
-        let (answers, mut frame) = {
-            let mut tables = Tables::open(&txn)?;
-            (apply(&mut tables, batch, state)?, tables.frame)
-        };
+        let before = *state;
+        let mut staged = Staged::new(&db, &self.inner.overlay);
+        let answers = apply(&mut staged, batch, state)?;
         let mut log = self.log();
-        match log.checkpoint_due(frame.len() - HEADER) {
-            Some(full) => {
-                let epoch = log.epoch() + 1;
-                commit_checkpoint(txn, &mut log, epoch, full)?;
-            }
-            None => {
-                try_store!("committing", txn.set_durability(Durability::None));
-                try_store!("committing", txn.commit());
-                if let Err(e) = log.append(&mut frame) {
-                    // redb holds the commit, not yet durably: a checkpoint makes it so.
-                    tracing::warn!(error = %e, "cannot write the outbox's redo log; checkpointing instead");
-                    checkpoint(&db, &mut log)?;
+        let overlay_full = self.overlay().bytes() + staged.bytes > OVERLAY_BYTES;
+        let full = match log.checkpoint_due(staged.frame.len() - HEADER) {
+            None if !overlay_full => match log.append(&mut staged.frame) {
+                Ok(()) => {
+                    staged.lay_over();
+                    return Ok(answers);
                 }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write the outbox's redo log; checkpointing instead");
+                    false
+                }
+            },
+            due => due.unwrap_or(false),
+        };
+        // The checkpoint applies the batch again, from the state it started from.
+        *state = before;
+        self.checkpoint(&db, &mut log, batch, state, full)
+    }
+
+    /// A durable commit of the overlay and then `batch`, under a new log epoch: the log starts
+    /// again (`full`: it had no room left) and the overlay empties. Answers as [`Self::commit`].
+    fn checkpoint(
+        &self,
+        db: &Database,
+        log: &mut RedoLog,
+        batch: &[Op],
+        state: &mut WriterState,
+        full: bool,
+    ) -> Result<Vec<u64>, StoreError> {
+        let txn = try_store!("starting a transaction", db.begin_write());
+        let answers = {
+            let mut tables = Tables::open(&txn)?;
+            for (table, key, value) in self.overlay().iter() {
+                tables.set("checkpointing", table, key, value)?;
             }
-        }
+            apply(&mut tables, batch, state)?
+        };
+        let epoch = log.epoch() + 1;
+        commit_checkpoint(txn, log, epoch, full)?;
+        self.overlay().clear();
         Ok(answers)
+    }
+
+    fn overlay(&self) -> std::sync::MutexGuard<'_, Overlay> {
+        self.inner.overlay.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, RedoLog> {
@@ -676,14 +714,26 @@ impl Store {
         id: u64,
         with_event: bool,
     ) -> Result<Option<(Record, Option<Event>)>, StoreError> {
-        let db = self.db()?;
-        let txn = try_store!("starting a read", db.begin_read());
-        let deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
-        let Some(value) = try_store!("reading a delivery", deliveries.get(id_key(id).as_slice()))
-        else {
+        let key = id_key(id);
+        // The overlay first: what it drops at a checkpoint is in the file by then.
+        let staged = self
+            .overlay()
+            .get(T_DELIVERIES, &key)
+            .map(|row| row.map(<[u8]>::to_vec));
+        let row = match staged {
+            Some(row) => row,
+            None => {
+                let db = self.db()?;
+                let txn = try_store!("starting a read", db.begin_read());
+                let deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+                try_store!("reading a delivery", deliveries.get(key.as_slice()))
+                    .map(|v| v.value().to_vec())
+            }
+        };
+        let Some(row) = row else {
             return Ok(None);
         };
-        let (record, event) = split_row(id, value.value())?;
+        let (record, event) = split_row(id, &row)?;
         let record = decode_record(id, record)?;
         let event = match event {
             Some(bytes) if with_event => Some(decode_event(id, bytes)?),
@@ -691,16 +741,125 @@ impl Store {
         };
         Ok(Some((record, event)))
     }
+
+    /// A consistent read of everything: a copy of the overlay, then a read of the file begun
+    /// after it, so that what the overlay drops at a checkpoint is in the file read.
+    fn view(&self) -> Result<View, StoreError> {
+        let staged = self.overlay().clone();
+        let db = self.db()?;
+        let txn = try_store!("starting a read", db.begin_read());
+        Ok(View { staged, txn })
+    }
+}
+
+/// The outbox as readers see it: the file under the overlay's changes.
+struct View {
+    staged: Overlay,
+    txn: redb::ReadTransaction,
+}
+
+impl View {
+    /// The row of delivery `id`.
+    fn row(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = id_key(id);
+        if let Some(row) = self.staged.get(T_DELIVERIES, &key) {
+            return Ok(row.map(<[u8]>::to_vec));
+        }
+        let deliveries = try_store!("opening deliveries", self.txn.open_table(DELIVERIES));
+        Ok(
+            try_store!("reading a delivery", deliveries.get(key.as_slice()))
+                .map(|v| v.value().to_vec()),
+        )
+    }
+
+    /// The rows of table `table` (numbered as in the redo log) with keys from `start` to `end`
+    /// (exclusive; `None`: the table's end), in key order (`descending`: from the end).
+    fn rows(
+        &self,
+        table: u8,
+        start: &[u8],
+        end: Option<&[u8]>,
+        descending: bool,
+    ) -> Result<Rows<'static>, StoreError> {
+        let t = try_store!("opening a table", self.txn.open_table(definition(table)?));
+        let range = try_store!("reading", t.range::<&[u8]>(bounds(start, end)));
+        let staged = self.staged.range(table, start, end);
+        Ok(Box::new(merge(
+            owned(range, descending),
+            staged,
+            descending,
+        )))
+    }
+}
+
+/// Rows read, as owned copies.
+type Rows<'a> = Box<dyn Iterator<Item = Result<Row, StoreError>> + 'a>;
+
+/// The table numbered `table` in the redo log.
+fn definition(table: u8) -> Result<Table, StoreError> {
+    match table {
+        T_DELIVERIES => Ok(DELIVERIES),
+        T_INDEX => Ok(INDEX),
+        T_PROVIDERS => Ok(PROVIDERS),
+        _ => Err(StoreError::Storage {
+            what: "reading",
+            message: format!("there is no table {table}"),
+        }),
+    }
+}
+
+/// Keys from `start` to `end` (exclusive; `None`: no end).
+fn bounds<'k>(start: &'k [u8], end: Option<&'k [u8]>) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
+    (
+        Bound::Included(start),
+        end.map_or(Bound::Unbounded, Bound::Excluded),
+    )
+}
+
+/// `range`'s rows as owned copies, in key order (`descending`: from the end).
+fn owned<'a>(range: redb::Range<'a, &'static [u8], &'static [u8]>, descending: bool) -> Rows<'a> {
+    let copy = |entry: Result<_, redb::StorageError>| -> Result<Row, StoreError> {
+        let (k, v): (redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>) =
+            try_store!("reading", entry);
+        Ok((k.value().to_vec(), v.value().to_vec()))
+    };
+    if descending {
+        Box::new(range.rev().map(copy))
+    } else {
+        Box::new(range.map(copy))
+    }
 }
 
 type BytesTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
-/// A commit's tables; every write is also added to the commit's redo-log frame.
+/// Where a commit's changes go: redb's tables in a write transaction ([`Tables`]: a
+/// checkpoint, and the replay at open), or a redo-log frame for the overlay ([`Staged`]:
+/// every other commit). Reads see what the commit would.
+trait Target {
+    /// Sets `key` of `table` to `value` (`None`: removes it), `what` naming it in errors.
+    fn set(
+        &mut self,
+        what: &'static str,
+        table: u8,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+
+    /// The row of delivery `id`.
+    fn row(&mut self, id: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The highest delivery id with a row, before this commit's changes.
+    fn last_id(&mut self) -> Result<Option<u64>, StoreError>;
+
+    /// The deliveries' rows from id `from` on, in id order, before this commit's changes.
+    fn rows_from(&mut self, from: u64) -> Result<Rows<'_>, StoreError>;
+}
+
+/// A transaction's tables.
 struct Tables<'t> {
     deliveries: BytesTable<'t>,
     index: BytesTable<'t>,
     providers: BytesTable<'t>,
-    frame: Vec<u8>,
 }
 
 impl<'t> Tables<'t> {
@@ -709,7 +868,6 @@ impl<'t> Tables<'t> {
             deliveries: try_store!("opening deliveries", txn.open_table(DELIVERIES)),
             index: try_store!("opening the index", txn.open_table(INDEX)),
             providers: try_store!("opening providers", txn.open_table(PROVIDERS)),
-            frame: RedoLog::buffer(),
         })
     }
 
@@ -725,8 +883,9 @@ impl<'t> Tables<'t> {
             }),
         }
     }
+}
 
-    /// Sets `key` of `table` to `value` (`None`: removes it), `what` naming it in errors.
+impl Target for Tables<'_> {
     fn set(
         &mut self,
         what: &'static str,
@@ -739,23 +898,147 @@ impl<'t> Tables<'t> {
             Some(v) => try_store!(what, target.insert(key, v)),
             None => try_store!(what, target.remove(key)),
         };
-        encode_change(&mut self.frame, table, key, value);
         Ok(())
+    }
+
+    fn row(&mut self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = try_store!(
+            "reading a delivery",
+            self.deliveries.get(id_key(id).as_slice())
+        );
+        Ok(row.map(|v| v.value().to_vec()))
+    }
+
+    fn last_id(&mut self) -> Result<Option<u64>, StoreError> {
+        let last = try_store!("reading the last id", self.deliveries.last());
+        Ok(last.and_then(|(k, _)| id_of(k.value())))
+    }
+
+    fn rows_from(&mut self, from: u64) -> Result<Rows<'_>, StoreError> {
+        let start = id_key(from);
+        let range = try_store!(
+            "listing old deliveries",
+            self.deliveries.range::<&[u8]>(bounds(&start, None))
+        );
+        Ok(owned(range, false))
+    }
+}
+
+/// A commit on the fast path: its changes as one redo-log frame, and kept to lay over the
+/// overlay once that frame is synced. It reads the file under the overlay under its own
+/// changes; only the writer thread changes the overlay and the file, so no checkpoint comes
+/// between its reads.
+struct Staged<'a> {
+    db: &'a Database,
+    overlay: &'a Mutex<Overlay>,
+    file: Option<redb::ReadTransaction>,
+    changes: Vec<(u8, Vec<u8>, Option<Vec<u8>>)>,
+    /// The changes' keys and values, in bytes.
+    bytes: usize,
+    frame: Vec<u8>,
+}
+
+impl<'a> Staged<'a> {
+    fn new(db: &'a Database, overlay: &'a Mutex<Overlay>) -> Staged<'a> {
+        Staged {
+            db,
+            overlay,
+            file: None,
+            changes: Vec::new(),
+            bytes: 0,
+            frame: RedoLog::buffer(),
+        }
+    }
+
+    fn overlay(&self) -> std::sync::MutexGuard<'a, Overlay> {
+        self.overlay.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn file(&mut self) -> Result<&redb::ReadTransaction, StoreError> {
+        if self.file.is_none() {
+            self.file = Some(try_store!("starting a read", self.db.begin_read()));
+        }
+        self.file.as_ref().ok_or(StoreError::Stopped)
+    }
+
+    /// The deliveries' rows in the file under the overlay, from key `start` on.
+    fn rows(&mut self, start: &[u8], descending: bool) -> Result<Rows<'static>, StoreError> {
+        let staged = self.overlay().range(T_DELIVERIES, start, None);
+        let t = try_store!("opening deliveries", self.file()?.open_table(DELIVERIES));
+        let range = try_store!("reading", t.range::<&[u8]>(bounds(start, None)));
+        Ok(Box::new(merge(
+            owned(range, descending),
+            staged,
+            descending,
+        )))
+    }
+
+    /// Moves the changes into the overlay: their frame is synced.
+    fn lay_over(self) {
+        let mut overlay = self.overlay();
+        for (table, key, value) in self.changes {
+            overlay.set(table, key, value);
+        }
+    }
+}
+
+impl Target for Staged<'_> {
+    fn set(
+        &mut self,
+        _what: &'static str,
+        table: u8,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        definition(table)?;
+        encode_change(&mut self.frame, table, key, value);
+        self.bytes += key.len() + value.map_or(0, <[u8]>::len);
+        self.changes
+            .push((table, key.to_vec(), value.map(<[u8]>::to_vec)));
+        Ok(())
+    }
+
+    fn row(&mut self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = id_key(id);
+        let own = self
+            .changes
+            .iter()
+            .rev()
+            .find(|(table, k, _)| *table == T_DELIVERIES && k.as_slice() == key.as_slice());
+        if let Some((_, _, row)) = own {
+            return Ok(row.clone());
+        }
+        if let Some(row) = self.overlay().get(T_DELIVERIES, &key) {
+            return Ok(row.map(<[u8]>::to_vec));
+        }
+        let t = try_store!("opening deliveries", self.file()?.open_table(DELIVERIES));
+        let row = try_store!("reading a delivery", t.get(key.as_slice()));
+        Ok(row.map(|v| v.value().to_vec()))
+    }
+
+    fn last_id(&mut self) -> Result<Option<u64>, StoreError> {
+        match self.rows(&[], true)?.next().transpose()? {
+            Some((key, _)) => Ok(id_of(&key)),
+            None => Ok(None),
+        }
+    }
+
+    fn rows_from(&mut self, from: u64) -> Result<Rows<'_>, StoreError> {
+        self.rows(&id_key(from), false)
     }
 }
 
 /// Applies `batch` to `t`. Answers, in order: the first id of each append and the count of
 /// each prune.
 fn apply(
-    t: &mut Tables<'_>,
+    t: &mut impl Target,
     batch: &[Op],
     state: &mut WriterState,
 ) -> Result<Vec<u64>, StoreError> {
     let mut answers = Vec::new();
     let mut id = match state.next_id {
         Some(id) => id,
-        None => try_store!("reading the last id", t.deliveries.last())
-            .map_or(1, |(k, _)| id_of(k.value()).map_or(1, |id| id + 1)),
+        None => t.last_id()?.map_or(1, |id| id + 1),
     };
     // Only the last status of each Provider in the batch is worth writing.
     let mut last_status: HashMap<&str, usize> = HashMap::new();
@@ -812,7 +1095,8 @@ fn apply(
                     dead_before: *dead_before,
                     limit: *limit,
                 };
-                let gone = prunable(&t.deliveries, &cut, &mut state.prune_from)?;
+                let start = state.prune_from;
+                let gone = prunable(t.rows_from(start)?, &cut, &mut state.prune_from)?;
                 for (id, at) in &gone {
                     t.set("pruning", T_DELIVERIES, &id_key(*id), None)?;
                     if let Some(at) = index_key(*id, *at) {
@@ -830,7 +1114,7 @@ fn apply(
 
 /// Replaces delivery `id`'s record, moving its index entry from `from` to `to`.
 fn settle(
-    t: &mut Tables<'_>,
+    t: &mut impl Target,
     id: u64,
     record: &[u8],
     from: Placement,
@@ -841,9 +1125,7 @@ fn settle(
         row(record, None)
     } else {
         // Keeps its event: carry it over from the row as it is.
-        let old = try_store!("reading a delivery", t.deliveries.get(key.as_slice()))
-            .map(|v| v.value().to_vec());
-        let Some(old) = old else {
+        let Some(old) = t.row(id)? else {
             // Removed meanwhile: it stays removed.
             return Ok(());
         };
@@ -881,13 +1163,6 @@ fn epoch_of(db: &Database) -> Result<u64, StoreError> {
         .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
         .map_or(0, u64::from_le_bytes);
     Ok(epoch)
-}
-
-/// A durable commit of everything committed so far, under a new log epoch.
-fn checkpoint(db: &Database, log: &mut RedoLog) -> Result<(), StoreError> {
-    let epoch = log.epoch() + 1;
-    let txn = try_store!("starting a transaction", db.begin_write());
-    commit_checkpoint(txn, log, epoch, false)
 }
 
 /// Commits `txn` durably as the start of log epoch `epoch`, and starts the log again (`full`:
@@ -944,7 +1219,7 @@ struct Cut {
 /// record finishes after it is accepted, so the walk ends at the first row accepted after
 /// both cuts. `*from` remembers where a walk cut short by the limit goes on.
 fn prunable(
-    deliveries: &BytesTable<'_>,
+    rows: Rows<'_>,
     cut: &Cut,
     from: &mut u64,
 ) -> Result<Vec<(u64, Placement)>, StoreError> {
@@ -952,18 +1227,15 @@ fn prunable(
     let mut gone = Vec::new();
     let mut looked = 0;
     let mut next = None;
-    for entry in try_store!(
-        "listing old deliveries",
-        deliveries.range(id_key(*from).as_slice()..)
-    ) {
-        let (k, v) = try_store!("listing old deliveries", entry);
-        let Some(id) = id_of(k.value()) else { continue };
+    for entry in rows {
+        let (k, v) = entry?;
+        let Some(id) = id_of(&k) else { continue };
         if looked == cut.limit {
             next = Some(id);
             break;
         }
         looked += 1;
-        let (record, _) = split_row(id, v.value())?;
+        let (record, _) = split_row(id, &v)?;
         let r = decode_record(id, record)?;
         if r.accepted_at >= latest {
             break;
@@ -983,7 +1255,7 @@ fn prunable(
 }
 
 /// What the writer remembers between commits.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct WriterState {
     /// The next id to assign (read from the file when unknown).
     next_id: Option<u64>,
@@ -1053,41 +1325,29 @@ impl Backend for Store {
     }
 
     fn load(&self) -> Result<Loaded, StoreError> {
-        let db = self.db()?;
-        let txn = try_store!("starting a read", db.begin_read());
-        let deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
-        let index = try_store!("opening the index", txn.open_table(INDEX));
+        let view = self.view()?;
         let mut loaded = Loaded::default();
         let record_of = |id: u64| -> Result<Option<Record>, StoreError> {
-            match try_store!("reading a delivery", deliveries.get(id_key(id).as_slice())) {
-                Some(v) => decode_record(id, split_row(id, v.value())?.0).map(Some),
+            match view.row(id)? {
+                Some(row) => decode_record(id, split_row(id, &row)?.0).map(Some),
                 None => Ok(None),
             }
         };
-        for entry in try_store!(
-            "listing active deliveries",
-            index.range([ACTIVE].as_slice()..[ACTIVE + 1].as_slice())
-        ) {
-            let (k, _) = try_store!("listing active deliveries", entry);
-            if let Some(record) = id_of(k.value()).map(record_of).transpose()?.flatten() {
+        for entry in view.rows(T_INDEX, &[ACTIVE], Some(&[ACTIVE + 1]), false)? {
+            let (k, _) = entry?;
+            if let Some(record) = id_of(&k).map(record_of).transpose()?.flatten() {
                 loaded.active.push(record);
             }
         }
-        for entry in try_store!(
-            "listing dead deliveries",
-            index.range([DEAD].as_slice()..[DEAD + 1].as_slice())
-        ) {
-            let (k, _) = try_store!("listing dead deliveries", entry);
-            if let Some(record) = id_of(k.value()).map(record_of).transpose()?.flatten() {
+        for entry in view.rows(T_INDEX, &[DEAD], Some(&[DEAD + 1]), false)? {
+            let (k, _) = entry?;
+            if let Some(record) = id_of(&k).map(record_of).transpose()?.flatten() {
                 *loaded.dead.entry(record.provider).or_default() += 1;
             }
         }
-        let providers = try_store!("opening providers", txn.open_table(PROVIDERS));
-        for entry in try_store!("listing providers", providers.iter()) {
-            let (k, v) = try_store!("listing providers", entry);
-            if let (Ok(name), Some(status)) =
-                (std::str::from_utf8(k.value()), decode_status(v.value()))
-            {
+        for entry in view.rows(T_PROVIDERS, &[], None, false)? {
+            let (k, v) = entry?;
+            if let (Ok(name), Some(status)) = (std::str::from_utf8(&k), decode_status(&v)) {
                 loaded.providers.insert(name.to_owned(), status);
             }
         }
@@ -1107,16 +1367,14 @@ impl Backend for Store {
         limit: usize,
         keep: &mut dyn FnMut(&Record) -> bool,
     ) -> Result<Vec<Record>, StoreError> {
-        let db = self.db()?;
-        let txn = try_store!("starting a read", db.begin_read());
-        let table = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+        let view = self.view()?;
         let mut out = Vec::new();
-        for entry in try_store!("listing deliveries", table.iter()).rev() {
-            let (k, v) = try_store!("listing deliveries", entry);
-            let Some(id) = id_of(k.value()) else {
+        for entry in view.rows(T_DELIVERIES, &[], None, true)? {
+            let (k, v) = entry?;
+            let Some(id) = id_of(&k) else {
                 continue;
             };
-            let record = decode_record(id, split_row(id, v.value())?.0)?;
+            let record = decode_record(id, split_row(id, &v)?.0)?;
             if keep(&record) {
                 out.push(record);
                 if out.len() >= limit {
@@ -1128,25 +1386,18 @@ impl Backend for Store {
     }
 
     fn dead_ids(&self, provider: Option<&str>) -> Result<Vec<u64>, StoreError> {
-        let db = self.db()?;
-        let txn = try_store!("starting a read", db.begin_read());
-        let index = try_store!("opening the index", txn.open_table(INDEX));
-        let table = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+        let view = self.view()?;
         let mut ids = Vec::new();
-        for entry in try_store!(
-            "listing dead deliveries",
-            index.range([DEAD].as_slice()..[DEAD + 1].as_slice())
-        ) {
-            let (k, _) = try_store!("listing dead deliveries", entry);
-            let Some(id) = id_of(k.value()) else {
+        for entry in view.rows(T_INDEX, &[DEAD], Some(&[DEAD + 1]), false)? {
+            let (k, _) = entry?;
+            let Some(id) = id_of(&k) else {
                 continue;
             };
             if let Some(p) = provider {
-                let Some(v) = try_store!("reading a delivery", table.get(id_key(id).as_slice()))
-                else {
+                let Some(row) = view.row(id)? else {
                     continue;
                 };
-                if decode_record(id, split_row(id, v.value())?.0)?.provider != p {
+                if decode_record(id, split_row(id, &row)?.0)?.provider != p {
                     continue;
                 }
             }
@@ -1184,8 +1435,9 @@ impl Backend for Store {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         // A clean stop leaves nothing for the next start to replay.
+        let mut state = WriterState::default();
         if let Ok(db) = self.db()
-            && let Err(e) = checkpoint(&db, &mut self.log())
+            && let Err(e) = self.checkpoint(&db, &mut self.log(), &[], &mut state, false)
         {
             tracing::warn!(error = %e, "cannot checkpoint the outbox at close; the next start applies its redo log");
         }
@@ -1239,9 +1491,9 @@ mod tests {
         store.close();
     }
 
-    /// The data dir as a crash would leave it now: redb's file holds only its last durable
-    /// commit (its later commits are still in the process's write buffer), the redo log
-    /// holds every synced frame. `with_log`: false drops the log from the copy.
+    /// The data dir as a crash would leave it now: redb's file holds only the last
+    /// checkpoint (later commits are in the overlay, in memory), the redo log holds every
+    /// synced frame. `with_log`: false drops the log from the copy.
     fn crash_copy(from: &Path, name: &str, with_log: bool) -> PathBuf {
         let to = dir(name);
         std::fs::create_dir_all(&to).unwrap();
@@ -1271,11 +1523,63 @@ mod tests {
     }
 
     fn settled(store: &Store, id: u64) {
+        settled_as(store, id, State::Delivered);
+    }
+
+    fn settled_as(store: &Store, id: u64, state: State) {
         let mut record = store.get(id).unwrap().unwrap();
         let from = record.placement();
-        record.state = State::Delivered;
+        record.state = state;
         record.finished_at = Some(now_ms());
         wait(|done| store.settle(&record, from, Some(done))).unwrap();
+    }
+
+    #[test]
+    fn reads_see_the_changes_since_the_checkpoint_over_the_file() {
+        let d = dir("overlay");
+        let store = Store::open(&d).unwrap();
+        let append = |store: &Store| {
+            conformance::append_one(store, &conformance::prepared("apps/p", Event::default()))
+        };
+        let on_file: Vec<u64> = (0..3).map(|_| append(&store)).collect();
+        store.close();
+        drop(store);
+        let store = Store::open(&d).unwrap();
+        store.log().only_when_full();
+        // A changed row, a removed one, a new one: all in the overlay, none in the file.
+        settled_as(&store, on_file[0], State::Dead);
+        let gone = store.get(on_file[1]).unwrap().unwrap().placement();
+        wait(|done| store.remove(on_file[1], gone, Some(done))).unwrap();
+        let new = append(&store);
+        assert_eq!(new, on_file[2] + 1, "ids go on after the file's");
+
+        assert_eq!(store.get(on_file[0]).unwrap().unwrap().state, State::Dead);
+        assert_eq!(store.get(on_file[1]).unwrap(), None);
+        let listed: Vec<u64> = store
+            .list(10, &mut |_| true)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(listed, [new, on_file[2], on_file[0]]);
+        assert_eq!(store.dead_ids(Some("apps/p")).unwrap(), [on_file[0]]);
+        assert_eq!(
+            store.dead_ids(Some("apps/other")).unwrap(),
+            Vec::<u64>::new()
+        );
+        let loaded = store.load().unwrap();
+        let active: Vec<u64> = loaded.active.iter().map(|r| r.id).collect();
+        assert_eq!(active, [on_file[2], new]);
+        assert_eq!(loaded.dead["apps/p"], 1);
+
+        // The file alone still holds the rows as they were: the reads above came from the
+        // overlay.
+        let bare = Store::open(&crash_copy(&d, "overlay-bare", false)).unwrap();
+        assert_eq!(bare.get(on_file[0]).unwrap().unwrap().state, State::Pending);
+        assert!(bare.get(on_file[1]).unwrap().is_some());
+        assert_eq!(bare.get(new).unwrap(), None);
+        bare.close();
+        store.close();
     }
 
     #[test]
