@@ -481,6 +481,33 @@ impl Store {
                 Err(_) => break,
             }
         }
+        if failing {
+            // State changes first, on their own: they may go to the redo log while
+            // checkpoints fail, new events may not, and they must not hold each other up.
+            let (appends, changes): (Vec<Op>, Vec<Op>) = batch
+                .into_iter()
+                .partition(|op| matches!(op, Op::Append(..)));
+            for part in [changes, appends] {
+                if !part.is_empty() {
+                    self.commit_and_answer(part, carried, state, replies, failing);
+                }
+            }
+        } else {
+            self.commit_and_answer(batch, carried, state, replies, failing);
+        }
+        true
+    }
+
+    /// Commits `batch` and hands its answers to the reply thread; on a failure, keeps its
+    /// state changes in `carried` for the next commit.
+    fn commit_and_answer(
+        &self,
+        batch: Vec<Op>,
+        carried: &mut Vec<Op>,
+        state: &mut WriterState,
+        replies: &Sender<Vec<Reply>>,
+        failing: bool,
+    ) {
         let appended: usize = batch
             .iter()
             .map(|op| match op {
@@ -504,7 +531,17 @@ impl Store {
             .queued_appends
             .fetch_sub(appended, Ordering::SeqCst);
         match result {
-            Ok(answers) => {
+            Ok(Committed {
+                answers,
+                checkpoint_failed: Some(e),
+            }) => {
+                // In the redo log, but the file needs reopening, and new events wait.
+                tracing::error!(error = %e, file = %self.inner.path.display(), "outbox checkpoint failed");
+                self.fail(e);
+                Self::answer_all(replies, batch, answers);
+                self.reopen();
+            }
+            Ok(Committed { answers, .. }) => {
                 // While failing, health comes back when an event would fit again, not when
                 // some small state change happens to: without new events, a probe as large
                 // as a big event checks, in a transaction of its own.
@@ -516,28 +553,7 @@ impl Store {
                 } else {
                     self.set_health(Health::Ok);
                 }
-                let mut answers = answers.into_iter();
-                let mut out: Vec<Reply> = Vec::with_capacity(batch.len());
-                for op in batch {
-                    match op {
-                        Op::Append(_, done) => {
-                            let first = answers.next().unwrap_or(0);
-                            out.push(Box::new(move || done(Ok(first))));
-                        }
-                        Op::Settle { done, .. } | Op::Remove { done, .. } => {
-                            if let Some(done) = done {
-                                out.push(Box::new(move || done(Ok(()))));
-                            }
-                        }
-                        Op::Prune { done, .. } => {
-                            let pruned = answers.next().unwrap_or(0) as usize;
-                            out.push(Box::new(move || done(Ok(pruned))));
-                        }
-                        Op::Barrier(done) => out.push(Box::new(move || done(Ok(())))),
-                        Op::Status(..) => {}
-                    }
-                }
-                Self::reply(replies, out);
+                Self::answer_all(replies, batch, answers);
             }
             Err(e) => {
                 tracing::error!(error = %e, file = %self.inner.path.display(), "outbox commit failed");
@@ -559,7 +575,32 @@ impl Store {
                 self.reopen();
             }
         }
-        true
+    }
+
+    /// Answers every op of a committed `batch`: `answers` as [`Self::commit`] gives them.
+    fn answer_all(replies: &Sender<Vec<Reply>>, batch: Vec<Op>, answers: Vec<u64>) {
+        let mut answers = answers.into_iter();
+        let mut out: Vec<Reply> = Vec::with_capacity(batch.len());
+        for op in batch {
+            match op {
+                Op::Append(_, done) => {
+                    let first = answers.next().unwrap_or(0);
+                    out.push(Box::new(move || done(Ok(first))));
+                }
+                Op::Settle { done, .. } | Op::Remove { done, .. } => {
+                    if let Some(done) = done {
+                        out.push(Box::new(move || done(Ok(()))));
+                    }
+                }
+                Op::Prune { done, .. } => {
+                    let pruned = answers.next().unwrap_or(0) as usize;
+                    out.push(Box::new(move || done(Ok(pruned))));
+                }
+                Op::Barrier(done) => out.push(Box::new(move || done(Ok(())))),
+                Op::Status(..) => {}
+            }
+        }
+        Self::reply(replies, out);
     }
 
     /// Hands a commit's callbacks to the reply thread, in commit order; if that thread is gone,
@@ -625,15 +666,9 @@ impl Store {
                 }
             }
         }
-        let opened = open_db(&self.inner.path)
-            .map_err(|e| e.to_string())
-            .and_then(|db| {
-                recover(&db, &mut self.log()).map_err(|e| e.to_string())?;
-                // The overlay held the log's frames, and they are in the file now.
-                self.overlay().clear();
-                Ok(db)
-            });
-        match opened {
+        // The file holds the last checkpoint, and the overlay still holds every frame since:
+        // nothing to replay.
+        match open_db(&self.inner.path) {
             Ok(db) => {
                 tracing::info!(file = %self.inner.path.display(), "outbox reopened");
                 *slot = Some(Arc::new(db));
@@ -646,8 +681,11 @@ impl Store {
 
     /// Commits `batch`: as one frame of the redo log, laid over the file in the overlay once
     /// it is synced; or, when a checkpoint is due or the frame cannot be written, in a
-    /// checkpoint. Answers, in order: the first id of each append and the count of each prune.
-    fn commit(&self, batch: &[Op], state: &mut WriterState) -> Result<Vec<u64>, StoreError> {
+    /// checkpoint. A checkpoint that fails fails the commit, unless the batch holds only
+    /// state changes and the log has room for them: then they go to the log, so that a
+    /// delivery's settle can shrink what the next checkpoint must write, and the failure is
+    /// reported beside the commit.
+    fn commit(&self, batch: &[Op], state: &mut WriterState) -> Result<Committed, StoreError> {
         if self.db().is_err() {
             // Still closed after a failed reopen: try again now.
             self.reopen();
@@ -656,24 +694,46 @@ impl Store {
         let before = *state;
         let mut staged = Staged::new(&db, &self.inner.overlay);
         let answers = apply(&mut staged, batch, state)?;
+        let after = *state;
         let mut log = self.log();
         let overlay_full = self.overlay().bytes() + staged.bytes > OVERLAY_BYTES;
-        let full = match log.checkpoint_due(staged.frame.len() - HEADER) {
-            None if !overlay_full => match log.append(&mut staged.frame) {
-                Ok(()) => {
-                    staged.lay_over();
-                    return Ok(answers);
+        let due = log.checkpoint_due(staged.frame.len() - HEADER);
+        let mut checkpoint_failed = None;
+        if due.is_some() || overlay_full {
+            // The checkpoint applies the batch again, from the state it started from.
+            *state = before;
+            let full = due.unwrap_or(false);
+            match self.checkpoint(&db, &mut log, batch, state, full) {
+                Ok(answers) => return Ok(Committed::new(answers)),
+                Err(e) if full || batch.iter().any(|op| matches!(op, Op::Append(..))) => {
+                    return Err(e);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot write the outbox's redo log; checkpointing instead");
-                    false
+                    *state = after;
+                    checkpoint_failed = Some(e);
                 }
-            },
-            due => due.unwrap_or(false),
-        };
-        // The checkpoint applies the batch again, from the state it started from.
-        *state = before;
-        self.checkpoint(&db, &mut log, batch, state, full)
+            }
+        }
+        match log.append(&mut staged.frame) {
+            Ok(()) => {
+                staged.lay_over();
+                Ok(Committed {
+                    answers,
+                    checkpoint_failed,
+                })
+            }
+            Err(e) if checkpoint_failed.is_none() => {
+                tracing::warn!(error = %e, "cannot write the outbox's redo log; checkpointing instead");
+                *state = before;
+                Ok(Committed::new(
+                    self.checkpoint(&db, &mut log, batch, state, false)?,
+                ))
+            }
+            Err(e) => Err(StoreError::Storage {
+                what: "writing the redo log",
+                message: e.to_string(),
+            }),
+        }
     }
 
     /// A durable commit of the overlay and then `batch`, under a new log epoch: the log starts
@@ -1252,6 +1312,22 @@ fn prunable(
     }
     *from = next.unwrap_or(0);
     Ok(gone)
+}
+
+/// A commit's answers (see [`Store::commit`]), and the error of a checkpoint that failed
+/// beside it.
+struct Committed {
+    answers: Vec<u64>,
+    checkpoint_failed: Option<StoreError>,
+}
+
+impl Committed {
+    fn new(answers: Vec<u64>) -> Committed {
+        Committed {
+            answers,
+            checkpoint_failed: None,
+        }
+    }
 }
 
 /// What the writer remembers between commits.
