@@ -10,17 +10,20 @@
 //! - `providers`: Provider id to its status.
 //!
 //! A new delivery is two changes (its row, its index entry), delivering it two more (its row
-//! without the event, the index entry gone), and a checkpoint writes only each key's last; pruning walks the rows in id order (that is,
-//! acceptance order) and removes each delivered or dead one past its retention. Callers encode
-//! on their own thread; the writer thread only applies bytes. A state change that keeps the
-//! event (failed, dead, retried) reads the row back to carry the event over: the rare path.
+//! without the event, the index entry gone), and a checkpoint writes only each key's last;
+//! pruning walks the rows in id order (that is, acceptance order) and removes each delivered
+//! or dead one past its retention. Callers encode on their own thread; the writer thread only
+//! applies bytes. A state change that keeps the event (failed, dead, retried) reads the row
+//! back to carry the event over: the rare path.
+//!
 //! Durability costs one fsync per commit, shared by everything queued meanwhile: a commit's
 //! changes are synced as one frame of the redo log ([`super::redo`]) and kept in memory in the
 //! overlay ([`super::overlay`]), which readers see above the file. Four times a second a
 //! checkpoint writes the overlay into redb in one durable commit, where a delivery's append
 //! and its settle become one write, and empties it; at open the log's frames are applied
-//! again. The callbacks of a commit run on a second thread, so that the next commit starts at
-//! once.
+//! again. While checkpoints fail (a full disk), new events are refused and state changes
+//! still go to the log while it has room. The callbacks of a commit run on a second thread,
+//! so that the next commit starts at once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -1015,10 +1018,11 @@ impl<'a> Staged<'a> {
     }
 
     fn file(&mut self) -> Result<&redb::ReadTransaction, StoreError> {
-        if self.file.is_none() {
-            self.file = Some(try_store!("starting a read", self.db.begin_read()));
-        }
-        self.file.as_ref().ok_or(StoreError::Stopped)
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => try_store!("starting a read", self.db.begin_read()),
+        };
+        Ok(self.file.insert(file))
     }
 
     /// The deliveries' rows in the file under the overlay, from key `start` on.
