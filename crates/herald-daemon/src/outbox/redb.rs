@@ -864,10 +864,7 @@ fn definition(table: u8) -> Result<Table, StoreError> {
         T_DELIVERIES => Ok(DELIVERIES),
         T_INDEX => Ok(INDEX),
         T_PROVIDERS => Ok(PROVIDERS),
-        _ => Err(StoreError::Storage {
-            what: "reading",
-            message: format!("there is no table {table}"),
-        }),
+        _ => Err(no_such_table(table)),
     }
 }
 
@@ -940,11 +937,16 @@ impl<'t> Tables<'t> {
             T_DELIVERIES => Ok(&mut self.deliveries),
             T_INDEX => Ok(&mut self.index),
             T_PROVIDERS => Ok(&mut self.providers),
-            _ => Err(StoreError::Storage {
-                what: "applying the redo log",
-                message: format!("it names table {table}, which the outbox does not have"),
-            }),
+            _ => Err(no_such_table(table)),
         }
+    }
+}
+
+/// The error for a table number the outbox does not have: only a damaged redo log names one.
+fn no_such_table(table: u8) -> StoreError {
+    StoreError::Storage {
+        what: "applying the redo log",
+        message: format!("it names table {table}, which the outbox does not have"),
     }
 }
 
