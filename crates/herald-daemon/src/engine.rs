@@ -1097,18 +1097,19 @@ impl Engine {
         let from = Placement::Active;
         let engine = self.clone();
         let lane2 = lane.clone();
-        // A failed delivery keeps its record in memory for the retry; a finished one needs
-        // only its id and state.
+        // A failed delivery keeps its record and event in memory for the retry; a finished
+        // one needs only its id and state, and its event is dropped here, on a runtime
+        // thread, rather than on the commit's callback thread.
         let outcome = Settled {
             id: record.id,
             state: record.state,
-            record: (record.state == State::Failed).then(|| record.clone()),
+            kept: (record.state == State::Failed).then(|| (record.clone(), event)),
         };
         let done: crate::outbox::Done<()> = Box::new(move |result| {
             if let Err(e) = result {
                 tracing::error!(provider = %lane2.id, delivery = outcome.id, error = %e, "cannot record a delivery's state in the outbox");
             }
-            engine.settled(&lane2, key, outcome, event, bytes);
+            engine.settled(&lane2, key, outcome, bytes);
         });
         if let Err(e) = self.store.settle(&record, from, Some(done)) {
             // The writer is gone: herald is stopping. The state stays in memory.
@@ -1142,14 +1143,7 @@ impl Engine {
     }
 
     /// On the writer's thread: an attempt's outcome is committed; the key may go on.
-    fn settled(
-        self: &Arc<Self>,
-        lane: &Arc<Lane>,
-        key: u64,
-        outcome: Settled,
-        event: Arc<Event>,
-        bytes: usize,
-    ) {
+    fn settled(self: &Arc<Self>, lane: &Arc<Lane>, key: u64, outcome: Settled, bytes: usize) {
         let now = self.clock.now();
         self.attempt_settled(outcome.id);
         {
@@ -1162,7 +1156,7 @@ impl Engine {
             kq.busy = false;
             let released = std::mem::take(&mut kq.released);
             let at = kq.items.iter().position(|i| i.id == outcome.id);
-            match (outcome.state, outcome.record, at) {
+            match (outcome.state, outcome.kept, at) {
                 // Finished, or no longer this replica's to retry.
                 (state, _, Some(at))
                     if released || matches!(state, State::Delivered | State::Dead) =>
@@ -1182,7 +1176,7 @@ impl Engine {
                         self.metrics.dead_lettered.inc();
                     }
                 }
-                (_, Some(record), Some(at)) => {
+                (_, Some((record, event)), Some(at)) => {
                     // Kept in memory for its retry, within the budget.
                     let bytes = if bytes > 0 || !self.try_hot(event_bytes(&event)) {
                         bytes
@@ -1578,8 +1572,8 @@ fn over_quota(provider_waiting: u64, total_waiting: u64, settings: &Settings) ->
 struct Settled {
     id: u64,
     state: State,
-    /// The record, for a delivery that stays queued (failed).
-    record: Option<Record>,
+    /// The record and event of a delivery that stays queued (failed).
+    kept: Option<(Record, Arc<Event>)>,
 }
 
 /// Why a delivery cannot be removed.
