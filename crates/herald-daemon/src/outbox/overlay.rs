@@ -17,7 +17,7 @@ use super::StoreError;
 /// One table's key and value as read: owned copies.
 pub(super) type Row = (Vec<u8>, Vec<u8>);
 /// A key and its new value (`None`: removed).
-pub(super) type Staged = (Vec<u8>, Option<Vec<u8>>);
+pub(super) type Overlaid = (Vec<u8>, Option<Vec<u8>>);
 
 /// Changes since the last checkpoint, by table number and key; `None` is a removal.
 #[derive(Debug, Default, Clone)]
@@ -54,7 +54,7 @@ impl Overlay {
 
     /// A copy of the changes to `table` with keys from `start` (inclusive) to `end`
     /// (exclusive; `None`: to the table's end), in key order.
-    pub(super) fn range(&self, table: u8, start: &[u8], end: Option<&[u8]>) -> Vec<Staged> {
+    pub(super) fn range(&self, table: u8, start: &[u8], end: Option<&[u8]>) -> Vec<Overlaid> {
         let upper = match end {
             Some(end) => Bound::Excluded((table, end.to_vec())),
             None => Bound::Excluded((table.saturating_add(1), Vec::new())),
@@ -83,14 +83,14 @@ impl Overlay {
 /// added in its place.
 pub(super) fn merge<I>(
     file: I,
-    staged: Vec<Staged>,
+    staged: Vec<Overlaid>,
     descending: bool,
 ) -> impl Iterator<Item = Result<Row, StoreError>>
 where
     I: Iterator<Item = Result<Row, StoreError>>,
 {
     let mut file = file.peekable();
-    let mut staged: Box<dyn Iterator<Item = Staged>> = if descending {
+    let mut staged: Box<dyn Iterator<Item = Overlaid>> = if descending {
         Box::new(staged.into_iter().rev())
     } else {
         Box::new(staged.into_iter())
@@ -140,7 +140,7 @@ mod tests {
             .collect()
     }
 
-    fn staged(rows: &[(&str, Option<&str>)]) -> Vec<Staged> {
+    fn staged(rows: &[(&str, Option<&str>)]) -> Vec<Overlaid> {
         rows.iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
             .collect()

@@ -43,7 +43,7 @@ use super::codec::{
     decode_changes, decode_event, decode_record, decode_status, encode_change, encode_record,
     encode_status, new_row, row, split_row,
 };
-use super::overlay::{Overlay, Row, merge};
+use super::overlay::{Overlaid, Overlay, Row, merge};
 use super::redo::{HEADER, RedoLog};
 use super::{
     Backend, Commits, Done, Health, Loaded, OpenError, Placement, Prepared, ProviderStatus, Record,
@@ -785,13 +785,7 @@ impl Store {
             .map(|row| row.map(<[u8]>::to_vec));
         let row = match staged {
             Some(row) => row,
-            None => {
-                let db = self.db()?;
-                let txn = try_store!("starting a read", db.begin_read());
-                let deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
-                try_store!("reading a delivery", deliveries.get(key.as_slice()))
-                    .map(|v| v.value().to_vec())
-            }
+            None => file_row(&try_store!("starting a read", self.db()?.begin_read()), id)?,
         };
         let Some(row) = row else {
             return Ok(None);
@@ -825,14 +819,10 @@ impl View {
     /// The row of delivery `id`.
     fn row(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let key = id_key(id);
-        if let Some(row) = self.staged.get(T_DELIVERIES, &key) {
-            return Ok(row.map(<[u8]>::to_vec));
+        match self.staged.get(T_DELIVERIES, &key) {
+            Some(row) => Ok(row.map(<[u8]>::to_vec)),
+            None => file_row(&self.txn, id),
         }
-        let deliveries = try_store!("opening deliveries", self.txn.open_table(DELIVERIES));
-        Ok(
-            try_store!("reading a delivery", deliveries.get(key.as_slice()))
-                .map(|v| v.value().to_vec()),
-        )
     }
 
     /// The rows of table `table` (numbered as in the redo log) with keys from `start` to `end`
@@ -844,15 +834,36 @@ impl View {
         end: Option<&[u8]>,
         descending: bool,
     ) -> Result<Rows<'static>, StoreError> {
-        let t = try_store!("opening a table", self.txn.open_table(definition(table)?));
-        let range = try_store!("reading", t.range::<&[u8]>(bounds(start, end)));
         let staged = self.staged.range(table, start, end);
-        Ok(Box::new(merge(
-            owned(range, descending),
-            staged,
-            descending,
-        )))
+        merged_rows(&self.txn, staged, table, start, end, descending)
     }
+}
+
+/// The row of delivery `id` in the file as `txn` reads it.
+fn file_row(txn: &redb::ReadTransaction, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    let deliveries = try_store!("opening deliveries", txn.open_table(DELIVERIES));
+    let row = try_store!("reading a delivery", deliveries.get(id_key(id).as_slice()));
+    Ok(row.map(|v| v.value().to_vec()))
+}
+
+/// The rows of table `table` in the file as `txn` reads it, with keys from `start` to `end`
+/// (exclusive; `None`: the table's end), under `staged` (that table's overlay changes in that
+/// range), in key order (`descending`: from the end).
+fn merged_rows(
+    txn: &redb::ReadTransaction,
+    staged: Vec<Overlaid>,
+    table: u8,
+    start: &[u8],
+    end: Option<&[u8]>,
+    descending: bool,
+) -> Result<Rows<'static>, StoreError> {
+    let t = try_store!("opening a table", txn.open_table(definition(table)?));
+    let range = try_store!("reading", t.range::<&[u8]>(bounds(start, end)));
+    Ok(Box::new(merge(
+        owned(range, descending),
+        staged,
+        descending,
+    )))
 }
 
 /// Rows read, as owned copies.
@@ -1030,13 +1041,7 @@ impl<'a> Staged<'a> {
     /// The deliveries' rows in the file under the overlay, from key `start` on.
     fn rows(&mut self, start: &[u8], descending: bool) -> Result<Rows<'static>, StoreError> {
         let staged = self.overlay().range(T_DELIVERIES, start, None);
-        let t = try_store!("opening deliveries", self.file()?.open_table(DELIVERIES));
-        let range = try_store!("reading", t.range::<&[u8]>(bounds(start, None)));
-        Ok(Box::new(merge(
-            owned(range, descending),
-            staged,
-            descending,
-        )))
+        merged_rows(self.file()?, staged, T_DELIVERIES, start, None, descending)
     }
 
     /// Moves the changes into the overlay: their frame is synced.
@@ -1077,9 +1082,7 @@ impl Target for Staged<'_> {
         if let Some(row) = self.overlay().get(T_DELIVERIES, &key) {
             return Ok(row.map(<[u8]>::to_vec));
         }
-        let t = try_store!("opening deliveries", self.file()?.open_table(DELIVERIES));
-        let row = try_store!("reading a delivery", t.get(key.as_slice()));
-        Ok(row.map(|v| v.value().to_vec()))
+        file_row(self.file()?, id)
     }
 
     fn last_id(&mut self) -> Result<Option<u64>, StoreError> {

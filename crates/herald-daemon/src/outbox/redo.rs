@@ -5,12 +5,12 @@
 //! this project's machine such a sync costs three to four times the CPU of syncing one run of
 //! bytes, and twice the time. So the writer writes each group commit's changes (table, key,
 //! new value) as one frame here, keeps them in memory for readers ([`super::overlay`]), and
-//! syncs this file: one run of bytes, overwritten in place in a file that is written out at its full size
-//! before it is used (so a sync journals no block allocation). A checkpoint, a durable redb
-//! commit of those changes every quarter of a second, when the log is full, and after a
-//! quarter of a second without commits (so that a quiet outbox has nothing to replay), makes
-//! everything before it durable in redb; it records a new epoch in redb's meta table, and the log starts again from its
-//! beginning under that epoch. At open, the frames of the recorded epoch are applied to redb
+//! syncs this file: one run of bytes, overwritten in place in a file that is written out at
+//! its full size before it is used (so a sync journals no block allocation). A checkpoint, a
+//! durable redb commit of those changes every quarter of a second, when the log is full, and
+//! after a quarter of a second without commits (so that a quiet outbox has nothing to
+//! replay), makes everything before it durable in redb; it records a new epoch in redb's meta
+//! table, and the log starts again from its beginning under that epoch. At open, the frames of the recorded epoch are applied to redb
 //! again, in order, up to the first that is incomplete, damaged or of another epoch.
 //!
 //! A frame is `magic ‖ epoch ‖ seq ‖ length ‖ digest ‖ changes`: the digest is the first 16
