@@ -12,7 +12,8 @@ use serde_json::ser::{CompactFormatter, Formatter, Serializer};
 
 /// Serializes `value` the way Go's `json.Marshal` would.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(256);
+    // About what a Flux event takes as JSON: one allocation for most.
+    let mut out = Vec::with_capacity(1024);
     to_writer(&mut out, value)?;
     Ok(out)
 }

@@ -47,10 +47,6 @@ pub struct Conflict {
     pub sources: Vec<Source>,
 }
 
-fn group_prefix(event: &Event) -> String {
-    format!("{}/", event.involved_object.group())
-}
-
 /// Whether `key` is `<group>/<name>`, compared as bytes or, with `any_case`, ignoring ASCII
 /// case: the per-event checks build no key string.
 fn is_group_key(key: &str, group: &str, name: &str, any_case: bool) -> bool {
@@ -111,22 +107,21 @@ pub fn combine(
     alert_event_metadata: &BTreeMap<String, String>,
     alert_summary: Option<&str>,
 ) -> Vec<Conflict> {
-    let prefix = group_prefix(event);
-    let mut combined: BTreeMap<String, (String, Vec<Source>)> = BTreeMap::new();
-    let mut put = |key: &str, value: &str, source: Source| {
-        let entry = combined
-            .entry(key.to_owned())
-            .or_insert_with(|| (String::new(), Vec::new()));
-        entry.0 = value.to_owned();
+    let group = event.involved_object.group();
+    // Borrowed while combining: only the result's keys and values are allocated.
+    let mut combined: BTreeMap<&str, (&str, Sources)> = BTreeMap::new();
+    let mut put = |key, value, source| {
+        let entry = combined.entry(key).or_insert(("", Sources::default()));
+        entry.0 = value;
         entry.1.push(source);
     };
     for (k, v) in &event.metadata {
         if let Some(key) = k.strip_prefix(ANNOTATION_PREFIX) {
-            put(key, v, Source::Annotations);
+            put(key, v.as_str(), Source::Annotations);
         }
     }
     for (k, v) in alert_event_metadata {
-        put(k, v, Source::AlertEventMetadata);
+        put(k.as_str(), v.as_str(), Source::AlertEventMetadata);
     }
     if let Some(summary) = alert_summary.filter(|s| !s.is_empty()) {
         put("summary", summary, Source::AlertSummary);
@@ -134,22 +129,49 @@ pub fn combine(
     for (k, v) in &event.metadata {
         // A group of `event.toolkit.fluxcd.io` would make both prefixes equal; Flux then
         // reads the key twice, and the controller source wins, as here.
-        if let Some(key) = k.strip_prefix(&prefix) {
-            put(key, v, Source::ControllerMetadata);
+        if let Some(key) = k
+            .strip_prefix(group)
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            put(key, v.as_str(), Source::ControllerMetadata);
         }
     }
     let conflicts = combined
         .iter()
-        .filter(|(_, (_, sources))| sources.len() > 1)
+        .filter(|(_, (_, sources))| sources.len > 1)
         .map(|(key, (_, sources))| Conflict {
-            key: key.clone(),
-            sources: sources.clone(),
+            key: (*key).to_owned(),
+            sources: sources.to_vec(),
         })
         .collect();
     if !combined.is_empty() {
-        event.metadata = combined.into_iter().map(|(k, (v, _))| (k, v)).collect();
+        let metadata = combined
+            .into_iter()
+            .map(|(k, (v, _))| (k.to_owned(), v.to_owned()))
+            .collect();
+        event.metadata = metadata;
     }
     conflicts
+}
+
+/// The sources of one combined key, in the order they supplied it: at most one of each.
+#[derive(Default)]
+struct Sources {
+    list: [Option<Source>; 4],
+    len: usize,
+}
+
+impl Sources {
+    fn push(&mut self, source: Source) {
+        if let Some(slot) = self.list.get_mut(self.len) {
+            *slot = Some(source);
+            self.len += 1;
+        }
+    }
+
+    fn to_vec(&self) -> Vec<Source> {
+        self.list.iter().flatten().copied().collect()
+    }
 }
 
 /// Steps 1 to 3 with no Alert: what a provider sees of an event sent with `herald send`.

@@ -215,15 +215,15 @@ impl Dispatcher {
         let has_annotation = |key: &str| {
             event
                 .metadata
-                .get(&format!("{ANNOTATION_PREFIX}{key}"))
-                .is_some_and(|v| !v.is_empty())
+                .iter()
+                .any(|(k, v)| k.strip_prefix(ANNOTATION_PREFIX) == Some(key) && !v.is_empty())
         };
         let (has_commit, has_change_request) =
             (has_annotation("commit"), has_annotation("change_request"));
         metadata::drop_token(&mut event);
         let mut dropped_commit = Vec::new();
         let mut dropped_change = Vec::new();
-        let mut planned = Vec::new();
+        let mut planned = Vec::with_capacity(alerts.len());
         tracing::debug!(object = text::obj_md(&event), reason = %event.reason, event_message = %event.message, "dispatching event");
         let last = alerts.len().saturating_sub(1);
         for (i, alert) in alerts.into_iter().enumerate() {

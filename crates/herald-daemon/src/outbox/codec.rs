@@ -132,9 +132,17 @@ fn reason_byte(reason: Option<DeadReason>) -> u8 {
 
 /// A record's stored form (without its id).
 pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(
-        48 + r.provider.len() + r.provider_type.len() + r.alert.len() + r.object.len(),
-    ));
+    // The fixed fields take at most 101 bytes (ten-byte varints at worst): one allocation.
+    let strings = [
+        &r.provider,
+        &r.provider_type,
+        &r.alert,
+        &r.object,
+        &r.reason,
+    ];
+    let text = strings.iter().map(|s| s.len()).sum::<usize>()
+        + r.last_error.as_ref().map_or(0, String::len);
+    let mut w = Writer(Vec::with_capacity(112 + text));
     w.0.push(VERSION);
     w.str(&r.provider);
     w.str(&r.provider_type);

@@ -124,8 +124,23 @@ struct Entry {
     at: Placement,
 }
 
-/// A commit's callback, with its result, run on the reply thread.
-type Reply = Box<dyn FnOnce() + Send>;
+/// A commit's callback with its result, run on the reply thread: an enum rather than a boxed
+/// closure, so that answering costs no allocation per op.
+enum Reply {
+    Appended(Done<u64>, Result<u64, StoreError>),
+    Changed(Done<()>, Result<(), StoreError>),
+    Pruned(Done<usize>, Result<usize, StoreError>),
+}
+
+impl Reply {
+    fn run(self) {
+        match self {
+            Reply::Appended(done, result) => done(result),
+            Reply::Changed(done, result) => done(result),
+            Reply::Pruned(done, result) => done(result),
+        }
+    }
+}
 
 /// A change to apply in the next commit.
 enum Op {
@@ -328,7 +343,7 @@ impl Store {
             Box::new(move || {
                 for batch in answered {
                     for reply in batch {
-                        reply();
+                        reply.run();
                     }
                 }
             }),
@@ -568,9 +583,9 @@ impl Store {
                     match op {
                         // New events are refused (the emitter retries); state changes are
                         // kept and written with the next commit that succeeds.
-                        Op::Append(_, done) => out.push(Box::new(move || done(Err(e)))),
-                        Op::Prune { done, .. } => out.push(Box::new(move || done(Err(e)))),
-                        Op::Barrier(done) => out.push(Box::new(move || done(Err(e)))),
+                        Op::Append(_, done) => out.push(Reply::Appended(done, Err(e))),
+                        Op::Prune { done, .. } => out.push(Reply::Pruned(done, Err(e))),
+                        Op::Barrier(done) => out.push(Reply::Changed(done, Err(e))),
                         other => carried.push(other),
                     }
                 }
@@ -588,18 +603,18 @@ impl Store {
             match op {
                 Op::Append(_, done) => {
                     let first = answers.next().unwrap_or(0);
-                    out.push(Box::new(move || done(Ok(first))));
+                    out.push(Reply::Appended(done, Ok(first)));
                 }
                 Op::Settle { done, .. } | Op::Remove { done, .. } => {
                     if let Some(done) = done {
-                        out.push(Box::new(move || done(Ok(()))));
+                        out.push(Reply::Changed(done, Ok(())));
                     }
                 }
                 Op::Prune { done, .. } => {
                     let pruned = answers.next().unwrap_or(0) as usize;
-                    out.push(Box::new(move || done(Ok(pruned))));
+                    out.push(Reply::Pruned(done, Ok(pruned)));
                 }
-                Op::Barrier(done) => out.push(Box::new(move || done(Ok(())))),
+                Op::Barrier(done) => out.push(Reply::Changed(done, Ok(()))),
                 Op::Status(..) => {}
             }
         }
@@ -614,7 +629,7 @@ impl Store {
         }
         if let Err(std::sync::mpsc::SendError(out)) = replies.send(out) {
             for reply in out {
-                reply();
+                reply.run();
             }
         }
     }
