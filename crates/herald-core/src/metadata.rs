@@ -92,6 +92,15 @@ pub fn controller_value<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
     controller_entry(event, key).map(|(_, v)| v.as_str())
 }
 
+/// The value of the annotation `event.toolkit.fluxcd.io/<key>`, matched exactly.
+pub fn annotation_value<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
+    event
+        .metadata
+        .iter()
+        .find(|(k, _)| k.strip_prefix(ANNOTATION_PREFIX) == Some(key))
+        .map(|(_, v)| v.as_str())
+}
+
 /// Step 2: removes the controller's `token` key.
 pub fn drop_token(event: &mut Event) {
     if let Some((key, _)) = controller_entry(event, "token") {
@@ -113,7 +122,7 @@ pub fn combine(
     let mut put = |key, value, source| {
         let entry = combined.entry(key).or_insert(("", Sources::default()));
         entry.0 = value;
-        entry.1.push(source);
+        entry.1.add(source);
     };
     for (k, v) in &event.metadata {
         if let Some(key) = k.strip_prefix(ANNOTATION_PREFIX) {
@@ -138,39 +147,47 @@ pub fn combine(
     }
     let conflicts = combined
         .iter()
-        .filter(|(_, (_, sources))| sources.len > 1)
+        .filter(|(_, (_, sources))| sources.count() > 1)
         .map(|(key, (_, sources))| Conflict {
             key: (*key).to_owned(),
             sources: sources.to_vec(),
         })
         .collect();
     if !combined.is_empty() {
-        let metadata = combined
+        event.metadata = combined
             .into_iter()
             .map(|(k, (v, _))| (k.to_owned(), v.to_owned()))
             .collect();
-        event.metadata = metadata;
     }
     conflicts
 }
 
-/// The sources of one combined key, in the order they supplied it: at most one of each.
-#[derive(Default)]
-struct Sources {
-    list: [Option<Source>; 4],
-    len: usize,
-}
+/// The sources that supplied one combined key, as a set: each supplies a key at most once,
+/// and [`combine`] reads them in precedence order, so the set in that order is the list.
+#[derive(Default, Clone, Copy)]
+struct Sources(u8);
 
 impl Sources {
-    fn push(&mut self, source: Source) {
-        if let Some(slot) = self.list.get_mut(self.len) {
-            *slot = Some(source);
-            self.len += 1;
-        }
+    const PRECEDENCE: [Source; 4] = [
+        Source::Annotations,
+        Source::AlertEventMetadata,
+        Source::AlertSummary,
+        Source::ControllerMetadata,
+    ];
+
+    fn add(&mut self, source: Source) {
+        self.0 |= 1 << source as u8;
     }
 
-    fn to_vec(&self) -> Vec<Source> {
-        self.list.iter().flatten().copied().collect()
+    fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    fn to_vec(self) -> Vec<Source> {
+        Self::PRECEDENCE
+            .into_iter()
+            .filter(|s| self.0 & (1 << *s as u8) != 0)
+            .collect()
     }
 }
 
@@ -304,6 +321,23 @@ mod tests {
                 ]
             }]
         );
+    }
+
+    #[test]
+    fn annotations_are_found_by_their_exact_key() {
+        let e = event(&[
+            ("event.toolkit.fluxcd.io/commit", "abc"),
+            ("event.toolkit.fluxcd.io/Change_request", "7"),
+            ("helm.toolkit.fluxcd.io/change_request", "8"),
+        ]);
+        for (key, want) in [
+            ("commit", Some("abc")),
+            ("change_request", None),
+            ("Change_request", Some("7")),
+            ("comm", None),
+        ] {
+            assert_eq!(annotation_value(&e, key), want, "{key}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use herald_core::manifest::Alert;
-use herald_core::metadata::{self, ANNOTATION_PREFIX};
+use herald_core::metadata;
 use herald_core::{Event, text};
 
 pub(crate) use crate::engine::Rejection;
@@ -212,12 +212,8 @@ impl Dispatcher {
         }
         let commit_status_update =
             metadata::controller_value(&event, "commit_status") == Some("update");
-        let has_annotation = |key: &str| {
-            event
-                .metadata
-                .iter()
-                .any(|(k, v)| k.strip_prefix(ANNOTATION_PREFIX) == Some(key) && !v.is_empty())
-        };
+        let has_annotation =
+            |key: &str| metadata::annotation_value(&event, key).is_some_and(|v| !v.is_empty());
         let (has_commit, has_change_request) =
             (has_annotation("commit"), has_annotation("change_request"));
         metadata::drop_token(&mut event);

@@ -130,9 +130,10 @@ fn reason_byte(reason: Option<DeadReason>) -> u8 {
     }
 }
 
-/// A record's stored form (without its id).
-pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
-    // The fixed fields take at most 101 bytes (ten-byte varints at worst): one allocation.
+/// The most bytes [`encode_record`] writes for `r`, so that it makes one allocation: the fixed
+/// fields and the length prefixes take at most 141 bytes (every varint at its longest), then
+/// the text.
+fn record_room(r: &Record) -> usize {
     let strings = [
         &r.provider,
         &r.provider_type,
@@ -140,9 +141,13 @@ pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
         &r.object,
         &r.reason,
     ];
-    let text = strings.iter().map(|s| s.len()).sum::<usize>()
-        + r.last_error.as_ref().map_or(0, String::len);
-    let mut w = Writer(Vec::with_capacity(112 + text));
+    let text: usize = strings.iter().map(|s| s.len()).sum();
+    141 + text + r.last_error.as_ref().map_or(0, String::len)
+}
+
+/// A record's stored form (without its id).
+pub(crate) fn encode_record(r: &Record) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(record_room(r)));
     w.0.push(VERSION);
     w.str(&r.provider);
     w.str(&r.provider_type);
@@ -428,6 +433,32 @@ mod tests {
             last_error: Some("HTTP 503: é \u{2028}".into()),
             next_attempt_at: None,
             finished_at: Some(0),
+        }
+    }
+
+    #[test]
+    fn a_record_is_encoded_in_the_room_it_first_takes() {
+        let longest = Record {
+            accepted_at: u64::MAX,
+            attempts: u32::MAX,
+            failures: u32::MAX,
+            clock_from: u64::MAX,
+            last_attempt_at: Some(u64::MAX - 1),
+            next_attempt_at: Some(u64::MAX - 1),
+            finished_at: Some(u64::MAX - 1),
+            ..record()
+        };
+        for r in [
+            record(),
+            longest,
+            Record {
+                last_error: None,
+                ..record()
+            },
+        ] {
+            let bytes = encode_record(&r);
+            assert_eq!(bytes.capacity(), record_room(&r), "it grew: {r:?}");
+            assert_eq!(decode_record(r.id, &bytes).unwrap(), r);
         }
     }
 

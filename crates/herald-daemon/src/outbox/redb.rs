@@ -128,7 +128,7 @@ struct Entry {
 /// closure, so that answering costs no allocation per op.
 enum Reply {
     Appended(Done<u64>, Result<u64, StoreError>),
-    Changed(Done<()>, Result<(), StoreError>),
+    Written(Done<()>, Result<(), StoreError>),
     Pruned(Done<usize>, Result<usize, StoreError>),
 }
 
@@ -136,7 +136,7 @@ impl Reply {
     fn run(self) {
         match self {
             Reply::Appended(done, result) => done(result),
-            Reply::Changed(done, result) => done(result),
+            Reply::Written(done, result) => done(result),
             Reply::Pruned(done, result) => done(result),
         }
     }
@@ -585,7 +585,7 @@ impl Store {
                         // kept and written with the next commit that succeeds.
                         Op::Append(_, done) => out.push(Reply::Appended(done, Err(e))),
                         Op::Prune { done, .. } => out.push(Reply::Pruned(done, Err(e))),
-                        Op::Barrier(done) => out.push(Reply::Changed(done, Err(e))),
+                        Op::Barrier(done) => out.push(Reply::Written(done, Err(e))),
                         other => carried.push(other),
                     }
                 }
@@ -607,14 +607,14 @@ impl Store {
                 }
                 Op::Settle { done, .. } | Op::Remove { done, .. } => {
                     if let Some(done) = done {
-                        out.push(Reply::Changed(done, Ok(())));
+                        out.push(Reply::Written(done, Ok(())));
                     }
                 }
                 Op::Prune { done, .. } => {
                     let pruned = answers.next().unwrap_or(0) as usize;
                     out.push(Reply::Pruned(done, Ok(pruned)));
                 }
-                Op::Barrier(done) => out.push(Reply::Changed(done, Ok(()))),
+                Op::Barrier(done) => out.push(Reply::Written(done, Ok(()))),
                 Op::Status(..) => {}
             }
         }
