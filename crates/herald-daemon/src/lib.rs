@@ -392,7 +392,7 @@ pub async fn run(
 /// Opens the outbox: the shared one when `--outbox` names it, else the embedded file.
 fn open_outbox(options: &Options) -> Result<(Arc<dyn Backend>, PathBuf), RunError> {
     let Some(shared) = &options.shared_outbox else {
-        let redb = outbox::Store::open(&options.data_dir)?;
+        let redb = outbox::Store::open_on(&options.data_dir, &tokio::runtime::Handle::current())?;
         let path = redb.path().to_owned();
         tracing::info!(file = %path.display(), bytes = redb.disk_bytes(), "outbox opened");
         return Ok((Arc::new(redb), path));
