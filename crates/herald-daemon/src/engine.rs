@@ -1098,8 +1098,8 @@ impl Engine {
         let engine = self.clone();
         let lane2 = lane.clone();
         // A failed delivery keeps its record and event in memory for the retry; a finished
-        // one needs only its id and state, and its event is dropped here, on a runtime
-        // thread, rather than on the commit's callback thread.
+        // one needs only its id and state, and its event is dropped here, on the thread that
+        // ran its attempt, rather than in the commit's callback.
         let outcome = Settled {
             id: record.id,
             state: record.state,
