@@ -317,7 +317,7 @@ impl Store {
     /// [`Store::open`] for a daemon: commits' callbacks run, in commit order, in one task on
     /// `runtime`, where the tasks they answer and the attempts they start are. That costs one
     /// wake-up from the writer per commit instead of one per callback, and the memory an
-    /// attempt takes is allocated on the runtime's threads that free it (about 7% less CPU
+    /// attempt takes is allocated on the runtime's threads that free it (about 6% less CPU
     /// per event under the bench's load). [`Backend::close`] goes back to the outbox's own
     /// thread first, so that its flush never waits for a runtime that is blocked in it.
     pub fn open_on(data_dir: &Path, runtime: &Handle) -> Result<Store, OpenError> {
