@@ -188,9 +188,47 @@ struct Inner {
     commits: AtomicU64,
     commit_micros: AtomicU64,
     appended: AtomicU64,
-    /// With [`Store::open_on`]: the task on the daemon's runtime that runs commits' callbacks,
-    /// until [`Backend::close`] lets go of it.
-    answering_task: Mutex<Option<UnboundedSender<Vec<Reply>>>>,
+    answers: Answers,
+}
+
+/// Where commits' callbacks run, batch by batch in commit order, off the writer.
+struct Answers {
+    /// With [`Store::open_on`]: one task on the daemon's runtime, until [`Backend::close`]
+    /// lets go of it.
+    task: Mutex<Option<UnboundedSender<Vec<Reply>>>>,
+    /// The outbox's own thread: without a runtime, and once closing.
+    thread: Sender<Vec<Reply>>,
+}
+
+impl Answers {
+    /// Hands a commit's callbacks to the task, else the thread; if neither is there, runs them
+    /// here.
+    fn send(&self, batch: Vec<Reply>) {
+        if batch.is_empty() {
+            return;
+        }
+        let batch = match &*self.task.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(task) => match task.send(batch) {
+                Ok(()) => return,
+                Err(tokio::sync::mpsc::error::SendError(batch)) => batch,
+            },
+            None => batch,
+        };
+        if let Err(std::sync::mpsc::SendError(batch)) = self.thread.send(batch) {
+            run_all(batch);
+        }
+    }
+
+    /// From now on the thread answers.
+    fn leave_the_runtime(&self) {
+        self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+fn run_all(batch: Vec<Reply>) {
+    for reply in batch {
+        reply.run();
+    }
 }
 
 impl fmt::Debug for Store {
@@ -299,9 +337,7 @@ fn answering_task(runtime: &Handle) -> UnboundedSender<Vec<Reply>> {
     let (task, mut batches) = tokio::sync::mpsc::unbounded_channel::<Vec<Reply>>();
     runtime.spawn(async move {
         while let Some(batch) = batches.recv().await {
-            for reply in batch {
-                reply.run();
-            }
+            run_all(batch);
         }
     });
     task
@@ -346,6 +382,7 @@ impl Store {
             );
         }
         let (tx, rx) = std::sync::mpsc::channel();
+        let (replies, answered) = std::sync::mpsc::channel::<Vec<Reply>>();
         let store = Store {
             inner: Arc::new(Inner {
                 path: path.clone(),
@@ -358,10 +395,12 @@ impl Store {
                 commits: AtomicU64::new(0),
                 commit_micros: AtomicU64::new(0),
                 appended: AtomicU64::new(0),
-                answering_task: Mutex::new(runtime.map(answering_task)),
+                answers: Answers {
+                    task: Mutex::new(runtime.map(answering_task)),
+                    thread: replies,
+                },
             }),
         };
-        let (replies, answered) = std::sync::mpsc::channel::<Vec<Reply>>();
         let start = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -376,19 +415,10 @@ impl Store {
         // without a runtime (and once closing).
         start(
             "herald-outbox-done",
-            Box::new(move || {
-                for batch in answered {
-                    for reply in batch {
-                        reply.run();
-                    }
-                }
-            }),
+            Box::new(move || answered.into_iter().for_each(run_all)),
         )?;
         let writer = store.clone();
-        start(
-            "herald-outbox",
-            Box::new(move || writer.write_loop(&rx, &replies)),
-        )?;
+        start("herald-outbox", Box::new(move || writer.write_loop(&rx)))?;
         Ok(store)
     }
 
@@ -457,13 +487,13 @@ impl Store {
 
     /// The writer thread: takes every queued op, applies them in one transaction, commits.
     /// A panic stops it for good: the outbox reports [`Health::Stopped`] and the daemon exits.
-    fn write_loop(self, rx: &Receiver<Op>, replies: &Sender<Vec<Reply>>) {
+    fn write_loop(self, rx: &Receiver<Op>) {
         let mut state = WriterState::default();
         // Changes of a failed commit, applied again with the next one.
         let mut carried: Vec<Op> = Vec::new();
         loop {
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                self.write_once(rx, &mut carried, &mut state, replies)
+                self.write_once(rx, &mut carried, &mut state)
             }));
             match outcome {
                 Ok(true) => {}
@@ -493,7 +523,6 @@ impl Store {
         rx: &Receiver<Op>,
         carried: &mut Vec<Op>,
         state: &mut WriterState,
-        replies: &Sender<Vec<Reply>>,
     ) -> bool {
         let failing = !matches!(
             *self.inner.health.lock().unwrap_or_else(|e| e.into_inner()),
@@ -543,11 +572,11 @@ impl Store {
                 .partition(|op| matches!(op, Op::Append(..)));
             for part in [changes, appends] {
                 if !part.is_empty() {
-                    self.commit_and_answer(part, carried, state, replies, failing);
+                    self.commit_and_answer(part, carried, state, failing);
                 }
             }
         } else {
-            self.commit_and_answer(batch, carried, state, replies, failing);
+            self.commit_and_answer(batch, carried, state, failing);
         }
         true
     }
@@ -559,7 +588,6 @@ impl Store {
         batch: Vec<Op>,
         carried: &mut Vec<Op>,
         state: &mut WriterState,
-        replies: &Sender<Vec<Reply>>,
         failing: bool,
     ) {
         let appended: usize = batch
@@ -592,7 +620,7 @@ impl Store {
                 // In the redo log, but the file needs reopening, and new events wait.
                 tracing::error!(error = %e, file = %self.inner.path.display(), "outbox checkpoint failed");
                 self.fail(e);
-                self.answer_all(replies, batch, answers);
+                self.answer_all(batch, answers);
                 self.reopen();
             }
             Ok(Committed { answers, .. }) => {
@@ -607,7 +635,7 @@ impl Store {
                 } else {
                     self.set_health(Health::Ok);
                 }
-                self.answer_all(replies, batch, answers);
+                self.answer_all(batch, answers);
             }
             Err(e) => {
                 tracing::error!(error = %e, file = %self.inner.path.display(), "outbox commit failed");
@@ -625,14 +653,14 @@ impl Store {
                         other => carried.push(other),
                     }
                 }
-                self.reply(replies, out);
+                self.inner.answers.send(out);
                 self.reopen();
             }
         }
     }
 
     /// Answers every op of a committed `batch`: `answers` as [`Self::commit`] gives them.
-    fn answer_all(&self, replies: &Sender<Vec<Reply>>, batch: Vec<Op>, answers: Vec<u64>) {
+    fn answer_all(&self, batch: Vec<Op>, answers: Vec<u64>) {
         let mut answers = answers.into_iter();
         let mut out: Vec<Reply> = Vec::with_capacity(batch.len());
         for op in batch {
@@ -654,32 +682,7 @@ impl Store {
                 Op::Status(..) => {}
             }
         }
-        self.reply(replies, out);
-    }
-
-    /// Hands a commit's callbacks to the answering task or else the reply thread, in commit
-    /// order; if neither is there, runs them here.
-    fn reply(&self, replies: &Sender<Vec<Reply>>, out: Vec<Reply>) {
-        if out.is_empty() {
-            return;
-        }
-        let out = match &*self
-            .inner
-            .answering_task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-        {
-            Some(task) => match task.send(out) {
-                Ok(()) => return,
-                Err(tokio::sync::mpsc::error::SendError(out)) => out,
-            },
-            None => out,
-        };
-        if let Err(std::sync::mpsc::SendError(out)) = replies.send(out) {
-            for reply in out {
-                reply.run();
-            }
-        }
+        self.inner.answers.send(out);
     }
 
     /// Records a failure (keeping when the current run of failures began).
@@ -1578,11 +1581,7 @@ impl Backend for Store {
     fn close(&self) {
         // The flush's answer comes from the reply thread: the caller may be the runtime's
         // only thread. The answering task runs what it already holds, then ends.
-        self.inner
-            .answering_task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.inner.answers.leave_the_runtime();
         let _ = self.flush_blocking();
         self.inner
             .ops
