@@ -67,6 +67,8 @@ const FORMAT_1: &[u8] = b"herald-outbox/1";
 const PROBE_BYTES: usize = 64 * 1024;
 /// The most changes in one commit.
 const MAX_BATCH: usize = 4096;
+/// The most ops the writer keeps room for between batches.
+const KEEP_OPS: usize = 256;
 /// The overlay's size that makes the next commit a checkpoint, whatever the time: it bounds
 /// the memory that changes waiting for a checkpoint take.
 const OVERLAY_BYTES: usize = 8 * 1024 * 1024;
@@ -488,13 +490,10 @@ impl Store {
     /// The writer thread: takes every queued op, applies them in one transaction, commits.
     /// A panic stops it for good: the outbox reports [`Health::Stopped`] and the daemon exits.
     fn write_loop(self, rx: &Receiver<Op>) {
-        let mut state = WriterState::default();
-        // Changes of a failed commit, applied again with the next one.
-        let mut carried: Vec<Op> = Vec::new();
+        let mut kept = Kept::default();
         loop {
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                self.write_once(rx, &mut carried, &mut state)
-            }));
+            let outcome =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.write_once(rx, &mut kept)));
             match outcome {
                 Ok(true) => {}
                 Ok(false) => return,
@@ -518,17 +517,12 @@ impl Store {
     }
 
     /// One batch; `false` once the outbox is closed and everything is written.
-    fn write_once(
-        &self,
-        rx: &Receiver<Op>,
-        carried: &mut Vec<Op>,
-        state: &mut WriterState,
-    ) -> bool {
+    fn write_once(&self, rx: &Receiver<Op>, kept: &mut Kept) -> bool {
         let failing = !matches!(
             *self.inner.health.lock().unwrap_or_else(|e| e.into_inner()),
             Health::Ok
         );
-        let wait = if carried.is_empty() && !failing {
+        let wait = if kept.carried.is_empty() && !failing {
             // Idle with commits only in the log: checkpoint them after a while (an empty
             // commit), so that a start after a crash in a quiet time has nothing to replay.
             self.log().idle_checkpoint_in()
@@ -546,9 +540,9 @@ impl Store {
                 Ok(op) => Some(op),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
-                    if !carried.is_empty() {
+                    if !kept.carried.is_empty() {
                         tracing::error!(
-                            changes = carried.len(),
+                            changes = kept.carried.len(),
                             "the outbox closed with delivery states it could not write; those deliveries may be sent again at the next start"
                         );
                     }
@@ -556,7 +550,8 @@ impl Store {
                 }
             },
         };
-        let mut batch: Vec<Op> = std::mem::take(carried);
+        let mut batch = std::mem::take(&mut kept.batch);
+        batch.append(&mut kept.carried);
         batch.extend(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -567,29 +562,25 @@ impl Store {
         if failing {
             // State changes first, on their own: they may go to the redo log while
             // checkpoints fail, new events may not, and they must not hold each other up.
-            let (appends, changes): (Vec<Op>, Vec<Op>) = batch
-                .into_iter()
-                .partition(|op| matches!(op, Op::Append(..)));
-            for part in [changes, appends] {
+            let (appends, changes): (Vec<Op>, Vec<Op>) =
+                batch.drain(..).partition(|op| matches!(op, Op::Append(..)));
+            for mut part in [changes, appends] {
                 if !part.is_empty() {
-                    self.commit_and_answer(part, carried, state, failing);
+                    self.commit_and_answer(&mut part, kept, failing);
                 }
             }
         } else {
-            self.commit_and_answer(batch, carried, state, failing);
+            self.commit_and_answer(&mut batch, kept, failing);
         }
+        // Room for a busy commit's ops, not for the largest backlog seen.
+        batch.shrink_to(KEEP_OPS);
+        kept.batch = batch;
         true
     }
 
-    /// Commits `batch` and hands its answers to the reply thread; on a failure, keeps its
-    /// state changes in `carried` for the next commit.
-    fn commit_and_answer(
-        &self,
-        batch: Vec<Op>,
-        carried: &mut Vec<Op>,
-        state: &mut WriterState,
-        failing: bool,
-    ) {
+    /// Commits `batch`, leaving it empty, and hands its answers on; on a failure, keeps its
+    /// state changes in `kept.carried` for the next commit.
+    fn commit_and_answer(&self, batch: &mut Vec<Op>, kept: &mut Kept, failing: bool) {
         let appended: usize = batch
             .iter()
             .map(|op| match op {
@@ -598,7 +589,7 @@ impl Store {
             })
             .sum();
         let started = std::time::Instant::now();
-        let result = self.commit(&batch, state);
+        let result = self.commit(batch, &mut kept.state, &mut kept.buffers);
         if result.is_ok() {
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             self.inner.commits.fetch_add(1, Ordering::Relaxed);
@@ -640,9 +631,9 @@ impl Store {
             Err(e) => {
                 tracing::error!(error = %e, file = %self.inner.path.display(), "outbox commit failed");
                 self.fail(e.clone());
-                state.next_id = None;
+                kept.state.next_id = None;
                 let mut out: Vec<Reply> = Vec::new();
-                for op in batch {
+                for op in batch.drain(..) {
                     let e = e.clone();
                     match op {
                         // New events are refused (the emitter retries); state changes are
@@ -650,7 +641,7 @@ impl Store {
                         Op::Append(_, done) => out.push(Reply::Appended(done, Err(e))),
                         Op::Prune { done, .. } => out.push(Reply::Pruned(done, Err(e))),
                         Op::Barrier(done) => out.push(Reply::Written(done, Err(e))),
-                        other => carried.push(other),
+                        other => kept.carried.push(other),
                     }
                 }
                 self.inner.answers.send(out);
@@ -660,10 +651,10 @@ impl Store {
     }
 
     /// Answers every op of a committed `batch`: `answers` as [`Self::commit`] gives them.
-    fn answer_all(&self, batch: Vec<Op>, answers: Vec<u64>) {
+    fn answer_all(&self, batch: &mut Vec<Op>, answers: Vec<u64>) {
         let mut answers = answers.into_iter();
         let mut out: Vec<Reply> = Vec::with_capacity(batch.len());
-        for op in batch {
+        for op in batch.drain(..) {
             match op {
                 Op::Append(_, done) => {
                     let first = answers.next().unwrap_or(0);
@@ -754,19 +745,24 @@ impl Store {
     /// state changes and the log has room for them: then they go to the log, so that a
     /// delivery's settle can shrink what the next checkpoint must write, and the failure is
     /// reported beside the commit.
-    fn commit(&self, batch: &[Op], state: &mut WriterState) -> Result<Committed, StoreError> {
+    fn commit(
+        &self,
+        batch: &[Op],
+        state: &mut WriterState,
+        buffers: &mut Buffers,
+    ) -> Result<Committed, StoreError> {
         if self.db().is_err() {
             // Still closed after a failed reopen: try again now.
             self.reopen();
         }
         let db = self.db()?;
         let before = *state;
-        let mut staged = Staged::new(&db, &self.inner.overlay);
+        let mut staged = Staged::new(&db, &self.inner.overlay, buffers);
         let answers = apply(&mut staged, batch, state)?;
         let after = *state;
         let mut log = self.log();
         let overlay_full = self.overlay().bytes() + staged.bytes > OVERLAY_BYTES;
-        let due = log.checkpoint_due(staged.frame.len() - HEADER);
+        let due = log.checkpoint_due(staged.buffers.frame.len() - HEADER);
         let mut checkpoint_failed = None;
         if due.is_some() || overlay_full {
             // The checkpoint applies the batch again, from the state it started from.
@@ -783,7 +779,7 @@ impl Store {
                 }
             }
         }
-        match log.append(&mut staged.frame) {
+        match log.append(&mut staged.buffers.frame) {
             Ok(()) => {
                 staged.lay_over();
                 Ok(Committed {
@@ -1074,21 +1070,68 @@ struct Staged<'a> {
     db: &'a Database,
     overlay: &'a Mutex<Overlay>,
     file: Option<redb::ReadTransaction>,
-    changes: Vec<(u8, Vec<u8>, Option<Vec<u8>>)>,
+    buffers: &'a mut Buffers,
     /// The changes' keys and values, in bytes.
     bytes: usize,
+}
+
+/// A staged commit's changes and its frame, kept by the writer from one commit to the next so
+/// that a commit does not grow them again from nothing (most of a commit's allocations).
+#[derive(Debug)]
+struct Buffers {
+    changes: Vec<(u8, Vec<u8>, Option<Vec<u8>>)>,
     frame: Vec<u8>,
 }
 
+impl Default for Buffers {
+    fn default() -> Buffers {
+        Buffers {
+            changes: Vec::new(),
+            frame: RedoLog::buffer(),
+        }
+    }
+}
+
+impl Buffers {
+    /// The most bytes of frame kept, once a commit of large events has grown it.
+    const KEEP_FRAME: usize = 256 * 1024;
+    /// The most changes kept room for, once a backlog's commit has grown it: a commit under
+    /// load makes a few dozen.
+    const KEEP_CHANGES: usize = 1024;
+
+    /// Empty, for the next commit.
+    fn clear(&mut self) {
+        self.changes.clear();
+        self.changes.shrink_to(Self::KEEP_CHANGES);
+        if self.frame.capacity() > Self::KEEP_FRAME {
+            self.frame = RedoLog::buffer();
+        }
+        self.frame.clear();
+        self.frame.resize(HEADER, 0);
+    }
+}
+
+/// What the writer keeps from one batch to the next.
+#[derive(Default)]
+struct Kept {
+    /// The next id and where a prune starts.
+    state: WriterState,
+    /// State changes of a failed commit, applied again with the next one.
+    carried: Vec<Op>,
+    /// The next batch's (empty) vector.
+    batch: Vec<Op>,
+    buffers: Buffers,
+}
+
 impl<'a> Staged<'a> {
-    fn new(db: &'a Database, overlay: &'a Mutex<Overlay>) -> Staged<'a> {
+    fn new(db: &'a Database, overlay: &'a Mutex<Overlay>, buffers: &'a mut Buffers) -> Staged<'a> {
+        buffers.clear();
         Staged {
             db,
             overlay,
             file: None,
-            changes: Vec::new(),
+            buffers,
             bytes: 0,
-            frame: RedoLog::buffer(),
         }
     }
 
@@ -1113,7 +1156,7 @@ impl<'a> Staged<'a> {
     /// Moves the changes into the overlay: their frame is synced.
     fn lay_over(self) {
         let mut overlay = self.overlay();
-        for (table, key, value) in self.changes {
+        for (table, key, value) in self.buffers.changes.drain(..) {
             overlay.set(table, key, value);
         }
     }
@@ -1128,9 +1171,10 @@ impl Target for Staged<'_> {
         value: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         definition(table)?;
-        encode_change(&mut self.frame, table, key, value);
+        encode_change(&mut self.buffers.frame, table, key, value);
         self.bytes += key.len() + value.map_or(0, <[u8]>::len);
-        self.changes
+        self.buffers
+            .changes
             .push((table, key.to_vec(), value.map(<[u8]>::to_vec)));
         Ok(())
     }
@@ -1138,6 +1182,7 @@ impl Target for Staged<'_> {
     fn row(&mut self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let key = id_key(id);
         let own = self
+            .buffers
             .changes
             .iter()
             .rev()
@@ -1170,7 +1215,7 @@ fn apply(
     batch: &[Op],
     state: &mut WriterState,
 ) -> Result<Vec<u64>, StoreError> {
-    let mut answers = Vec::new();
+    let mut answers = Vec::with_capacity(batch.len());
     let mut id = match state.next_id {
         Some(id) => id,
         None => t.last_id()?.map_or(1, |id| id + 1),
@@ -1750,6 +1795,36 @@ mod tests {
         record.state = state;
         record.finished_at = Some(now_ms());
         wait(|done| store.settle(&record, from, Some(done))).unwrap();
+    }
+
+    #[test]
+    fn kept_buffers_start_each_commit_empty_and_do_not_keep_a_backlog_s_room() {
+        let mut buffers = Buffers::default();
+        for round in 0..2 {
+            for i in 0..5_000u32 {
+                encode_change(
+                    &mut buffers.frame,
+                    T_DELIVERIES,
+                    &i.to_be_bytes(),
+                    Some(&[7; 100]),
+                );
+                buffers
+                    .changes
+                    .push((T_DELIVERIES, i.to_be_bytes().to_vec(), None));
+            }
+            buffers.frame[..HEADER].fill(0xff);
+            buffers.clear();
+            assert!(buffers.changes.is_empty(), "round {round}");
+            assert!(
+                buffers.changes.capacity() <= Buffers::KEEP_CHANGES,
+                "round {round}"
+            );
+            assert_eq!(buffers.frame, [0u8; HEADER], "round {round}: a bare header");
+            assert!(
+                buffers.frame.capacity() <= Buffers::KEEP_FRAME,
+                "round {round}"
+            );
+        }
     }
 
     #[test]
