@@ -131,17 +131,28 @@ struct Entry {
 
 /// A commit's callback with its result, run on the reply thread: an enum rather than a boxed
 /// closure, so that answering costs no allocation per op.
+///
+/// An append's rows and a settle's record come back with it, to be freed after the callback
+/// where answers run: they were allocated on the runtime's threads, and freed there they go
+/// back to those threads' caches, where the writer, which frees many and allocates few, sent
+/// each through the allocating thread's arena lock.
 enum Reply {
-    Appended(Done<u64>, Result<u64, StoreError>),
-    Written(Done<()>, Result<(), StoreError>),
+    Appended(Done<u64>, Result<u64, StoreError>, Vec<Entry>),
+    Written(Done<()>, Result<(), StoreError>, Vec<u8>),
     Pruned(Done<usize>, Result<usize, StoreError>),
 }
 
 impl Reply {
     fn run(self) {
         match self {
-            Reply::Appended(done, result) => done(result),
-            Reply::Written(done, result) => done(result),
+            Reply::Appended(done, result, rows) => {
+                done(result);
+                drop(rows);
+            }
+            Reply::Written(done, result, record) => {
+                done(result);
+                drop(record);
+            }
             Reply::Pruned(done, result) => done(result),
         }
     }
@@ -572,6 +583,7 @@ impl Store {
         } else {
             self.commit_and_answer(&mut batch, kept, failing);
         }
+        debug_assert!(batch.is_empty(), "every op is answered or carried");
         // Room for a busy commit's ops, not for the largest backlog seen.
         batch.shrink_to(KEEP_OPS);
         kept.batch = batch;
@@ -638,9 +650,9 @@ impl Store {
                     match op {
                         // New events are refused (the emitter retries); state changes are
                         // kept and written with the next commit that succeeds.
-                        Op::Append(_, done) => out.push(Reply::Appended(done, Err(e))),
+                        Op::Append(rows, done) => out.push(Reply::Appended(done, Err(e), rows)),
                         Op::Prune { done, .. } => out.push(Reply::Pruned(done, Err(e))),
-                        Op::Barrier(done) => out.push(Reply::Written(done, Err(e))),
+                        Op::Barrier(done) => out.push(Reply::Written(done, Err(e), Vec::new())),
                         other => kept.carried.push(other),
                     }
                 }
@@ -656,20 +668,26 @@ impl Store {
         let mut out: Vec<Reply> = Vec::with_capacity(batch.len());
         for op in batch.drain(..) {
             match op {
-                Op::Append(_, done) => {
+                Op::Append(rows, done) => {
                     let first = answers.next().unwrap_or(0);
-                    out.push(Reply::Appended(done, Ok(first)));
+                    out.push(Reply::Appended(done, Ok(first), rows));
                 }
-                Op::Settle { done, .. } | Op::Remove { done, .. } => {
+                Op::Settle {
+                    done: Some(done),
+                    record,
+                    ..
+                } => out.push(Reply::Written(done, Ok(()), record)),
+                Op::Settle { done: None, .. } => {}
+                Op::Remove { done, .. } => {
                     if let Some(done) = done {
-                        out.push(Reply::Written(done, Ok(())));
+                        out.push(Reply::Written(done, Ok(()), Vec::new()));
                     }
                 }
                 Op::Prune { done, .. } => {
                     let pruned = answers.next().unwrap_or(0) as usize;
                     out.push(Reply::Pruned(done, Ok(pruned)));
                 }
-                Op::Barrier(done) => out.push(Reply::Written(done, Ok(()))),
+                Op::Barrier(done) => out.push(Reply::Written(done, Ok(()), Vec::new())),
                 Op::Status(..) => {}
             }
         }
