@@ -502,37 +502,17 @@ async fn deliveries_health_and_metrics() {
     );
     rec.wait_for(2, WAIT).await;
     let labels = "namespace=\"apps\",name=\"hook\",type=\"generic\"";
-    for _ in 0..100 {
-        if d.metric(&format!(
-            "herald_deliveries_total{{{labels},outcome=\"success\"}}"
-        ))
-        .await
-            == Some(1.0)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let success = format!("herald_deliveries_total{{{labels},outcome=\"success\"}}");
+    assert_eq!(d.wait_metric(&success, 1.0, WAIT).await, Some(1.0));
+    let failure = format!("herald_deliveries_total{{{labels},outcome=\"failure\"}}");
+    assert_eq!(d.wait_metric(&failure, 1.0, WAIT).await, Some(1.0));
+    let durations = "herald_delivery_duration_seconds_count{type=\"generic\"}";
+    assert_eq!(d.wait_metric(durations, 2.0, WAIT).await, Some(2.0));
+    // An outcome is counted once known, and leaves the queue once it is committed.
     assert_eq!(
-        d.metric(&format!(
-            "herald_deliveries_total{{{labels},outcome=\"success\"}}"
-        ))
-        .await,
-        Some(1.0)
+        d.wait_metric("herald_queue_depth", 0.0, WAIT).await,
+        Some(0.0)
     );
-    assert_eq!(
-        d.metric(&format!(
-            "herald_deliveries_total{{{labels},outcome=\"failure\"}}"
-        ))
-        .await,
-        Some(1.0)
-    );
-    assert_eq!(
-        d.metric("herald_delivery_duration_seconds_count{type=\"generic\"}")
-            .await,
-        Some(2.0)
-    );
-    assert_eq!(d.metric("herald_queue_depth").await, Some(0.0));
     d.wait_log("failed to send notification", WAIT).await;
     assert!(d.logs().contains("HTTP 400 Bad Request: nope"));
 }

@@ -147,6 +147,24 @@ impl Daemon {
         assert!(status.success());
     }
 
+    /// The value of the metric line that starts with `prefix` once it is `want`, or the last
+    /// value read when `timeout` runs out.
+    pub(crate) async fn wait_metric(
+        &self,
+        prefix: &str,
+        want: f64,
+        timeout: Duration,
+    ) -> Option<f64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.metric(prefix).await;
+            if value == Some(want) || Instant::now() >= deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Current value of a metric line that starts with `prefix` (name and labels).
     pub(crate) async fn metric(&self, prefix: &str) -> Option<f64> {
         let resp = request(&self.metrics, "GET", "/metrics", &[], b"").await;
