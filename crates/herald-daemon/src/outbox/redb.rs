@@ -67,8 +67,6 @@ const FORMAT_1: &[u8] = b"herald-outbox/1";
 const PROBE_BYTES: usize = 64 * 1024;
 /// The most changes in one commit.
 const MAX_BATCH: usize = 4096;
-/// The most ops the writer keeps room for between batches.
-const KEEP_OPS: usize = 256;
 /// The overlay's size that makes the next commit a checkpoint, whatever the time: it bounds
 /// the memory that changes waiting for a checkpoint take.
 const OVERLAY_BYTES: usize = 8 * 1024 * 1024;
@@ -584,8 +582,7 @@ impl Store {
             self.commit_and_answer(&mut batch, kept, failing);
         }
         debug_assert!(batch.is_empty(), "every op is answered or carried");
-        // Room for a busy commit's ops, not for the largest backlog seen.
-        batch.shrink_to(KEEP_OPS);
+        batch.shrink_to(Kept::KEEP_OPS);
         kept.batch = batch;
         true
     }
@@ -1095,7 +1092,6 @@ struct Staged<'a> {
 
 /// A staged commit's changes and its frame, kept by the writer from one commit to the next so
 /// that a commit does not grow them again from nothing (most of a commit's allocations).
-#[derive(Debug)]
 struct Buffers {
     changes: Vec<(u8, Vec<u8>, Option<Vec<u8>>)>,
     frame: Vec<u8>,
@@ -1111,25 +1107,24 @@ impl Default for Buffers {
 }
 
 impl Buffers {
-    /// The most bytes of frame kept, once a commit of large events has grown it.
+    /// The most bytes of frame kept room for, once a commit of large events has grown it.
     const KEEP_FRAME: usize = 256 * 1024;
     /// The most changes kept room for, once a backlog's commit has grown it: a commit under
     /// load makes a few dozen.
     const KEEP_CHANGES: usize = 1024;
 
-    /// Empty, for the next commit.
+    /// Empty, for the next commit: a bare header to append changes to.
     fn clear(&mut self) {
         self.changes.clear();
         self.changes.shrink_to(Self::KEEP_CHANGES);
-        if self.frame.capacity() > Self::KEEP_FRAME {
-            self.frame = RedoLog::buffer();
-        }
         self.frame.clear();
+        self.frame.shrink_to(Self::KEEP_FRAME);
         self.frame.resize(HEADER, 0);
     }
 }
 
-/// What the writer keeps from one batch to the next.
+/// What the writer keeps from one batch to the next. Each vector keeps room for a busy
+/// commit, not for the largest backlog seen.
 #[derive(Default)]
 struct Kept {
     /// The next id and where a prune starts.
@@ -1139,6 +1134,11 @@ struct Kept {
     /// The next batch's (empty) vector.
     batch: Vec<Op>,
     buffers: Buffers,
+}
+
+impl Kept {
+    /// The most ops kept room for.
+    const KEEP_OPS: usize = 256;
 }
 
 impl<'a> Staged<'a> {

@@ -425,17 +425,8 @@ async fn failing_deliveries_print_no_secret() {
         .await;
     }
     // Every delivery has ended (failed) before the scan.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let failed: f64 = d
-            .metric("herald_queue_depth")
-            .await
-            .unwrap_or(f64::INFINITY);
-        if failed == 0.0 || std::time::Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    d.wait_metric("herald_queue_depth", 0.0, Duration::from_secs(60))
+        .await;
     let metrics = request(&d.metrics, "GET", "/metrics", &[], b"").await;
     assert_clean("/metrics", &metrics.body_str(), &cases);
     // The status API and the outbox hold every last error.
