@@ -501,9 +501,10 @@ fn bench(root: &Path, daemon_only: bool) -> Result<()> {
             "--locked",
         ],
     )?;
-    let bin = root.join("target/release/herald");
-    let ceiling_bin = root.join("target/release/herald-ceiling");
-    let daemon = bench_daemon::run(&bin, &ceiling_bin, &root.join("target/bench-daemon"))?;
+    let target = meta::target_dir(root)?;
+    let bin = target.join("release/herald");
+    let ceiling_bin = target.join("release/herald-ceiling");
+    let daemon = bench_daemon::run(&bin, &ceiling_bin, &target.join("bench-daemon"))?;
 
     println!("\n== herald benchmarks");
     for line in &renders {
@@ -671,9 +672,10 @@ fn bench_cluster(root: &Path) -> Result<()> {
         &cargo(),
         &["build", "--release", "-p", "herald", "--locked"],
     )?;
+    let target = meta::target_dir(root)?;
     let bench = bench_cluster::run(
-        &root.join("target/release/herald"),
-        &root.join("target/bench-cluster"),
+        &target.join("release/herald"),
+        &target.join("bench-cluster"),
         &peers::dir(root).join("nats.sh"),
     )?;
     println!(
@@ -703,9 +705,10 @@ fn soak_cmd(root: &Path, args: &[String]) -> Result<()> {
         &cargo(),
         &["build", "--release", "-p", "herald", "--locked"],
     )?;
+    let target = meta::target_dir(root)?;
     soak::run(
-        &root.join("target/release/herald"),
-        &root.join("target/soak"),
+        &target.join("release/herald"),
+        &target.join("soak"),
         minutes,
         &root.join("docs/soak.svg"),
     )

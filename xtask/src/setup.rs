@@ -37,6 +37,10 @@ const PROGRAMS: [(&str, &str); 8] = [
     ("ss", "iproute2"),
 ];
 
+/// Programs the deny step runs: tar (an advisory-database snapshot), git (the database's date
+/// and origin).
+const DENY_PROGRAMS: [(&str, &str); 2] = [("tar", "tar"), ("git", "git")];
+
 /// Installs what is missing. Returns warnings for the closing summary (a peer that could not
 /// be installed outside CI); under `CI=true` such a peer is an error.
 pub(crate) fn run_setup(root: &Path, needs: Needs) -> Result<Vec<String>> {
@@ -51,6 +55,7 @@ pub(crate) fn run_setup(root: &Path, needs: Needs) -> Result<Vec<String>> {
     }
     if needs.deny {
         cargo_tool("cargo-deny", "deny")?;
+        debian_programs(&DENY_PROGRAMS)?;
     }
     if !needs.test_programs {
         return Ok(Vec::new());
